@@ -1,0 +1,1 @@
+"""The napari layer: thin wrappers that call the engine. napari imports these lazily."""

@@ -1,0 +1,460 @@
+"""The ``microfossil`` command line: the same engine as the napari plugin, headless.
+
+Every user mistake ends in one line on stderr naming the file or option, and exit code
+2; nothing half-written is left behind (all writes are atomic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+from . import __version__
+from ._progress import Progress
+from .errors import InputError
+
+T = TypeVar("T")
+log = logging.getLogger("napari_microfossil")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _progress(gen: Generator[Progress, None, T], *, quiet: bool = False) -> T:
+    """Drain an engine generator with one tqdm bar per stage."""
+    from tqdm import tqdm
+
+    bar = None
+    stage = None
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            if quiet:
+                continue
+            if p.stage != stage or bar is None:
+                if bar is not None:
+                    bar.close()
+                stage = p.stage
+                bar = tqdm(
+                    total=p.total,
+                    desc=p.stage,
+                    unit="step",
+                    dynamic_ncols=True,
+                    leave=True,
+                    file=sys.stderr,
+                )
+            bar.total = p.total
+            bar.n = p.done
+            loss = p.info.get("loss")
+            if loss is not None:
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            bar.refresh()
+    finally:
+        if bar is not None:
+            bar.close()
+        gen.close()
+
+
+def _spacing_arg(values: Sequence[float] | None) -> tuple[float, float, float] | None:
+    if values is None:
+        return None
+    if len(values) == 1:
+        return (values[0],) * 3  # type: ignore[return-value]
+    if len(values) == 3:
+        return tuple(values)  # type: ignore[return-value]
+    raise InputError(
+        f"--voxel-size: expected 1 value (isotropic) or 3 values Z Y X in µm, got {len(values)}"
+    )
+
+
+def _check_output(path: Path, overwrite: bool, option: str = "-o") -> None:
+    if path.exists() and not overwrite:
+        raise InputError(f"{option}: {path} already exists; pass --overwrite to replace it")
+    if not path.parent.exists():
+        raise InputError(f"{option}: folder {path.parent} does not exist")
+
+
+# --- commands ----------------------------------------------------------------------
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .io import write_tiff
+    from .phantom import make_phantom
+
+    out = Path(args.outdir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"OUTDIR: {out} exists and is not a folder")
+    targets = [out / "scan.tif", out / "truth.tif", out / "truth_instances.tif"]
+    for t in targets:
+        if t.exists() and not args.overwrite:
+            raise InputError(f"OUTDIR: {t} already exists; pass --overwrite to replace it")
+    shape = tuple(args.shape)
+    ph = make_phantom(shape, seed=args.seed)  # type: ignore[arg-type]
+    out.mkdir(parents=True, exist_ok=True)
+    write_tiff(targets[0], ph.image, spacing=ph.spacing, overwrite=args.overwrite)
+    write_tiff(
+        targets[1],
+        ph.labels,
+        spacing=ph.spacing,
+        class_names=ph.class_names,
+        overwrite=args.overwrite,
+    )
+    write_tiff(targets[2], ph.instances, spacing=ph.spacing, overwrite=args.overwrite)
+    print(
+        f"Wrote a synthetic MicroCT scan {'x'.join(map(str, shape))} (seed {args.seed}, voxel "
+        f"{ph.spacing[2]:g} µm) with {len(ph.fossils)} fossils:\n"
+        f"  scan   {targets[0]}\n  truth  {targets[1]} (classes: {', '.join(ph.class_names)})\n"
+        f"  fossil instances {targets[2]}"
+    )
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .inference import iter_segment
+    from .io import read_volume, write_tiff
+    from .model import load_model
+
+    out = Path(args.output)
+    _check_output(out, args.overwrite)
+    conf_path = Path(args.confidence) if args.confidence else None
+    if conf_path is not None:
+        _check_output(conf_path, args.overwrite, "--confidence")
+    vol = read_volume(args.scan, spacing=_spacing_arg(args.voxel_size))
+    model = load_model(args.model, device=args.device)
+    t0 = time.perf_counter()
+    seg = _progress(
+        iter_segment(
+            vol.data,
+            model,
+            axes=args.axes,
+            tile=args.tile,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            device=args.device,
+            confidence=conf_path is not None,
+        ),
+        quiet=args.quiet,
+    )
+    dt = time.perf_counter() - t0
+    write_tiff(
+        out, seg.labels, spacing=vol.spacing, class_names=seg.class_names, overwrite=args.overwrite
+    )
+    if conf_path is not None and seg.confidence is not None:
+        write_tiff(conf_path, seg.confidence, spacing=vol.spacing, overwrite=args.overwrite)
+    counts = np.bincount(seg.labels.ravel(), minlength=len(seg.class_names))
+    shares = ", ".join(
+        f"{n} {100 * c / seg.labels.size:.1f}%"
+        for n, c in zip(seg.class_names, counts, strict=False)
+    )
+    nvox = seg.labels.size
+    print(
+        f"Segmented {'x'.join(map(str, seg.labels.shape))} voxels along {seg.axes} in {dt:.1f} s "
+        f"({nvox / dt / 1e6:.2f} Mvoxel/s): {shares}\n  labels     {out}"
+        + (f"\n  confidence {conf_path}" if conf_path else "")
+    )
+    return 0
+
+
+def cmd_fossils(args: argparse.Namespace) -> int:
+    from .classes import PHANTOM_CLASS_NAMES, class_index
+    from .export import iter_export_fossils
+    from .fossils import iter_extract_fossils
+    from .io import read_labels, read_volume
+
+    outdir = Path(args.outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"-o: {outdir} exists and is not a folder")
+    labels = read_labels(args.labels, spacing=_spacing_arg(args.voxel_size))
+    names = labels.class_names or PHANTOM_CLASS_NAMES
+    cls = class_index(names, args.class_)
+    image = None
+    spacing = labels.spacing
+    if args.image:
+        vol = read_volume(args.image, spacing=_spacing_arg(args.voxel_size))
+        if tuple(vol.data.shape) != tuple(labels.data.shape):
+            raise InputError(
+                f"--image: expected the labels' shape {tuple(labels.data.shape)}, got {tuple(vol.data.shape)} in {args.image}"
+            )
+        image = vol.load()
+        if labels.spacing_source == "default" and vol.spacing_source != "default":
+            spacing = vol.spacing
+    mesh = None if args.mesh == "none" else args.mesh
+    table = _progress(
+        iter_extract_fossils(
+            labels.load(),
+            class_id=cls,
+            spacing=spacing,
+            min_voxels=args.min_voxels,
+            min_volume_um3=args.min_volume,
+            split=args.split,
+            fill_cavities=not args.no_fill_cavities,
+            image=image,
+        ),
+        quiet=args.quiet,
+    )
+    result = _progress(
+        iter_export_fossils(
+            table, outdir, image=image, mesh_format=mesh, crops=args.crops, overwrite=args.overwrite
+        ),
+        quiet=args.quiet,
+    )
+    n = len(table.rows)
+    print(f"Found {n} {names[cls]} object{'s' if n != 1 else ''} (class {cls}) in {args.labels}:")
+    if n:
+        vols = sorted((r["volume_um3"] for r in table.rows), reverse=True)
+        print(
+            f"  volumes {vols[-1]:.4g} .. {vols[0]:.4g} µm³ (voxel {' x '.join(f'{s:g}' for s in spacing)} µm)"
+        )
+    print(f"  table      {outdir / 'fossils.csv'}\n  instances  {outdir / 'instances.tif'}")
+    if mesh:
+        print(f"  meshes     {outdir / 'meshes'} ({n} .{mesh})")
+    if args.crops:
+        print(f"  crops      {outdir / 'crops'} ({n} .tif)")
+    del result
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if args.path == "default" or path.suffix == ".safetensors":
+        from .model import describe, read_spec, resolve_model_path
+
+        spec = read_spec(args.path)
+        print(f"model {resolve_model_path(args.path)}")
+        print(describe(spec))
+        return 0
+    from .io import volume_info
+
+    info = volume_info(args.path)
+    for key, value in info.items():
+        print(f"{key:14s} {value}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .io import read_labels, read_volume
+    from .model import ModelSpec, build_network, load_model, resolve_model_path
+    from .training import (
+        SliceSet,
+        TrainConfig,
+        iter_train,
+        parse_slices,
+        slices_from_volume,
+        split_slices,
+    )
+
+    out = Path(args.output)
+    _check_output(out, args.overwrite)
+    if out.suffix != ".safetensors":
+        raise InputError(f"-o: model files end in .safetensors, got {out.name!r}")
+    vol = read_volume(args.image)
+    labels = read_labels(args.labels)
+    if tuple(vol.data.shape) != tuple(labels.data.shape):
+        raise InputError(
+            f"--labels: expected the image's shape {tuple(vol.data.shape)}, got {tuple(labels.data.shape)}"
+        )
+    lab = labels.load()
+    if args.slices:
+        slices = parse_slices(args.slices)
+    else:  # every z-slice that has any label
+        labelled = [int(z) for z in range(lab.shape[0]) if np.any(lab[z] > 0)]
+        if not labelled:
+            raise InputError(
+                f"--labels: {args.labels} has no labelled voxels; paint some or pass --slices"
+            )
+        slices = {"z": labelled}
+    if args.base == "scratch":
+        names = labels.class_names or tuple(f"class_{i}" for i in range(int(lab.max()) + 1))
+        spec = ModelSpec(class_names=tuple(names))
+        network = build_network(spec)
+        base_desc = "scratch"
+    else:
+        base = load_model(args.base, device="cpu")
+        spec, network = base.spec, base.network
+        base_desc = str(resolve_model_path(args.base))
+    data = slices_from_volume(
+        vol.data, lab, slices, normalisation=spec.normalisation, name=Path(args.image).name
+    )
+    rng = np.random.default_rng(args.seed)
+    tr_idx, va_idx = split_slices(
+        data.sources, val_fraction=0.25 if len(data) >= 4 else 0.0, rng=rng
+    )
+    if len(data) < 4:
+        tr_idx, va_idx = list(range(len(data))), []
+
+    def subset(idx: list[int]) -> SliceSet:
+        return SliceSet(
+            [data.images[i] for i in idx],
+            [data.labels[i] for i in idx],
+            [data.sources[i] for i in idx],
+        )
+
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        crop_size=args.crop_size,
+        lr=args.lr,
+        time_limit_s=args.time_limit,
+        seed=args.seed,
+    )
+    val = subset(va_idx) if va_idx else None
+    result = _progress(
+        iter_train(
+            subset(tr_idx),
+            val,
+            spec,
+            network=network,
+            config=cfg,
+            device=args.device,
+            output=str(out),
+            provenance={
+                "base": base_desc,
+                "image": str(args.image),
+                "labels": str(args.labels),
+                "train_slices": [data.sources[i] for i in tr_idx],
+                "val_slices": [data.sources[i] for i in va_idx],
+            },
+        ),
+        quiet=args.quiet,
+    )
+    print(
+        f"{'epoch':>5} {'loss':>8} "
+        + " ".join(f"{k:>14}" for k in result.history[-1] if k.startswith("iou_"))
+    )
+    for h in result.history:
+        print(
+            f"{h['epoch']:>5} {h['loss']:>8.4f} "
+            + " ".join(f"{h[k]:>14.4f}" for k in h if k.startswith("iou_"))
+        )
+    print(f"Best epoch {result.best_epoch} ({result.stopped}); model written to {out}")
+    return 0
+
+
+# --- parser ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="microfossil", description="Find, measure and export microfossils in MicroCT scans."
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    s = sub.add_parser("sample", help="write a synthetic MicroCT scan with ground truth")
+    s.add_argument("outdir", metavar="OUTDIR")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), default=(128, 256, 256))
+    common(s)
+    s.set_defaults(func=cmd_sample)
+
+    s = sub.add_parser("segment", help="segment a scan slice by slice with a U-Net")
+    s.add_argument("scan", metavar="SCAN", help=".tif/.tiff file, folder of slices, or .zarr")
+    s.add_argument("-o", "--output", required=True, metavar="LABELS.tif")
+    s.add_argument("--model", default="default", help="'default' or a .safetensors model file")
+    s.add_argument("--axes", default="z", help="z, y, x or zyx (all three fused)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    s.add_argument(
+        "--tile", type=int, default=None, help="tile edge in pixels (default: the model's)"
+    )
+    s.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--confidence", metavar="CONF.tif", help="also write a confidence map (percent)")
+    s.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs="+",
+        metavar="UM",
+        help="override voxel size: 1 or 3 (Z Y X) values in µm",
+    )
+    common(s)
+    s.set_defaults(func=cmd_segment)
+
+    s = sub.add_parser("fossils", help="extract, measure and export each fossil")
+    s.add_argument("labels", metavar="LABELS.tif")
+    s.add_argument("-o", "--outdir", required=True, metavar="OUTDIR")
+    s.add_argument("--image", metavar="SCAN", help="the scan, for crops and mean intensity")
+    s.add_argument(
+        "--class", dest="class_", default="fossil", help="class name or id (default: fossil)"
+    )
+    s.add_argument("--min-voxels", type=int, default=0)
+    s.add_argument(
+        "--min-volume", type=float, default=None, metavar="UM3", help="minimum volume in µm³"
+    )
+    s.add_argument("--split", action="store_true", help="split touching fossils (watershed)")
+    s.add_argument("--mesh", choices=["stl", "ply", "obj", "none"], default="stl")
+    s.add_argument(
+        "--crops", action="store_true", help="write a cropped TIFF (image + mask) per fossil"
+    )
+    s.add_argument("--no-fill-cavities", action="store_true", help="do not fill enclosed chambers")
+    s.add_argument("--voxel-size", type=float, nargs="+", metavar="UM")
+    common(s)
+    s.set_defaults(func=cmd_fossils)
+
+    s = sub.add_parser("train", help="train or fine-tune a model on labelled slices")
+    s.add_argument("--image", required=True, metavar="SCAN")
+    s.add_argument("--labels", required=True, metavar="LABELS.tif")
+    s.add_argument(
+        "--slices", help="labelled slices, e.g. 'z:10,40,70' (default: every z-slice with labels)"
+    )
+    s.add_argument("--base", default="default", help="'default', a model file, or 'scratch'")
+    s.add_argument("-o", "--output", required=True, metavar="MODEL.safetensors")
+    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--steps-per-epoch", type=int, default=25)
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--crop-size", type=int, default=192)
+    s.add_argument("--lr", type=float, default=5e-4)
+    s.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--seed", type=int, default=0)
+    common(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("info", help="describe a model file or a scan")
+    s.add_argument("path", metavar="MODEL|SCAN")
+    s.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"microfossil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"microfossil {args.command}: cancelled; no output was written", file=sys.stderr)
+        return 130
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        print(f"microfossil {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

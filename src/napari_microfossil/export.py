@@ -1,0 +1,323 @@
+"""Write fossils to disk: a table, an instance volume, a mesh and a cropped TIFF each.
+
+Layout of an export folder::
+
+    OUTDIR/fossils.csv                one row per fossil (measurements + file names)
+    OUTDIR/instances.tif              (Z, Y, X) uint16/uint32 fossil ids, voxel size kept
+    OUTDIR/meshes/fossil_NNNN.stl     surface in µm, (x, y, z), at the fossil's place
+    OUTDIR/crops/fossil_NNNN.tif      (Z, 2, Y, X): scan crop + fossil mask
+
+``NNNN`` is the fossil id zero-padded to 4 digits (more when ids exceed 9999). Every file
+is written to a temporary name and renamed into place, so a file is either complete or
+absent; the CSV is written last.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import logging
+import math
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._progress import Progress, drain
+from .errors import InputError
+from .fossils import FossilTable
+from .io import atomic_path, write_tiff
+from .mesh import mask_to_mesh
+
+logger = logging.getLogger(__name__)
+
+#: Mesh formats that can be written, by file extension.
+MESH_FORMATS: tuple[str, ...] = ("stl", "ply", "obj")
+
+#: Columns added to the fossil table in ``fossils.csv``: paths relative to OUTDIR.
+FILE_COLUMNS: tuple[str, ...] = ("mesh_file", "crop_file")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Paths written by :func:`iter_export_fossils`.
+
+    Parameters
+    ----------
+    outdir : Path
+        The export folder.
+    csv : Path
+        The fossil table.
+    instances : Path or None
+        The instance volume, if written.
+    meshes, crops : dict of int to Path
+        Mesh and crop file of each exported fossil id (empty when not written).
+    """
+
+    outdir: Path
+    csv: Path
+    instances: Path | None = None
+    meshes: Mapping[int, Path] = field(default_factory=dict)
+    crops: Mapping[int, Path] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every file written."""
+        out = [self.csv]
+        if self.instances is not None:
+            out.append(self.instances)
+        return (*out, *self.meshes.values(), *self.crops.values())
+
+
+def fossil_stem(fossil_id: int) -> str:
+    """File stem of a fossil: ``fossil_0007``; ids above 9999 get more digits."""
+    return f"fossil_{int(fossil_id):04d}"
+
+
+def _check_mesh_format(mesh_format: str | None) -> str | None:
+    if mesh_format is None:
+        return None
+    if not isinstance(mesh_format, str):
+        raise InputError(
+            f"mesh_format: expected one of {[*MESH_FORMATS, 'none']}, got {mesh_format!r}"
+        )
+    key = mesh_format.strip().lower().lstrip(".")
+    if key == "none":
+        return None
+    if key in MESH_FORMATS:
+        return key
+    close = difflib.get_close_matches(key, [*MESH_FORMATS, "none"], n=1, cutoff=0.3)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise InputError(
+        f"mesh_format: expected one of {[*MESH_FORMATS, 'none']}, got {mesh_format!r}{hint}"
+    )
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "" if math.isnan(value) else format(float(value), ".9g")
+    return str(value)
+
+
+def write_fossils_csv(
+    path: str | Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]
+) -> Path:
+    """Write fossil records as CSV, atomically.
+
+    Parameters
+    ----------
+    path : path
+        The CSV file; replaced if it exists.
+    rows : iterable of mapping
+        One record per fossil; missing keys are written empty, extra keys are ignored.
+    columns : sequence of str
+        Column names, in order; the header line.
+
+    Returns
+    -------
+    Path
+        ``path``. Floats are written with 9 significant digits, NaN and None as empty
+        cells, booleans as ``true``/``false``.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(list(columns))
+        for row in rows:
+            writer.writerow([_format_value(row.get(c)) for c in columns])
+    return path
+
+
+def _mask_value(dtype: np.dtype) -> Any:
+    if np.issubdtype(dtype, np.integer):
+        return np.iinfo(dtype).max
+    return 1.0
+
+
+def iter_export_fossils(
+    table: FossilTable,
+    outdir: str | Path,
+    *,
+    image: np.ndarray | None = None,
+    mesh_format: str | None = "stl",
+    crops: bool = True,
+    margin: int = 4,
+    ids: Sequence[int] | None = None,
+    overwrite: bool = False,
+    write_instances: bool = True,
+    smooth: bool = False,
+) -> Generator[Progress, None, ExportResult]:
+    """Write the fossils of a table to a folder, as a generator yielding progress.
+
+    Parameters
+    ----------
+    table : FossilTable
+        Fossils from :func:`~napari_microfossil.fossils.extract_fossils`.
+    outdir : path
+        Export folder, created if missing.
+    image : (Z, Y, X) array, optional
+        The scan, same shape as ``table.instances``; the first channel of each crop.
+    mesh_format : {"stl", "ply", "obj", None}
+        Mesh file format, or None (or ``"none"``) for no meshes.
+    crops : bool
+        Write ``crops/fossil_NNNN.tif``: ``(Z, 2, Y, X)`` with the scan crop in channel 0
+        and the fossil mask (dtype maximum, 1.0 for float scans) in channel 1, in the
+        scan's dtype; ``(Z, Y, X)`` uint8 mask (255) alone without an image.
+    margin : int
+        Voxels of context around each fossil's bounding box in a crop (clipped at the
+        edge of the scan).
+    ids : sequence of int, optional
+        Export only these fossils (and only their rows in the CSV). Default: all.
+    overwrite : bool
+        Replace existing files; otherwise an existing output file is an error raised
+        before anything is written.
+    write_instances : bool
+        Write ``instances.tif``.
+    smooth : bool
+        Taubin-smooth the meshes (removes the voxel staircase).
+
+    Yields
+    ------
+    Progress
+        Stage ``"export"``, one per fossil; then ``"write table"``.
+
+    Returns
+    -------
+    ExportResult
+        The paths written.
+
+    Raises
+    ------
+    InputError
+        On a bad ``mesh_format``, ``margin`` or ``ids``, an ``image`` of another shape,
+        or existing output files without ``overwrite``.
+    """
+    fmt = _check_mesh_format(mesh_format)
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+        raise InputError(f"margin: expected an integer >= 0 (voxels), got {margin!r}")
+    instances = table.instances
+    img = None if image is None else np.asarray(image)
+    if img is not None and img.shape != instances.shape:
+        raise InputError(
+            f"image: expected the shape of the instances {instances.shape}, got {img.shape}"
+        )
+    if img is not None and img.dtype == bool:
+        img = img.astype(np.uint8)
+
+    all_ids = table.ids
+    if ids is None:
+        selected = list(all_ids)
+    else:
+        known = set(all_ids)
+        selected = [int(i) for i in ids]
+        unknown = [i for i in selected if i not in known]
+        if unknown:
+            raise InputError(
+                f"ids: expected fossil ids of the table (1..{max(all_ids, default=0)}), "
+                f"got unknown {unknown[:5]}"
+            )
+        selected = list(dict.fromkeys(selected))
+    rows_by_id = {int(r["id"]): r for r in table.rows}
+
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"outdir: expected a folder, got the file {str(out)!r}")
+    csv_path = out / "fossils.csv"
+    inst_path = out / "instances.tif" if write_instances else None
+    mesh_paths = {i: out / "meshes" / f"{fossil_stem(i)}.{fmt}" for i in selected} if fmt else {}
+    crop_paths = {i: out / "crops" / f"{fossil_stem(i)}.tif" for i in selected} if crops else {}
+    if not overwrite:
+        planned = [
+            csv_path,
+            *([inst_path] if inst_path else []),
+            *mesh_paths.values(),
+            *crop_paths.values(),
+        ]
+        existing = [p for p in planned if p.exists()]
+        if existing:
+            raise InputError(
+                f"outdir: {str(existing[0])!r} already exists"
+                f"{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''}; "
+                "choose another folder or pass overwrite=True (--overwrite)"
+            )
+
+    out.mkdir(parents=True, exist_ok=True)
+    if mesh_paths:
+        (out / "meshes").mkdir(exist_ok=True)
+    if crop_paths:
+        (out / "crops").mkdir(exist_ok=True)
+
+    sp = np.asarray(table.spacing, dtype=float)
+    shape = np.asarray(instances.shape)
+    total = len(selected)
+    yield Progress("export", 0, total)
+    for done, fid in enumerate(selected, start=1):
+        row = rows_by_id[fid]
+        start = np.array([row["bbox_z0"], row["bbox_y0"], row["bbox_x0"]], dtype=int)
+        stop = np.array([row["bbox_z1"], row["bbox_y1"], row["bbox_x1"]], dtype=int)
+        if fid in mesh_paths:
+            body = instances[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))] == fid
+            mesh = mask_to_mesh(body, spacing=table.spacing, origin=start * sp, smooth=smooth)
+            _write_mesh(mesh, mesh_paths[fid], fmt or "stl")
+        if fid in crop_paths:
+            lo = np.maximum(start - margin, 0)
+            hi = np.minimum(stop + margin, shape)
+            box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+            body = instances[box] == fid
+            meta = {"fossil_id": fid, "crop_start_zyx": [int(v) for v in lo]}
+            if img is None:
+                write_tiff(
+                    crop_paths[fid],
+                    body.astype(np.uint8) * np.uint8(255),
+                    spacing=table.spacing,
+                    overwrite=overwrite,
+                    metadata=meta,
+                    axes="ZYX",
+                )
+            else:
+                scan = img[box]
+                mask = np.zeros_like(scan)
+                mask[body] = _mask_value(scan.dtype)
+                write_tiff(
+                    crop_paths[fid],
+                    np.stack([scan, mask], axis=1),
+                    spacing=table.spacing,
+                    overwrite=overwrite,
+                    metadata=meta,
+                    axes="ZCYX",
+                )
+        yield Progress("export", done, total)
+
+    yield Progress("write table", 0, 1)
+    if inst_path is not None:
+        write_tiff(inst_path, instances, spacing=table.spacing, overwrite=overwrite, axes="ZYX")
+    rows = []
+    for fid in selected:
+        row = dict(rows_by_id[fid])
+        row["mesh_file"] = mesh_paths[fid].relative_to(out).as_posix() if fid in mesh_paths else ""
+        row["crop_file"] = crop_paths[fid].relative_to(out).as_posix() if fid in crop_paths else ""
+        rows.append(row)
+    write_fossils_csv(csv_path, rows, (*table.columns, *FILE_COLUMNS))
+    yield Progress("write table", 1, 1)
+    logger.info("exported %d fossils to %s", total, out)
+    return ExportResult(
+        outdir=out, csv=csv_path, instances=inst_path, meshes=mesh_paths, crops=crop_paths
+    )
+
+
+def export_fossils(table: FossilTable, outdir: str | Path, **kwargs: Any) -> ExportResult:
+    """Write the fossils of a table to a folder; see :func:`iter_export_fossils`."""
+    return drain(iter_export_fossils(table, outdir, **kwargs))
+
+
+def _write_mesh(mesh: Any, path: Path, fmt: str) -> None:
+    with atomic_path(path) as tmp:
+        mesh.export(file_obj=str(tmp), file_type=fmt)

@@ -1,0 +1,179 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_microfossil.errors import InputError
+from napari_microfossil.model import load_model
+from napari_microfossil.training import (
+    SliceSet,
+    TrainConfig,
+    augment_batch,
+    auto_class_weights,
+    dice_ce_loss,
+    iter_train,
+    parse_slices,
+    slices_from_volume,
+    split_slices,
+    train,
+)
+
+
+def _disc_planes(n, size=64, seed=0):
+    """Bright discs (class 1) and dark squares (class 2) on grey: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    data = SliceSet()
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        img = rng.normal(0, 0.1, (size, size)).astype(np.float32)
+        lab = np.zeros((size, size), np.uint8)
+        cy, cx, r = [*rng.integers(16, size - 16, 2).tolist(), int(rng.integers(6, 12))]
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+        img[disc] += 1.0
+        lab[disc] = 1
+        sy, sx = rng.integers(0, size - 8, 2)
+        sq = np.zeros_like(disc)
+        sq[sy : sy + 8, sx : sx + 8] = True
+        sq &= ~disc
+        img[sq] -= 1.0
+        lab[sq] = 2
+        data.images.append(img)
+        data.labels.append(lab)
+        data.sources.append(f"plane {i}")
+    return data
+
+
+def test_parse_slices():
+    assert parse_slices("z:10,40,70") == {"z": [10, 40, 70]}
+    assert parse_slices("z:1;y:2,3") == {"z": [1], "y": [2, 3]}
+    for bad in ("10,40", "q:1", "z:a", ""):
+        with pytest.raises(InputError, match="--slices"):
+            parse_slices(bad)
+
+
+def test_slices_from_volume_takes_the_right_planes():
+    vol = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    lab = (vol.astype(np.int64) % 3).astype(np.uint8)
+    s = slices_from_volume(vol, lab, {"z": [1], "y": [2], "x": [5]})
+    assert [im.shape for im in s.images] == [(5, 6), (4, 6), (4, 5)]
+    np.testing.assert_array_equal(s.labels[1], lab[:, 2, :])
+    np.testing.assert_array_equal(s.labels[2], lab[:, :, 5])
+    assert s.sources == ["volume z=1", "volume y=2", "volume x=5"]
+    with pytest.raises(InputError, match="outside"):
+        slices_from_volume(vol, lab, {"z": [4]})
+
+
+def test_split_never_leaks_validation_into_training():
+    rng = np.random.default_rng(1)
+    tr, va = split_slices([f"s{i}" for i in range(10)], val_fraction=0.3, rng=rng)
+    assert set(tr).isdisjoint(va)
+    assert sorted(tr + va) == list(range(10))
+    assert len(va) == 3
+
+
+def test_augment_keeps_image_and_labels_aligned():
+    # A label map equal to (image > 0) must stay equal after geometric augmentation
+    # when intensity changes are excluded: check on the sign structure of a big disc.
+    gen = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    disc = ((yy - 30) ** 2 + (xx - 36) ** 2 < 300).float()
+    x = (disc * 4 - 2).view(1, 1, 64, 64).repeat(4, 1, 1, 1)
+    y = disc.long().view(1, 64, 64).repeat(4, 1, 1)
+    xa, ya = augment_batch(x, y, gen)
+    agree = ((xa[:, 0] > 0).long() == ya).float().mean()
+    assert agree > 0.97
+    assert not torch.equal(ya, y)  # something moved
+
+
+def test_dice_ce_loss_is_lower_for_the_right_answer():
+    target = torch.randint(0, 3, (2, 16, 16))
+    good = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 10
+    bad = torch.roll(good, 1, dims=1)
+    assert dice_ce_loss(good, target, class_weights=None, dice_weight=1) < dice_ce_loss(
+        bad, target, class_weights=None, dice_weight=1
+    )
+
+
+def test_auto_class_weights_favour_rare_classes():
+    w = auto_class_weights(_disc_planes(4), 3)
+    assert w[2] > w[1] > w[0]
+
+
+def test_training_learns_a_simple_task_and_writes_best_model(tmp_path, tiny_spec):
+    data = _disc_planes(12)
+    tr = SliceSet(data.images[:9], data.labels[:9], data.sources[:9])
+    va = SliceSet(data.images[9:], data.labels[9:], data.sources[9:])
+    cfg = TrainConfig(epochs=4, steps_per_epoch=12, batch_size=4, crop_size=64, lr=3e-3, seed=0)
+    out = tmp_path / "m.safetensors"
+    result = train(tr, va, tiny_spec, config=cfg, device="cpu", output=str(out))
+    assert len(result.history) == 4
+    assert result.history[-1]["iou_fossil"] > 0.6
+    saved = load_model(out)
+    assert saved.spec.metrics["iou_fossil"] == pytest.approx(
+        max(h["iou_fossil"] for h in result.history), abs=1e-4
+    )
+    assert saved.spec.provenance["recipe"]["epochs"] == 4
+
+
+def test_cancelled_training_leaves_a_loadable_model(tmp_path, tiny_spec):
+    data = _disc_planes(6)
+    cfg = TrainConfig(epochs=5, steps_per_epoch=3, batch_size=2, crop_size=64)
+    out = tmp_path / "m.safetensors"
+    gen = iter_train(data, data, tiny_spec, config=cfg, device="cpu", output=str(out))
+    for p in gen:
+        if p.stage == "validate":  # after the first epoch: cancel
+            break
+    gen.close()
+    assert load_model(out).spec.provenance["epochs_run"] == 1
+    assert not [p for p in tmp_path.iterdir() if p.name != "m.safetensors"]
+
+
+def test_frozen_phase_then_discriminative_rates(tiny_spec):
+    data = _disc_planes(4)
+    cfg = TrainConfig(
+        epochs=1,
+        frozen_epochs=1,
+        steps_per_epoch=2,
+        batch_size=2,
+        crop_size=64,
+        resolutions=(0.5, 1.0),
+    )
+    enc_before = [p.detach().clone() for p in _net(tiny_spec).encoder.parameters()]
+    net = _net(tiny_spec)
+    gen = iter_train(data, None, tiny_spec, network=net, config=cfg, device="cpu")
+    phases = []
+    for p in gen:
+        if p.stage == "train":
+            phases.append(p.info["phase"])
+            if p.info["phase"] == "frozen":
+                assert all(
+                    torch.equal(a, b)
+                    for a, b in zip(enc_before, net.encoder.parameters(), strict=True)
+                )
+    assert phases == ["frozen", "frozen", "unfrozen", "unfrozen"]
+
+
+def _net(spec):
+    from napari_microfossil.model import build_network
+
+    torch.manual_seed(0)
+    return build_network(spec)
+
+
+def test_bad_labels_are_refused(tiny_spec):
+    data = _disc_planes(2)
+    data.labels[0][0, 0] = 7
+    with pytest.raises(InputError, match="class ids"):
+        train(
+            data,
+            None,
+            tiny_spec,
+            config=TrainConfig(epochs=1, steps_per_epoch=1, crop_size=64),
+            device="cpu",
+        )
+
+
+def test_config_validation():
+    with pytest.raises(InputError, match="crop_size"):
+        TrainConfig(crop_size=100)
+    with pytest.raises(InputError, match="time_limit"):
+        TrainConfig(time_limit_s=0)
