@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=None, help="seconds")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--init", default=None, help="continue from this model file (same architecture)")
+    p.add_argument("--pct-start", type=float, default=0.2)
     p.add_argument("-o", "--output", default=str(default_model_path()))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         crop_size=args.crop_size,
         lr=args.lr,
-        pct_start=0.2,
+        pct_start=args.pct_start,
         foreground_fraction=0.6,
         time_limit_s=args.time_limit,
         seed=0,
@@ -133,8 +135,21 @@ def main(argv: list[str] | None = None) -> int:
                 info["seconds"],
             )
 
+    network = None
+    if args.init:
+        from napari_microfossil.model import load_model
+
+        init = load_model(args.init, device="cpu")
+        network = init.network
+        spec = spec.with_updates(
+            arch_kwargs=init.spec.arch_kwargs,
+            provenance={**spec.provenance, "continued_from": init.spec.provenance.get("recipe")},
+        )
     result = drain(
-        iter_train(train, val, spec, config=cfg, device=args.device, output=args.output), show
+        iter_train(
+            train, val, spec, network=network, config=cfg, device=args.device, output=args.output
+        ),
+        show,
     )
     size = Path(args.output).stat().st_size / 1e6
     logging.info(

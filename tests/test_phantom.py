@@ -190,11 +190,6 @@ def test_seeds_vary_the_look() -> None:
 
 
 @pytest.mark.slow
-def test_default_shape_is_fast_enough() -> None:
-    import time
-
-    t0 = time.perf_counter()
-    ph = make_phantom(seed=11)
-    elapsed = time.perf_counter() - t0
-    _check_consistent(ph, (128, 256, 256))
-    assert elapsed < 30.0
+def test_default_shape_is_consistent() -> None:
+    # Speed is measured by benchmarks, not asserted here (timed tests are flaky on CI).
+    _check_consistent(make_phantom(seed=11), (128, 256, 256))

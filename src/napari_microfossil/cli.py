@@ -35,6 +35,8 @@ def _progress(gen: Generator[Progress, None, T], *, quiet: bool = False) -> T:
 
     bar = None
     stage = None
+    # In a log file (not a terminal) a bar line every few seconds is enough.
+    interval = 0.2 if sys.stderr.isatty() else 10.0
     try:
         while True:
             try:
@@ -52,15 +54,16 @@ def _progress(gen: Generator[Progress, None, T], *, quiet: bool = False) -> T:
                     desc=p.stage,
                     unit="step",
                     dynamic_ncols=True,
-                    leave=True,
                     file=sys.stderr,
+                    mininterval=interval,
                 )
-            bar.total = p.total
-            bar.n = p.done
+            if bar.total != p.total:
+                bar.total = p.total
             loss = p.info.get("loss")
             if loss is not None:
                 bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            bar.refresh()
+            if p.done > bar.n:
+                bar.update(p.done - bar.n)  # tqdm rate-limits the redraws
     finally:
         if bar is not None:
             bar.close()
@@ -451,6 +454,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"microfossil {args.command}: cancelled; no output was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `microfossil info MODEL | head`
+        sys.stderr.close()
+        return 0
     except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
         print(f"microfossil {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 2
