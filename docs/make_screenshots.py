@@ -2,30 +2,38 @@
 
 Run it under a virtual X display (no monitor needed)::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshots.py \
-        [--model default|PATH] [--real]
+    nice -n 10 xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python \
+        docs/make_screenshots.py [--model default|PATH] [--real]
 
-It writes a synthetic sample scan (``microfossil sample``) to a temporary folder, opens
-it in a real napari window with the plugin's reader, docks the three widgets
-("Segment", "Review & correct", "Fossils") and drives each through its real work, the
-way a user's clicks would:
+It writes the napari sample scan (the same phantom as *File > Open Sample*, 96 x 256 x 256
+voxels of 4.5 µm, via ``microfossil sample``) to a temporary folder, opens it in a real
+napari window with the plugin's reader, docks the three widgets ("Segment", "Review &
+correct", "Fossils") as tabs and drives each through its real work, through the same
+calls a user's clicks make:
 
-1. Segment the scan with ``--model`` (the bundled default model unless a file is given)
-   and wait for the background job;
-2. Review & correct: jump to the least confident slice, paint a correction stroke with
-   napari's brush (where the segmentation missed part of a fossil, found with the
-   sample's ground truth), mark the slice reviewed, erase an object and undo it, jump
-   to the next slice to review, wait for the autosave;
-3. Fossils: extract with a minimum size, select the largest fossil's table row, show it
-   alone in 3D, export meshes, crops, CSV and the gallery.
+1. Segment with ``--model`` (the bundled default model unless a file is given; a file
+   is offered as *Browse...* would), z slices, with the confidence layer; a shot while
+   it runs, one of the result;
+2. Review & correct: choose the confidence layer, *Next slice to review*, *Mark slice
+   reviewed*, *Next slice to review*, one brush stroke with class ``fossil`` where the
+   network missed part of a fossil (found with the sample's ground truth; shots before
+   and after), *Next slice to review*, wait for the autosave; then, after the shots,
+   *Erase object under cursor* and *Undo erase* (their effect is logged);
+3. Fossils: *Extract* (min size 200 voxels, split touching fossils), sort by volume,
+   select the largest fossil's row, *Show alone*, *View in 3D*; *Export* meshes (STL),
+   cropped TIFFs, CSV and the gallery, whose picture of that fossil and size histogram
+   are copied.
 
 With ``--real`` it also opens the real sandstone MicroCT slices in
-``../shared/data/sandstone-versa-microct/images`` (if present) and segments a crop.
+``../shared/data/sandstone-versa-microct/images`` (skipped if absent) and segments a
+384 x 384 crop of its centre.
 
-Screenshots go to ``docs/images/`` (``--out`` to change): the whole window
-(``NN_name.png``) and each dock widget alone (``NN_name_widget.png``). Nothing else in
-the repository is touched; the scan, the autosave and the export live in a temporary
-folder that is deleted at the end (``--keep`` keeps it).
+Images go to ``docs/images/`` (``--out`` to change): the whole window (``NN_name.png``),
+the canvas alone (``03_paint_*.png``) and dock widgets alone (``NN_name_widget.png``).
+Nothing else in the repository is touched; the scan, the autosave and the export live in
+a temporary folder that is deleted at the end (``--keep`` keeps it). Every step is
+logged with its time; a job that fails or times out (``--timeout``) stops the script
+with an error.
 """
 
 from __future__ import annotations
@@ -46,8 +54,7 @@ REPO = HERE.parent
 IMAGES = HERE / "images"
 REAL_SCAN = REPO.parent / "shared" / "data" / "sandstone-versa-microct" / "images"
 PLUGIN = "napari-microfossil"
-SAMPLE_SHAPE = (96, 256, 256)  # the napari sample's shape (napari_microfossil._napari.sample)
-SAMPLE_SEED = 7
+SAMPLE_SHAPE, SAMPLE_SEED = (96, 256, 256), 7  # as napari_microfossil._napari.sample
 WINDOW = (1600, 1000)
 DOCK_WIDTH = 470
 
@@ -170,6 +177,11 @@ def camera(viewer: Any) -> Any:
 
 def make_sample_files(folder: Path) -> tuple[Path, Path]:
     """``microfossil sample`` into ``folder``: (scan.tif, truth.tif)."""
+    global SAMPLE_SHAPE, SAMPLE_SEED
+    try:  # the napari sample's scan, so the pictures match File > Open Sample
+        from napari_microfossil._napari.sample import SAMPLE_SEED, SAMPLE_SHAPE
+    except ImportError:
+        pass
     from napari_microfossil.cli import main as cli
 
     rc = cli(
@@ -336,9 +348,7 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     log(f"opened {scan.name!r}: shape {scan.data.shape}, voxel {tuple(map(float, scan.scale))} µm")
 
     seg_dock, seg = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
-    rev_dock, review = viewer.window.add_plugin_dock_widget(
-        PLUGIN, "Review & correct", tabify=True
-    )
+    rev_dock, review = viewer.window.add_plugin_dock_widget(PLUGIN, "Review & correct", tabify=True)
     fos_dock, fossils = viewer.window.add_plugin_dock_widget(PLUGIN, "Fossils", tabify=True)
     # No dialogs in a scripted run: never restore an old autosave, never ask to replace.
     review.confirm = lambda title, text: False
@@ -424,7 +434,6 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     if table is None or len(table) == 0:
         raise RuntimeError("Extract found no fossils")
     log(f"Extract: {fossils.summary.text()}")
-    give_table_room(fossils)
     fossils.table_widget.sortByColumn(1, Qt.SortOrder.DescendingOrder)  # click "volume µm³"
     biggest = max(table.rows, key=lambda r: float(r["volume_um3"]))
     fid = int(biggest["id"])
@@ -432,7 +441,7 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     labels.visible = False  # the instances (one colour per fossil) over the scan
     viewer.reset_view()
     shots.window("04_fossils_table.png")
-    shots.widget(fossils, "04_fossils_widget.png", crop=False)
+    shots.widget(fossils, "04_fossils_widget.png")
 
     fossils.show_alone.setChecked(True)
     fossils.view_in_3d()
@@ -476,33 +485,6 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     log(f"{len(shots.written)} images in {args.out}")
     viewer.close()
     return 0
-
-
-def give_table_room(fossils: Any) -> None:
-    """Workaround: let the fossil table use the dock's height.
-
-    napari adds a vertical stretch under a dock widget whose own children do not ask
-    for vertical space; in the Fossils widget that stretch takes most of the dock and
-    leaves the table about one row high. When the table shows fewer than 8 rows, the
-    stretch napari added is set to 0 (nothing else changes). A no-op once the widget
-    asks for the space itself.
-    """
-    tw = fossils.table_widget
-    process_events(0.3)
-    row_h = max(1, tw.verticalHeader().defaultSectionSize())
-    rows_shown = tw.viewport().height() // row_h
-    if rows_shown >= 8:
-        return
-    layout = fossils.layout()
-    for i in range(layout.count()):
-        item = layout.itemAt(i)
-        if item is not None and item.spacerItem() is not None and layout.stretch(i) > 0:
-            layout.setStretch(i, 0)
-    process_events(0.3)
-    log(
-        f"WORKAROUND: the Fossils table showed {rows_shown} row(s); napari's dock "
-        f"stretch removed, it now shows {tw.viewport().height() // row_h}"
-    )
 
 
 def real_scan(viewer: Any, seg: Any, seg_dock: Any, shots: Shots, args: argparse.Namespace) -> None:
