@@ -18,7 +18,8 @@ calls a user's clicks make:
    reviewed*, *Next slice to review*, one brush stroke with class ``fossil`` where the
    network missed part of a fossil (found with the sample's ground truth; shots before
    and after), *Next slice to review*, wait for the autosave; then, after the shots,
-   *Erase object under cursor* and *Undo erase* (their effect is logged);
+   erase a pore with ``Shift-E`` over it (the key of *Erase object (click)*) and
+   *Undo erase* (their effect is logged);
 3. Fossils: *Extract* (min size 200 voxels, split touching fossils), sort by volume,
    select the largest fossil's row, *Show alone*, *View in 3D*; *Export* meshes (STL),
    cropped TIFFs, CSV and the gallery, whose picture of that fossil and size histogram
@@ -269,7 +270,7 @@ def zoom_on(viewer: Any, layer: Any, point: tuple[float, float, float], factor: 
 
 
 def erase_and_undo(viewer: Any, review: Any, labels: Any) -> None:
-    """Erase the pore object under the cursor, then undo it; log what it did."""
+    """Erase a pore object with Shift-E (the cursor over it), then undo; log what it did."""
     names = [str(n) for n in labels.metadata["class_names"]]
     pore = names.index("pore")
     z = review.current_slice()
@@ -282,12 +283,12 @@ def erase_and_undo(viewer: Any, review: Any, labels: Any) -> None:
     reviewed_before = len(state.reviewed)
     world = labels.data_to_world((z, int(ys[0]), int(xs[0])))
     viewer.cursor.position = tuple(float(v) for v in world)
-    erased = review.erase_under_cursor()
+    erased = review.erase_under_cursor()  # what Shift-E does, the mouse over the pore
     after = int((np.asarray(labels.data) == pore).sum())
     undone = review.undo_erase()
     back = int((np.asarray(labels.data) == pore).sum())
     log(
-        f"Erase object under cursor: {erased} ({before} -> {after} pore voxels); "
+        f"Erase object (Shift-E): {erased} ({before} -> {after} pore voxels); "
         f"Undo erase: {undone} ({back} voxels); slices counted reviewed: "
         f"{reviewed_before} -> {len(review.state.reviewed)}"
     )
@@ -386,12 +387,12 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
         review.conf_combo.setCurrentText(conf.name)
     z1 = review.go_to_next()
     log(f"Next slice to review -> z = {z1}")
-    review.toggle_reviewed()  # "Mark slice reviewed": looked at it, nothing to fix
+    review.mark_current_reviewed()  # "Mark slice reviewed": looked at it, nothing to fix
     z2 = review.go_to_next()
     ys, xs = missed_fossil(labels, truth, z2)
     tries = 0
     while ys.size == 0 and tries < 10:  # nothing to fix here: accept it, go on
-        review.toggle_reviewed()
+        review.mark_current_reviewed()
         z2 = review.go_to_next()
         ys, xs = missed_fossil(labels, truth, z2)
         tries += 1

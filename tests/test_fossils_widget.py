@@ -264,3 +264,33 @@ def test_existing_export_is_an_error_not_a_crash(setup, qtbot, tmp_path):
     widget.export(tmp_path, gallery=False, crops=False)
     wait_idle(qtbot, widget)
     assert "already exists" in widget.status.text()
+
+
+def test_table_takes_the_dock_height(make_napari_viewer, qtbot):
+    from qtpy.QtWidgets import QApplication, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+    from napari_microfossil._napari.fossils_widget import FossilsWidget
+
+    viewer = make_napari_viewer(show=True)
+    labels = np.zeros(SHAPE, np.uint8)
+    for k in range(12):  # 12 small fossils: more rows than a squeezed table shows
+        labels[6, 3 + 3 * k : 5 + 3 * k, 3:5] = 1
+    viewer.add_labels(labels, name="scan fossils", metadata={"class_names": CLASSES})
+    widget = FossilsWidget(viewer)
+    assert widget.table_widget.sizePolicy().verticalPolicy() == QSizePolicy.Policy.Expanding
+    box = widget.table_widget.parentWidget()  # the "Fossils" group box
+    assert box.sizePolicy().verticalPolicy() == QSizePolicy.Policy.Expanding
+    for name in ("a", "b"):  # docks added before (napari's stretch grows with each dock)
+        other = QWidget()
+        QVBoxLayout(other).addWidget(QLabel(name))
+        viewer.window.add_dock_widget(other, name=name, area="left")
+    dock = viewer.window.add_dock_widget(widget, area="right")
+    extract(qtbot, widget)
+    assert widget.table_widget.rowCount() == 12
+    viewer.window._qt_window.resize(1200, 1400)
+    dock.resize(500, 1300)
+    QApplication.processEvents()
+    tw = widget.table_widget
+    row = tw.rowHeight(0)
+    # what napari gives the dock, less the other boxes, goes to the table
+    assert tw.viewport().height() >= 10 * row, (tw.viewport().height(), row, dock.height())

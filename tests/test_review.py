@@ -72,6 +72,53 @@ def test_state_round_trip_and_switch_axis():
         ReviewState.from_dict({"axis": "z"})
 
 
+def test_mark_edit_counts_only_the_slice_seen_and_undoes_exactly():
+    s = ReviewState.for_volume((8, 4, 4))
+    s.mark_reviewed(2)
+    # one slice: that slice, wherever the view is
+    assert s.mark_edit({5}, current=0) == review.Marks("z", frozenset({5}), frozenset({5}))
+    # a 3D edit across z = 1..4 seen on z = 2: only z = 2 (already reviewed: now edited)
+    marks = s.mark_edit(range(1, 5), current=2)
+    assert marks == review.Marks("z", frozenset(), frozenset({2}))
+    assert (s.reviewed, s.edited) == ({2, 5}, {2, 5})
+    assert s.mark_edit({0, 1}, current=6) == review.Marks("z", frozenset(), frozenset())
+    assert s.edited == {2, 5}  # not seen: nothing
+    unknown = s.mark_edit(None, current=3)
+    assert unknown.edited == {3}  # unknown extent: the slice shown
+    s.undo_marks(marks)
+    assert (s.reviewed, s.edited) == ({2, 3, 5}, {3, 5})  # 2 was reviewed before: stays
+    # undone after switching axis: the marks are taken from the axis they were made on
+    s.switch_axis("y")
+    s.undo_marks(unknown)
+    s.switch_axis("z")
+    assert (s.reviewed, s.edited) == ({2, 5}, {5})
+
+
+def test_undo_marks_keeps_a_slice_a_later_edit_changed():
+    s = ReviewState.for_volume((8, 4, 4))
+    erase = s.mark_edit(range(2, 5), current=3)  # a 3D erase, seen on z = 3
+    assert erase.edited == {3}
+    painted = s.mark_edit({3}, current=3)  # then a stroke on z = 3: nothing new to mark...
+    assert painted.edited == set()
+    s.undo_marks(erase)  # ...but undoing the erase leaves the painted slice marked
+    assert (s.reviewed, s.edited) == ({3}, {3})
+
+    # two erases on one slice, both undone (last first): the slice is unmarked
+    s = ReviewState.for_volume((8, 4, 4))
+    first = s.mark_edit({1, 2}, current=1)
+    second = s.mark_edit({0, 1}, current=1)
+    s.undo_marks(second)
+    assert s.edited == {1}  # the first erase still stands
+    s.undo_marks(first)
+    assert (s.reviewed, s.edited) == (set(), set())
+    # a slice unmarked by hand and edited again is taken back with that edit
+    s.mark_edit({4}, current=4)
+    s.unmark(4)
+    again = s.mark_edit({4}, current=4)
+    s.undo_marks(again)
+    assert (s.reviewed, s.edited) == (set(), set())
+
+
 def test_reviewed_slices_feed_training():
     pytest.importorskip("torch")
     from napari_microfossil.training import slices_from_volume

@@ -174,3 +174,169 @@ def test_no_image_layer(make_napari_viewer):
     assert widget.image.layer().name == "later"
     viewer.layers["later"].name = "renamed"
     assert widget.image.currentText() == "renamed"
+
+
+def test_restore_accepted_on_segment_survives(setup, qtbot, tmp_path):
+    """Segment → Review offers the autosave → Yes: labels and reviewed slices stay."""
+    from napari_microfossil._napari.review_widget import STATE_KEY, ReviewWidget
+    from napari_microfossil.review import ReviewState, Sidecar
+
+    viewer, widget = setup
+    scan = viewer.layers["scan"]
+    scan.metadata["path"] = str(tmp_path / "scan.tif")
+    sidecar = Sidecar(tmp_path / "scan.tif", cache_dir=tmp_path / "cache")
+    saved = np.zeros(SHAPE, np.uint8)
+    saved[2, 5:9, 5:9] = 2
+    sidecar.save(saved, ReviewState(n_slices=6, edited={2}, reviewed={4}))
+    asked = []
+    review = ReviewWidget(
+        viewer,
+        confirm=lambda title, q: asked.append(q) or True,
+        autosave_delay_ms=60_000,
+        cache_dir=tmp_path / "cache",
+    )
+    widget.confidence.setChecked(True)
+    widget.run()
+    wait_idle(qtbot, widget)
+
+    layer = viewer.layers["scan fossils"]
+    assert len(asked) == 1 and review.layer is layer
+    np.testing.assert_array_equal(layer.data, saved)  # restored, not the new result
+    assert layer.metadata[STATE_KEY] is review.state
+    assert review.state.reviewed == {2, 4} and review.state.edited == {2}
+    assert review.progress_label.text().startswith("2 of 6 slices reviewed")
+    assert not list((tmp_path / "scan.tif.microfossil").glob("declined-*"))
+    # Segment added the confidence before the labels: Review picked it up.
+    assert review.conf_combo.currentText() == "scan confidence"
+    review.flush()
+    _, state, _ = Sidecar(tmp_path / "scan.tif", cache_dir=tmp_path / "cache").load()
+    assert state.reviewed == {2, 4}
+
+
+def test_voxel_size_sets_the_scale(make_napari_viewer):
+    from napari_microfossil._napari.segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(
+        np.zeros(SHAPE, np.uint16), name="scan", metadata={"spacing_source": "default"}
+    )
+    viewer.add_labels(np.zeros(SHAPE, np.uint8), name="scan fossils")
+    widget = SegmentWidget(viewer)
+    assert widget.voxel_size.text() == "1"
+    assert "not in file" in widget.voxel_note.text()
+
+    widget.voxel_size.setText("2, 0.5, 0.5")
+    widget.voxel_size.editingFinished.emit()
+    assert tuple(image.scale) == (2.0, 0.5, 0.5)
+    assert tuple(viewer.layers["scan fossils"].scale) == (2.0, 0.5, 0.5)
+    assert widget.voxel_note.text() == ""  # the user's now
+
+    widget.voxel_size.setText("0.8")  # one value: isotropic
+    widget.voxel_size.editingFinished.emit()
+    assert tuple(image.scale) == (0.8, 0.8, 0.8)
+
+    widget.voxel_size.setText("-1")
+    widget.voxel_size.editingFinished.emit()
+    assert tuple(image.scale) == (0.8, 0.8, 0.8)
+    assert "spacing" in widget.status.text() and widget.voxel_size.text() == "0.8"
+
+    image.scale = (3.0, 1.0, 1.0)  # changed elsewhere: the field follows
+    assert widget.voxel_size.text() == "3, 1, 1"
+
+
+def test_voxel_size_left_unchanged_does_nothing(make_napari_viewer):
+    """PyQt5 emits editingFinished when the box loses focus, typed in or not."""
+    from napari_microfossil._napari.segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(
+        np.zeros(SHAPE, np.uint16), name="scan", metadata={"spacing_source": "default"}
+    )
+    widget = SegmentWidget(viewer)
+    widget.voxel_size.editingFinished.emit()  # focus left the box; nothing was typed
+    assert image.metadata["spacing_source"] == "default"
+    assert "not in file" in widget.voxel_note.text()
+    assert widget.status.text() == ""
+
+    widget.voxel_size.setText(" 1 ")  # the same value, spaced differently: no change
+    widget.voxel_size.editingFinished.emit()
+    assert image.metadata["spacing_source"] == "default"
+
+    widget.voxel_size.setText("1.0")  # typed: the size is the user's now
+    widget.voxel_size.editingFinished.emit()
+    assert tuple(image.scale) == (1.0, 1.0, 1.0)
+    assert image.metadata["spacing_source"] == "user"
+    assert widget.voxel_note.text() == ""
+
+
+def test_voxel_size_is_locked_while_segmenting(setup, qtbot):
+    from napari_microfossil.errors import InputError
+
+    viewer, widget = setup
+    viewer.add_image(np.zeros(SHAPE, np.uint16), name="other")
+    widget.image.set_layer("scan")
+    assert widget.voxel_size.isEnabled()
+    widget.run()
+    assert widget.runner.running
+    assert not widget.voxel_size.isEnabled()
+    widget.image.set_layer("other")  # choosing another image does not unlock it
+    assert not widget.voxel_size.isEnabled()
+    widget.image.set_layer("scan")
+    with pytest.raises(InputError, match="running"):
+        widget.set_voxel_size(3.0)
+    assert tuple(viewer.layers["scan"].scale) == SCALE
+    wait_idle(qtbot, widget)
+    assert widget.voxel_size.isEnabled()
+    assert tuple(viewer.layers["scan fossils"].scale) == SCALE
+    widget.set_voxel_size(3.0)  # after the run: the result follows
+    assert tuple(viewer.layers["scan fossils"].scale) == (3.0, 3.0, 3.0)
+
+
+def test_review_follows_the_segment_result(setup, qtbot, tmp_path):
+    """The sample's ground truth is chosen first; Segment's result takes over."""
+    from napari_microfossil._napari.review_widget import STATE_KEY, ReviewWidget
+    from napari_microfossil.review import Sidecar
+
+    viewer, widget = setup
+    viewer.layers["scan"].metadata["path"] = str(tmp_path / "scan.tif")
+    truth = viewer.add_labels(
+        np.zeros(SHAPE, np.uint8),
+        name="ground truth",
+        visible=False,
+        metadata={"class_names": ["background", "fossil", "pore"]},
+    )
+    review = ReviewWidget(
+        viewer,
+        confirm=lambda title, q: pytest.fail(f"unexpected question: {q}"),
+        autosave_delay_ms=60_000,
+        cache_dir=tmp_path / "cache",
+    )
+    assert review.layer is truth
+    widget.run()
+    wait_idle(qtbot, widget)
+    layer = viewer.layers["scan fossils"]
+    assert review.layer is layer
+    layer.paint((2, 10, 10), 2)
+    assert layer.metadata[STATE_KEY] is review.state and review.state.edited == {2}
+    review.flush()
+    labels, state, _ = Sidecar(tmp_path / "scan.tif", cache_dir=tmp_path / "cache").load()
+    np.testing.assert_array_equal(labels, layer.data)
+    assert state.edited == {2}
+
+
+def test_model_info_is_short(make_napari_viewer, tmp_path, tiny_model):
+    from napari_microfossil._napari.segment_widget import SegmentWidget
+    from napari_microfossil.model import save_model
+
+    spec = tiny_model.spec.with_updates(
+        metrics={"iou_fossil": 0.8766, "iou_pore": 0.5, "loss": 0.1},
+        provenance={"base": "default", "data": "/a/long/path/to/scans", "trained_at": "x"},
+    )
+    path = save_model(tmp_path / "m.safetensors", tiny_model.network, spec)
+    viewer = make_napari_viewer()
+    widget = SegmentWidget(viewer)
+    widget.add_model(path)
+    text = widget.model_info.text()
+    assert "Unet (resnet18)" in text and "fossil, pore" in text and "IoU fossil 0.877" in text
+    assert "/a/long/path" not in text and text.count("<br>") <= 1
+    assert "/a/long/path" in widget.model_info.toolTip()  # the full description

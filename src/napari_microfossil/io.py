@@ -649,7 +649,8 @@ def _finish_spacing(meta: _Meta, user: Any, path: str) -> tuple[tuple[float, flo
             z = x
         return (z, y, x), "metadata"
     logger.warning(
-        "%s: no voxel size found in the file; assuming 1 µm. Pass spacing (--spacing) to set it.",
+        "%s: no voxel size found in the file; assuming 1 µm. Pass spacing= (CLI: "
+        "--voxel-size; napari: the Segment widget's voxel size) to set it.",
         path,
     )
     return (1.0, 1.0, 1.0), "default"

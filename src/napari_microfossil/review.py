@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "AXES",
     "Edit",
+    "Marks",
     "ReviewState",
     "Sidecar",
     "UndoStack",
@@ -80,6 +81,20 @@ def _axis_name(axis: str | int) -> str:
 # --------------------------------------------------------------------------- state
 
 
+@dataclass(frozen=True)
+class Marks:
+    """Slices one edit newly marked (:meth:`ReviewState.mark_edit`), to take back on undo.
+
+    `seq` numbers the edit (it takes no part in comparisons): :meth:`ReviewState.undo_marks`
+    leaves marked a slice a later edit also changed.
+    """
+
+    axis: str
+    reviewed: frozenset[int]
+    edited: frozenset[int]
+    seq: int = field(default=0, compare=False)
+
+
 @dataclass(kw_only=True)
 class ReviewState:
     """Which slices along one axis the user has reviewed or edited.
@@ -107,6 +122,12 @@ class ReviewState:
     edited: set[int] = field(default_factory=set)
     shape: tuple[int, int, int] | None = None
     other_axes: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    # Which standing edits (their Marks.seq) changed each slice, as {(axis, i): {seq}}:
+    # undoing one edit keeps a slice another edit also changed. Not saved (nor the undo).
+    _edits: dict[tuple[str, int], set[int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _seq: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.axis = _axis_name(self.axis)
@@ -162,6 +183,62 @@ class ReviewState:
         i = self._check(i)
         self.reviewed.discard(i)
         self.edited.discard(i)
+        self._edits.pop((self.axis, i), None)
+
+    def mark_edit(self, touched: Iterable[int] | None, *, current: int | None) -> Marks:
+        """Record an edit that changed the slices `touched`, seen on slice `current`.
+
+        Reviewed slices become fine-tuning ground truth, so only a slice the user saw
+        the edit in counts: an edit of one slice marks that slice; an edit across
+        several (a 3D brush or fill, erasing a 3D object) marks only `current`, and
+        nothing if it did not touch `current`. With `touched` None (unknown), `current`.
+
+        Returns
+        -------
+        Marks
+            The slices newly marked, for :meth:`undo_marks`. A slice this edit changed
+            that was marked already is remembered too: undoing an earlier edit keeps it.
+        """
+        if touched is None:
+            seen = set() if current is None else {int(current)}
+        else:
+            got = {int(i) for i in touched if 0 <= int(i) < self.n_slices}
+            if len(got) == 1:
+                seen = got
+            else:
+                seen = got & ({int(current)} if current is not None else set())
+        self._seq += 1
+        added = Marks(
+            axis=self.axis,
+            reviewed=frozenset(i for i in seen if i not in self.reviewed),
+            edited=frozenset(i for i in seen if i not in self.edited),
+            seq=self._seq,
+        )
+        for i in seen:
+            self.mark_edited(i)
+            self._edits.setdefault((self.axis, i), set()).add(self._seq)
+        return added
+
+    def undo_marks(self, marks: Marks) -> None:
+        """Take back the slices :meth:`mark_edit` added (when its edit is undone).
+
+        A slice reviewed before the edit and only edited by it stays reviewed; a slice
+        another edit not undone also changed (a later stroke on it) stays edited.
+        """
+        for key in [k for k in self._edits if k[0] == marks.axis]:
+            self._edits[key].discard(marks.seq)
+            if not self._edits[key]:
+                del self._edits[key]
+        kept = {i for axis, i in self._edits if axis == marks.axis}
+        reviewed, edited = marks.reviewed - kept, marks.edited - kept
+        if marks.axis == self.axis:
+            self.reviewed -= reviewed
+            self.edited -= edited
+            return
+        other = self.other_axes.get(marks.axis)
+        if other is not None:
+            other["reviewed"] = [i for i in other.get("reviewed", []) if i not in reviewed]
+            other["edited"] = [i for i in other.get("edited", []) if i not in edited]
 
     def is_reviewed(self, i: int) -> bool:
         return int(i) in self.reviewed
@@ -449,11 +526,15 @@ class Edit(NamedTuple):
         The changed voxels within `bbox`.
     old_values : ndarray, 1-D
         Their values before the edit.
+    note : object, optional
+        The caller's own record, returned by :meth:`UndoStack.undo` with the edit (the
+        Review widget keeps the :class:`Marks` the edit added there).
     """
 
     bbox: tuple[slice, ...]
     mask: np.ndarray
     old_values: np.ndarray
+    note: Any = None
 
     @property
     def nbytes(self) -> int:

@@ -28,6 +28,24 @@ log = logging.getLogger(__name__)
 
 #: Metadata key under which the Review widget keeps its state on a Labels layer.
 REVIEW_KEY = "microfossil_review"
+#: Metadata key marking the Fossils widget's instance layer (one id per fossil, not classes).
+INSTANCES_KEY = "fossil_instances"
+
+
+#: Metadata key naming the Image layer a Segment result was made from. The Segment
+#: widget marks its output with it; Review and Fossils read it to find the scan.
+SOURCE_IMAGE_KEY = "source_image"
+
+
+def is_instance_layer(layer: Any) -> bool:
+    """Whether a layer is the Fossils widget's instance layer (ids, not class labels)."""
+    return bool((getattr(layer, "metadata", None) or {}).get(INSTANCES_KEY))
+
+
+def is_segment_result(layer: Any) -> bool:
+    """Whether a layer is a Segment result (class labels, :data:`SOURCE_IMAGE_KEY` set)."""
+    metadata = getattr(layer, "metadata", None) or {}
+    return bool(metadata.get(SOURCE_IMAGE_KEY)) and not is_instance_layer(layer)
 
 
 # ------------------------------------------------------------------

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -40,7 +41,16 @@ from qtpy.QtWidgets import (
 from .._progress import Progress
 from ..errors import InputError
 from ..fossils import FossilTable
-from ._common import JobRunner, LayerChooser, ask_question, replace_or_add, volume_of
+from ._common import (
+    INSTANCES_KEY,
+    SOURCE_IMAGE_KEY,
+    JobRunner,
+    LayerChooser,
+    ask_question,
+    is_instance_layer,
+    replace_or_add,
+    volume_of,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -187,9 +197,7 @@ class FossilsWidget(QWidget):
         self.labels = LayerChooser(
             napari_viewer,
             Labels,
-            prefer=lambda lyr: (
-                "class_names" in lyr.metadata and "fossil_instances" not in lyr.metadata
-            ),
+            prefer=lambda lyr: "class_names" in lyr.metadata and not is_instance_layer(lyr),
             parent=self,
         )
         self.image = LayerChooser(napari_viewer, Image, allow_none="(none)", parent=self)
@@ -225,7 +233,7 @@ class FossilsWidget(QWidget):
             vheader.setVisible(False)
         if hheader is not None:
             hheader.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table_widget.setMinimumHeight(180)
+        self.table_widget.setMinimumHeight(220)  # about 7 rows
         self.table_widget.setSortingEnabled(True)
         self.table_widget.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.show_alone = QCheckBox("Show alone", self)
@@ -267,6 +275,12 @@ class FossilsWidget(QWidget):
         form.addRow(run_row)
 
         fossils_box = QGroupBox("Fossils", self)
+        # The table takes the dock's spare height. napari adds a stretch under a dock
+        # widget unless one of its children expands vertically: the box says it does.
+        expanding = QSizePolicy.Policy.Expanding
+        self.table_widget.setSizePolicy(expanding, expanding)
+        fossils_box.setSizePolicy(QSizePolicy.Policy.Preferred, expanding)
+        self.fossils_box = fossils_box
         fl = QVBoxLayout(fossils_box)
         fl.addWidget(self.summary)
         fl.addWidget(self.table_widget, 1)
@@ -345,7 +359,7 @@ class FossilsWidget(QWidget):
             self.class_name.setEditable(True)
             self.class_name.addItem("1")
         if layer is not None:
-            src = layer.metadata.get("source_image")
+            src = layer.metadata.get(SOURCE_IMAGE_KEY)
             base = layer.name[: -len(" fossils")] if layer.name.endswith(" fossils") else None
             for name in (src, base):
                 if name and name in self.viewer.layers:
@@ -443,7 +457,7 @@ class FossilsWidget(QWidget):
             "labels",
             table.instances,
             metadata={
-                "fossil_instances": True,
+                INSTANCES_KEY: True,
                 "source_labels": job["source"],
                 "class_name": job["class_name"],
             },

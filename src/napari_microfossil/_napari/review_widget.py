@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 
 from ..review import (
     AXES,
+    Marks,
     ReviewState,
     Sidecar,
     UndoStack,
@@ -41,7 +42,7 @@ from ..review import (
     slice_confidence,
     slices_touched,
 )
-from ._common import REVIEW_KEY
+from ._common import REVIEW_KEY, SOURCE_IMAGE_KEY, is_instance_layer, is_segment_result
 
 if TYPE_CHECKING:
     import napari
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 STATE_KEY = REVIEW_KEY
 SIDECAR_KEY = "microfossil_review_sidecar"
 _NONE = "(none)"
+#: Key, bound on the reviewed Labels layer, that erases the object under the mouse.
+ERASE_KEY = "Shift-E"
 
 
 def _slot(fn: Callable[[], Any]) -> Callable[..., None]:
@@ -114,6 +117,8 @@ class ReviewWidget(QWidget):
         self.save_worker: Any = None
         self.last_error: str | None = None
         self._conf_cache: dict[tuple[int, int, str], np.ndarray] = {}
+        self._conf_layer: Image | None = None  # the chosen confidence layer (follows renames)
+        self._mode_before_erase: str | None = None  # set while the erase mode is on
 
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -121,6 +126,8 @@ class ReviewWidget(QWidget):
         self._timer.timeout.connect(self.save_now)
 
         self._build()
+        for ly in self.viewer.layers:
+            ly.events.name.connect(self._on_renamed)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
         self.viewer.dims.events.current_step.connect(self._update_labels)
@@ -140,13 +147,19 @@ class ReviewWidget(QWidget):
         self.progress_label = QLabel("no labels layer")
         self.slice_label = QLabel("")
         self.mark_button = QPushButton("Mark slice reviewed")
+        self.unmark_button = QPushButton("Unmark")
+        self.unmark_button.setToolTip(
+            "Forget that this slice was reviewed (not for a slice you painted in)"
+        )
         self.next_button = QPushButton("Next slice to review")
-        self.erase_button = QPushButton("Erase object under cursor")
+        self.erase_button = QPushButton("Erase object (click)")
+        self.erase_button.setCheckable(True)
         self.undo_button = QPushButton("Undo erase")
         self.save_label = QLabel("")
         self.save_label.setWordWrap(True)
         self.erase_button.setToolTip(
-            "Erase the 3D connected object (same label) under the mouse cursor"
+            "Then click an object on the canvas: its 3D connected body (same label) is "
+            f"erased. Or press {ERASE_KEY} with the mouse over it."
         )
         self.next_button.setToolTip(
             "Go to the unreviewed slice where the model was least confident"
@@ -159,6 +172,7 @@ class ReviewWidget(QWidget):
         form.addRow("Class", self.class_combo)
         buttons = QHBoxLayout()
         buttons.addWidget(self.mark_button)
+        buttons.addWidget(self.unmark_button)
         buttons.addWidget(self.next_button)
         erase = QHBoxLayout()
         erase.addWidget(self.erase_button)
@@ -173,12 +187,13 @@ class ReviewWidget(QWidget):
         layout.addStretch(1)
 
         self.labels_combo.currentIndexChanged.connect(self._on_labels_choice)
-        self.conf_combo.currentIndexChanged.connect(lambda _: self._update_labels())
+        self.conf_combo.currentIndexChanged.connect(self._on_conf_choice)
         self.axis_combo.currentTextChanged.connect(self.set_axis)
         self.class_combo.activated.connect(self._on_class_choice)
-        self.mark_button.clicked.connect(_slot(self.toggle_reviewed))
+        self.mark_button.clicked.connect(_slot(self.mark_current_reviewed))
+        self.unmark_button.clicked.connect(_slot(self.unmark_current))
         self.next_button.clicked.connect(_slot(self.go_to_next))
-        self.erase_button.clicked.connect(_slot(self.erase_under_cursor))
+        self.erase_button.toggled.connect(self.set_erase_mode)
         self.undo_button.clicked.connect(_slot(self.undo_erase))
 
     def _ask(self, title: str, question: str) -> bool:
@@ -232,7 +247,12 @@ class ReviewWidget(QWidget):
     def _labels_layers(self) -> list[Labels]:
         from napari.layers import Labels
 
-        return [ly for ly in self.viewer.layers if isinstance(ly, Labels) and ly.ndim == 3]
+        # The Fossils widget's instance layer holds fossil ids, not classes: not reviewable.
+        return [
+            ly
+            for ly in self.viewer.layers
+            if isinstance(ly, Labels) and ly.ndim == 3 and not is_instance_layer(ly)
+        ]
 
     def _image_layers(self) -> list[Image]:
         from napari.layers import Image
@@ -241,24 +261,47 @@ class ReviewWidget(QWidget):
 
     def _refresh_choices(self) -> None:
         current = self._layer.name if self._layer is not None else None
-        names = [ly.name for ly in self._labels_layers()]
+        layers = self._labels_layers()
+        names = [ly.name for ly in layers]
         self.labels_combo.blockSignals(True)
         self.labels_combo.clear()
         self.labels_combo.addItems(names)
         self.labels_combo.blockSignals(False)
-        conf = self.conf_combo.currentText()
-        self.conf_combo.blockSignals(True)
-        self.conf_combo.clear()
-        self.conf_combo.addItems([_NONE, *(ly.name for ly in self._image_layers())])
-        if conf:
-            self.conf_combo.setCurrentText(conf)
-        self.conf_combo.blockSignals(False)
+        self._refresh_confidence()
         if current in names:
             self.labels_combo.setCurrentText(current)
-        elif names:
-            self._select(self._labels_layers()[0])
+        elif layers:
+            # The last Segment result, else the first layer: with the sample, the
+            # hidden "ground truth" comes first and is not what the user corrects.
+            results = [ly for ly in layers if is_segment_result(ly)]
+            self._select(results[-1] if results else layers[0])
         else:
             self._select(None)
+
+    def _refresh_confidence(self) -> None:
+        """Fill the confidence chooser; keep the chosen layer (by identity: renames are
+        followed) or, with none chosen, take the labels' ``metadata["confidence_layer"]``.
+        """
+        images = self._image_layers()
+        chosen = self._conf_layer if any(ly is self._conf_layer for ly in images) else None
+        if chosen is None and self._layer is not None:
+            wanted = self._layer.metadata.get("confidence_layer")
+            chosen = next((ly for ly in images if wanted and ly.name == wanted), None)
+        self._conf_layer = chosen
+        self.conf_combo.blockSignals(True)
+        self.conf_combo.clear()
+        self.conf_combo.addItems([_NONE, *(ly.name for ly in images)])
+        self.conf_combo.setCurrentText(chosen.name if chosen is not None else _NONE)
+        self.conf_combo.blockSignals(False)
+
+    def _on_conf_choice(self, index: int) -> None:
+        name = self.conf_combo.currentText()
+        self._conf_layer = next((ly for ly in self._image_layers() if ly.name == name), None)
+        self._update_labels()
+
+    def _on_renamed(self, event: Any = None) -> None:
+        self._refresh_choices()
+        self._update_labels()
 
     def _on_labels_choice(self, index: int) -> None:
         layers = self._labels_layers()
@@ -266,23 +309,28 @@ class ReviewWidget(QWidget):
             self._select(layers[index])
 
     def _on_inserted(self, event: Any) -> None:
-        from napari.layers import Labels
-
         layer = event.value
-        if (
-            isinstance(layer, Labels)
-            and layer.ndim == 3
-            and self._layer is not None
-            and self._sidecar_for(layer).exists()
+        layer.events.name.connect(self._on_renamed)
+        self._refresh_choices()
+        if not any(ly is layer for ly in self._labels_layers()) or layer is self._layer:
+            return  # not reviewable (e.g. the Fossils instance layer), or chosen already
+        current = self._layer
+        if current is not None and not is_segment_result(current) and is_segment_result(layer):
+            # Segment added a result: it is what the user corrects, not (say) the
+            # sample's ground truth. A Segment result already chosen stays.
+            self.labels_combo.setCurrentText(layer.name)
+        elif (
+            current is not None
             and STATE_KEY not in layer.metadata
+            and self._sidecar_for(layer).exists()
         ):
             # A second labels layer whose scan has an autosave: offer it now.
-            self._refresh_choices()
             self.labels_combo.setCurrentText(layer.name)
-            return
-        self._refresh_choices()
 
     def _on_removed(self, event: Any) -> None:
+        event.value.events.name.disconnect(self._on_renamed)
+        if event.value is self._conf_layer:
+            self._conf_layer = None
         if event.value is self._layer:
             self.flush()
             self._disconnect(self._layer)
@@ -290,6 +338,7 @@ class ReviewWidget(QWidget):
         self._refresh_choices()
 
     def _connect(self, layer: Labels) -> None:
+        layer.bind_key(ERASE_KEY, self._erase_key, overwrite=True)
         layer.events.paint.connect(self._on_paint)
         layer.events.data.connect(self._on_data)
         layer.events.set_data.connect(self._on_set_data)
@@ -298,6 +347,8 @@ class ReviewWidget(QWidget):
     def _disconnect(self, layer: Labels | None) -> None:
         if layer is None:
             return
+        self.set_erase_mode(False)
+        layer.bind_key(ERASE_KEY, None)
         for emitter, cb in (
             (layer.events.paint, self._on_paint),
             (layer.events.data, self._on_data),
@@ -312,7 +363,7 @@ class ReviewWidget(QWidget):
         if path:
             return str(path)
         images = self._image_layers()
-        wanted = layer.metadata.get("image_layer")
+        wanted = layer.metadata.get(SOURCE_IMAGE_KEY)
         conf = layer.metadata.get("confidence_layer")
         for img in images:
             if wanted and img.name == wanted and _layer_path(img):
@@ -358,8 +409,11 @@ class ReviewWidget(QWidget):
         self._history_len = self._history_lengths(layer)
         self._connect(layer)
         conf = layer.metadata.get("confidence_layer")
-        if conf and conf in [ly.name for ly in self._image_layers()]:
-            self.conf_combo.setCurrentText(conf)
+        if conf:
+            found = [ly for ly in self._image_layers() if ly.name == conf]
+            if found:
+                self._conf_layer = found[0]
+        self._refresh_confidence()
         self.axis_combo.blockSignals(True)
         self.axis_combo.setCurrentText(state.axis)
         self.axis_combo.blockSignals(False)
@@ -460,22 +514,28 @@ class ReviewWidget(QWidget):
 
     # ------------------------------------------------------------------ review actions
 
-    def toggle_reviewed(self) -> None:
-        """Mark the shown slice reviewed (or unmark it, if it already was)."""
-        st, i = self.state, self.current_slice()
-        if st is None or i is None:
-            return
-        if st.is_reviewed(i):
-            st.unmark(i)
-        else:
-            st.mark_reviewed(i)
-        self._changed()
-
     def mark_current_reviewed(self) -> None:
+        """Mark the shown slice reviewed (nothing changes if it already is)."""
         st, i = self.state, self.current_slice()
-        if st is not None and i is not None:
+        if st is not None and i is not None and not st.is_reviewed(i):
             st.mark_reviewed(i)
             self._changed()
+
+    def unmark_current(self) -> bool:
+        """Forget that the shown slice was reviewed; refused for a slice painted in.
+
+        An edited slice holds the user's corrections, so it stays reviewed (it is
+        fine-tuning ground truth); undo the painting to take it back.
+        """
+        st, i = self.state, self.current_slice()
+        if st is None or i is None or not st.is_reviewed(i):
+            return False
+        if i in st.edited:
+            self.slice_label.setText(f"{st.axis} = {i} was edited: it stays reviewed")
+            return False
+        st.unmark(i)
+        self._changed()
+        return True
 
     def _confidence_per_slice(self) -> np.ndarray | None:
         layer, st = self._layer, self.state
@@ -541,15 +601,100 @@ class ReviewWidget(QWidget):
 
     # ------------------------------------------------------------------ erase
 
+    def set_erase_mode(self, on: bool) -> None:
+        """While on, the next click on the canvas erases the object under it.
+
+        The labels layer is put in pan/zoom mode meanwhile (so the click does not
+        paint), and gets its mode back when the erase mode ends.
+        """
+        on = bool(on) and self._layer is not None
+        callbacks = self.viewer.mouse_drag_callbacks
+        active = self._mode_before_erase is not None
+        if on and not active:
+            if self._on_erase_click not in callbacks:
+                callbacks.append(self._on_erase_click)
+            layer = self._layer
+            assert layer is not None
+            self._mode_before_erase = str(layer.mode)
+            if layer.mode != "pan_zoom":
+                layer.mode = "pan_zoom"
+            self.slice_label.setText("click the object to erase")
+        elif not on and active:
+            # napari is iterating over the callbacks when a click ends the mode: drop ours
+            # after that loop (removing it now would skip the next callback).
+            QTimer.singleShot(0, self._drop_erase_callback)
+            layer, mode = self._layer, self._mode_before_erase
+            self._mode_before_erase = None
+            if layer is not None and mode is not None and layer.mode == "pan_zoom":
+                layer.mode = mode
+        if self.erase_button.isChecked() != on:
+            self.erase_button.blockSignals(True)
+            self.erase_button.setChecked(on)
+            self.erase_button.blockSignals(False)
+
+    def _drop_erase_callback(self) -> None:
+        callbacks = self.viewer.mouse_drag_callbacks
+        if self._mode_before_erase is None and self._on_erase_click in callbacks:
+            callbacks.remove(self._on_erase_click)
+
+    def _on_erase_click(self, viewer: Any, event: Any) -> None:
+        """Viewer mouse-press callback of the erase mode: erase where the user clicked."""
+        if self._mode_before_erase is None:  # the mode ended; the callback goes next
+            return
+        if getattr(event, "type", "mouse_press") != "mouse_press":
+            return
+        try:
+            layer = self._layer
+            point = None if layer is None else self._clicked_point(layer, event)
+            if point is None:
+                self.slice_label.setText("no object under the click")
+            else:
+                self.erase_at(point, world=False)
+        finally:
+            self.set_erase_mode(False)
+
+    def _clicked_point(self, layer: Labels, event: Any) -> np.ndarray | None:
+        """The clicked voxel (data coordinates); in 3D, the first labelled one on the ray."""
+        pos = np.asarray(layer.world_to_data(event.position), dtype=float)
+        displayed = list(getattr(event, "dims_displayed", []) or [])
+        if self.viewer.dims.ndisplay != 3 or len(displayed) != 3:
+            return pos
+        start, end = layer.get_ray_intersections(
+            event.position, event.view_direction, displayed, world=True
+        )
+        if start is None or end is None:
+            return None
+        data = layer.data
+        n = int(np.ceil(np.linalg.norm(np.asarray(end) - np.asarray(start)))) * 2 + 1
+        for p in np.linspace(start, end, n):
+            pos[displayed] = p
+            idx = tuple(round(float(v)) for v in pos)
+            inside = all(0 <= v < m for v, m in zip(idx, data.shape, strict=True))
+            if inside and data[idx] != 0:
+                return pos
+        return None
+
+    def _erase_key(self, layer: Any = None) -> None:
+        # A key press comes with the mouse over the canvas: the cursor is where the user looks.
+        self.erase_under_cursor()
+
     def erase_under_cursor(self) -> bool:
-        """Erase the 3D connected object under the mouse cursor; True if one was."""
+        """Erase the 3D connected object under the mouse cursor (``Shift-E``)."""
+        return self.erase_at(self.viewer.cursor.position)
+
+    def erase_at(self, position: Any, *, world: bool = True) -> bool:
+        """Erase the 3D connected object at `position`; True if one was.
+
+        Only the slice shown counts as edited (the user saw the erase there), and
+        :meth:`undo_erase` takes back exactly the marks this erase added.
+        """
         layer, st = self._layer, self.state
         if layer is None or st is None:
             return False
         if not isinstance(layer.data, np.ndarray):
             self._report("erase needs labels held in memory (a numpy array)")
             return False
-        point = layer.world_to_data(self.viewer.cursor.position)
+        point = layer.world_to_data(position) if world else position
         if not all(0 <= round(p) < n for p, n in zip(point, layer.data.shape, strict=True)):
             self.slice_label.setText("the cursor is outside the labels")
             return False
@@ -557,14 +702,14 @@ class ReviewWidget(QWidget):
         if edit is None:
             self.slice_label.setText("no object under the cursor")
             return False
-        self.undo_stack.push(edit)
+        marks = st.mark_edit(edit_slices(edit, st.axis), current=self.current_slice())
+        self.undo_stack.push(edit._replace(note=marks))
         layer.refresh()
-        for i in edit_slices(edit, st.axis):
-            st.mark_edited(i)
         self._changed()
         return True
 
     def undo_erase(self) -> bool:
+        """Put the last erased object back, and unmark the slices its erase marked."""
         layer, st = self._layer, self.state
         if layer is None or st is None or not isinstance(layer.data, np.ndarray):
             return False
@@ -573,8 +718,8 @@ class ReviewWidget(QWidget):
             self.slice_label.setText("nothing to undo")
             return False
         layer.refresh()
-        for i in edit_slices(edit, st.axis):
-            st.mark_edited(i)
+        if isinstance(edit.note, Marks):
+            st.undo_marks(edit.note)
         self._changed()
         return True
 
@@ -590,12 +735,8 @@ class ReviewWidget(QWidget):
         if st is None or self._layer is None:
             return
         touched = slices_touched(event.value, st.axis, n_slices=st.n_slices)
-        if touched is None:
-            cur = self.current_slice()
-            touched = {cur} if cur is not None else set()
-        for i in touched:
-            if 0 <= i < st.n_slices:
-                st.mark_edited(i)
+        # A 3D brush or fill changes slices the user did not see: only the shown one counts.
+        st.mark_edit(touched, current=self.current_slice())
         self._history_len = self._history_lengths(self._layer)
         self._changed()
 
@@ -635,7 +776,10 @@ class ReviewWidget(QWidget):
         if i is not None:
             tag = "edited" if i in st.edited else "reviewed" if i in st.reviewed else "not reviewed"
             self.slice_label.setText(f"{st.axis} = {i}: {tag}")
-            self.mark_button.setText("Unmark slice" if st.is_reviewed(i) else "Mark slice reviewed")
+            done = st.is_reviewed(i)
+            self.mark_button.setText("✓ Slice reviewed" if done else "Mark slice reviewed")
+            self.mark_button.setEnabled(not done)
+            self.unmark_button.setEnabled(done and i not in st.edited)
         self.undo_button.setEnabled(len(self.undo_stack) > 0)
 
     # ------------------------------------------------------------------ autosave
@@ -733,6 +877,7 @@ class ReviewWidget(QWidget):
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
+        _escape_dock_title(self)
         top = self.window()
         if top is not None and top is not self and top is not self._window_filtered:
             top.installEventFilter(self)
@@ -751,8 +896,30 @@ class ReviewWidget(QWidget):
         self.viewer.layers.events.inserted.disconnect(self._on_inserted)
         self.viewer.layers.events.removed.disconnect(self._on_removed)
         self.viewer.dims.events.current_step.disconnect(self._update_labels)
+        for ly in self.viewer.layers:
+            ly.events.name.disconnect(self._on_renamed)
         self._disconnect(self._layer)
+        self._drop_erase_callback()
         if self._window_filtered is not None:
             self._window_filtered.removeEventFilter(self)
             self._window_filtered = None
         super().closeEvent(event)
+
+
+def _escape_dock_title(widget: QWidget) -> None:
+    """Double the ``&`` in the title of the dock holding `widget`.
+
+    Qt reads ``&`` in a window title as a mnemonic, so the tab of a tabified dock named
+    "Review & correct" shows "Review _correct"; napari passes the manifest's display
+    name through unescaped. Only the Qt title changes: napari's own name stays.
+    """
+    from qtpy.QtWidgets import QDockWidget
+
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    if parent is None:
+        return
+    title = parent.windowTitle()
+    if "&" in title and "&&" not in title:
+        parent.setWindowTitle(title.replace("&", "&&"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -37,6 +39,7 @@ from .._progress import Progress
 from ..errors import InputError
 from ._common import (
     REVIEW_KEY,
+    SOURCE_IMAGE_KEY,
     JobRunner,
     LayerChooser,
     ask_question,
@@ -93,6 +96,15 @@ class SegmentWidget(QWidget):
         self._model_ok = False
 
         self.image = LayerChooser(napari_viewer, Image, parent=self)
+        self._scaled: Any = None  # the image layer whose scale the voxel-size field shows
+        self._voxel_text = ""  # what the field was last set to (an edit differs from it)
+        self.voxel_size = QLineEdit(self)
+        self.voxel_size.setToolTip(
+            "Voxel size in µm: one value (isotropic) or three, z, y, x. Sets the image "
+            "layer's scale; the result layers get the same. Fossil sizes are measured in it."
+        )
+        self.voxel_note = QLabel(self)
+        self.voxel_note.setStyleSheet("color: #e0a040")
 
         self.model = QComboBox(self)
         self.model.addItem("default (bundled)", DEFAULT_MODEL)
@@ -136,6 +148,10 @@ class SegmentWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("Image", self.image)
+        voxel_row = QHBoxLayout()
+        voxel_row.addWidget(self.voxel_size, 1)
+        voxel_row.addWidget(self.voxel_note)
+        form.addRow("Voxel size (µm)", voxel_row)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(self.browse)
@@ -156,17 +172,109 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+        # The voxel size is locked too: the result takes the image's scale at the start.
         self.runner = JobRunner(
             "Segment",
             self.status,
-            [self.run_button, self.browse, self.model],
+            [self.run_button, self.browse, self.model, self.voxel_size],
             self.cancel_button,
-            after=lambda: self.run_button.setEnabled(self._model_ok),
+            after=self._after_run,
         )
+        self.image.currentIndexChanged.connect(self._on_image_changed)
+        self.voxel_size.editingFinished.connect(self._on_voxel_size_edited)
+        self._on_image_changed()
         self.model.currentIndexChanged.connect(self._on_model_changed)
         self.browse.clicked.connect(self._browse)
         self.run_button.clicked.connect(lambda: self.run())
         self._on_model_changed()
+
+    def _after_run(self) -> None:
+        self.run_button.setEnabled(self._model_ok)
+        self._show_voxel_size()
+
+    # -- voxel size ----------------------------------------------------------------
+
+    def _on_image_changed(self, index: int | None = None) -> None:
+        layer = self.image.layer()
+        if layer is not self._scaled:
+            if self._scaled is not None:
+                self._scaled.events.scale.disconnect(self._show_voxel_size)
+            if layer is not None:
+                layer.events.scale.connect(self._show_voxel_size)
+            self._scaled = layer
+        self._show_voxel_size()
+
+    def _show_voxel_size(self, event: Any = None) -> None:
+        """Show the image layer's scale (z, y, x) and whether the file gave no voxel size."""
+        layer = self._scaled
+        self.voxel_size.setEnabled(layer is not None and not self.runner.running)
+        if layer is None:
+            self._voxel_text = ""
+            self.voxel_size.setText("")
+            self.voxel_note.setText("")
+            return
+        zyx = [float(v) for v in layer.scale[-3:]]
+        same = all(math.isclose(v, zyx[0], rel_tol=1e-9) for v in zyx)
+        self._voxel_text = _format_spacing(zyx[:1] if same else zyx)
+        self.voxel_size.setText(self._voxel_text)
+        default = (layer.metadata or {}).get("spacing_source") == "default"
+        self.voxel_note.setText("(not in file: 1 µm assumed)" if default else "")
+
+    def _on_voxel_size_edited(self) -> None:
+        from napari.utils.notifications import show_error
+
+        layer = self._scaled
+        if layer is None or self.runner.running:
+            return
+        # PyQt5 emits editingFinished whenever the field loses focus, typed in or not:
+        # act only on a changed text (else the size would become the user's unasked).
+        text = _split(self.voxel_size.text())
+        if text == _split(self._voxel_text):
+            return
+        try:
+            values = [float(v) for v in text]
+        except ValueError:
+            values = []
+        try:
+            self.set_voxel_size(values[0] if len(values) == 1 else values)
+        except (InputError, IndexError) as exc:
+            message = str(exc) if isinstance(exc, InputError) else "expected a number"
+            self.status.setText(f"Voxel size: {message}")
+            show_error(f"Voxel size: {message}")
+            self._show_voxel_size()
+
+    def set_voxel_size(self, spacing: float | Any) -> None:
+        """Set the voxel size (µm; one value or ``(z, y, x)``) of the chosen image layer.
+
+        It becomes the layer's scale and that of the results segmented from it
+        (``"<image> fossils"`` and ``"<image> confidence"``); it is marked as the user's.
+
+        Raises
+        ------
+        InputError
+            If `spacing` is not one or three finite numbers > 0, or a segmentation is
+            running (its result takes the scale the image had at its start).
+        """
+        from ..io import parse_spacing
+
+        layer = self._scaled
+        if layer is None:
+            return
+        if self.runner.running:
+            raise InputError("voxel size: Segment is running; set it when it has finished")
+        zyx = parse_spacing(spacing)
+        targets = [layer] + [
+            self.viewer.layers[name]
+            for name in (f"{layer.name} fossils", f"{layer.name} confidence")
+            if name in self.viewer.layers
+            and tuple(self.viewer.layers[name].data.shape[-3:]) == tuple(layer.data.shape[-3:])
+        ]
+        for target in targets:
+            target.scale = (*tuple(target.scale)[:-3], *zyx)
+        if layer.metadata.get("spacing_source") == "default":
+            layer.metadata["spacing_source"] = "user"
+        self._show_voxel_size()
+        self.status.setText(f"Voxel size: {_format_spacing(list(zyx))} µm (z, y, x)")
 
     # -- model and device ----------------------------------------------------------
 
@@ -225,21 +333,11 @@ class SegmentWidget(QWidget):
             return
         self._model_ok = True
         classes = ", ".join(spec.class_names[1:])
-        prov = spec.provenance
-        bits = [
-            f"{key} {prov[key]}"
-            for key in ("base", "data", "trained_at", "created")
-            if isinstance(prov.get(key), str) and prov.get(key)
-        ]
-        bits += [
-            f"{k} {v:.3f}"
-            for k, v in spec.metrics.items()
-            if "iou" in k.lower() and isinstance(v, float)
-        ][:2]
-        extra = " · ".join(bits)
+        line = f"{spec.architecture} ({spec.encoder}) · classes: {classes}"
+        metric = _key_metric(spec.metrics, spec.class_names)
         self.model_info.setText(
-            html.escape(f"classes: {classes} · {spec.encoder} · tile {spec.tile_size}")
-            + (f"<br><span style='color:gray'>{html.escape(extra)}</span>" if extra else "")
+            html.escape(line)
+            + (f"<br><span style='color:gray'>{html.escape(metric)}</span>" if metric else "")
         )
         self.model_info.setToolTip(describe(spec))
         self.tile.setValue(spec.tile_size)
@@ -326,6 +424,8 @@ class SegmentWidget(QWidget):
         self.runner.cancel()
 
     def _add_result(self, seg: Any, job: dict[str, Any]) -> None:
+        from napari.layers import Labels
+
         from .reader import _label_colormap
 
         common: dict[str, Any] = {"scale": job["scale"], "translate": job["translate"]}
@@ -335,23 +435,20 @@ class SegmentWidget(QWidget):
         metadata = {
             "class_names": list(seg.class_names),
             "source_path": job["source_path"],
-            "source_image": job["image"],
+            SOURCE_IMAGE_KEY: job["image"],  # marks the layer as a Segment result
             "confidence_layer": conf_name if seg.confidence is not None else None,
             "model": job["model"],
             "segment_options": dict(job["options"]),
         }
-        labels = replace_or_add(
-            self.viewer,
-            job["target"],
-            "labels",
-            seg.labels,
-            colormap=_label_colormap(tuple(seg.class_names)),
-            metadata=metadata,
-            **common,
-        )
-        # The review state described the labels this run replaced.
-        labels.metadata.pop(REVIEW_KEY, None)
+        # The review state described the labels this run replaces: drop it before the
+        # data changes. (Not after: for a new layer, the Review widget may already have
+        # restored an autosave the user accepted, on the layer's insertion.)
+        old = self.viewer.layers[job["target"]] if job["target"] in self.viewer.layers else None
+        if isinstance(old, Labels):
+            old.metadata.pop(REVIEW_KEY, None)
+        conf = None
         if seg.confidence is not None:
+            # First, so that the labels' "confidence_layer" names a layer when they appear.
             conf = replace_or_add(
                 self.viewer,
                 conf_name,
@@ -363,11 +460,42 @@ class SegmentWidget(QWidget):
                 metadata={"unit": "percent", "labels_layer": job["target"]},
                 **common,
             )
+        labels = replace_or_add(
+            self.viewer,
+            job["target"],
+            "labels",
+            seg.labels,
+            colormap=_label_colormap(tuple(seg.class_names)),
+            metadata=metadata,
+            **common,
+        )
+        if conf is not None:
             layers = self.viewer.layers
             ci, li = layers.index(conf), layers.index(labels)
             if ci > li:  # keep the labels drawn over the confidence
                 layers.move(ci, li)
         self.viewer.layers.selection.active = labels
+
+
+def _format_spacing(values: list[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def _split(text: str) -> list[str]:
+    """The values typed in the voxel-size field (commas or spaces between them)."""
+    return text.replace(",", " ").split()
+
+
+def _key_metric(metrics: dict[str, Any], class_names: Any) -> str:
+    """The model's headline score: the first class's IoU (``iou_fossil``), else the mean."""
+    names = list(class_names)
+    keys = [f"iou_{names[1]}"] if len(names) > 1 else []
+    for key in (*keys, "mean_iou_fg"):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            label = f"IoU {names[1]}" if key != "mean_iou_fg" else "mean IoU"
+            return f"{label} {float(value):.3f} (validation)"
+    return ""
 
 
 def _never(batch: np.ndarray) -> np.ndarray:  # pragma: no cover - never called
