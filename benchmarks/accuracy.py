@@ -27,7 +27,9 @@ TEST_SEED0 = 3000
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="default")
     p.add_argument("--n", type=int, default=5, help="number of test phantoms")
     p.add_argument("--seed0", type=int, default=TEST_SEED0)
@@ -35,19 +37,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--axes", default="z")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--harder", action="store_true", help="use PhantomStyle().harder() (other noise, contrast, blur)")
+    p.add_argument("--flips", action="store_true", help="test-time flips (segment --flips)")
+    p.add_argument(
+        "--harder",
+        action="store_true",
+        help="use PhantomStyle().harder() (other noise, contrast, blur)",
+    )
     args = p.parse_args(argv)
 
     model = load_model(args.model, device=args.device)
     names = model.spec.class_names
     style = PhantomStyle().harder() if args.harder else None
     total = np.zeros((len(names), len(names)), np.int64)
-    print(f"model {model.path}  axes {args.axes}  shape {tuple(args.shape)}  style {'harder' if style else 'default'}")
-    print(f"{'seed':>6} {'fossils':>7} " + " ".join(f"{'IoU ' + n:>15}" for n in names) + f" {'Mvox/s':>8}")
+    print(
+        f"model {model.path}  axes {args.axes}  shape {tuple(args.shape)}  flips {args.flips}  style {'harder' if style else 'default'}"
+    )
+    print(
+        f"{'seed':>6} {'fossils':>7} "
+        + " ".join(f"{'IoU ' + n:>15}" for n in names)
+        + f" {'Mvox/s':>8}"
+    )
     for seed in range(args.seed0, args.seed0 + args.n):
         ph = make_phantom(tuple(args.shape), seed=seed, style=style)  # type: ignore[arg-type]
         t0 = time.perf_counter()
-        seg = drain(iter_segment(ph.image, model, axes=args.axes, device=args.device, batch_size=args.batch_size))
+        seg = drain(
+            iter_segment(
+                ph.image,
+                model,
+                axes=args.axes,
+                device=args.device,
+                batch_size=args.batch_size,
+                flips=args.flips,
+            )
+        )
         dt = time.perf_counter() - t0
         cm = confusion_matrix(seg.labels, ph.labels, len(names))
         total += cm
@@ -58,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             + f" {ph.image.size / dt / 1e6:>8.2f}"
         )
     s = scores_from_confusion(total, names)
-    print(f"{'pooled':>6} {'':>7} " + " ".join(f"{s.get('iou_' + n, float('nan')):>15.4f}" for n in names))
+    print(
+        f"{'pooled':>6} {'':>7} "
+        + " ".join(f"{s.get('iou_' + n, float('nan')):>15.4f}" for n in names)
+    )
     return 0
 
 

@@ -15,6 +15,7 @@ from napari_microfossil.errors import InputError
 from napari_microfossil.inference import (
     Segmentation,
     blend_window,
+    flip_averaged,
     iter_segment,
     predict_planes,
     segment,
@@ -234,6 +235,41 @@ def test_tiled_and_untiled_unet_agree(tiny_model):
     assert err.mean() < 0.03
     # overlap + blending is closer to the untiled answer than abutting tiles
     assert err.mean() < np.abs(no_overlap - whole).mean()
+
+
+def test_flip_averaging_of_a_directional_predictor():
+    batch = smooth_image((2, 1, 32, 64), seed=3)
+    counting = CountingPredictor()
+    out = flip_averaged(counting)(batch)
+    # the four flips, each flipped back, averaged
+    expected = (
+        neighbour_predictor(batch)
+        + neighbour_predictor(batch[..., ::-1])[..., ::-1]
+        + neighbour_predictor(batch[..., ::-1, :])[..., ::-1, :]
+        + neighbour_predictor(batch[..., ::-1, ::-1])[..., ::-1, ::-1]
+    ) / 4
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert counting.calls == 4
+    # the neighbour predictor looks left; averaged with its mirror image it no longer does
+    assert not np.allclose(out, neighbour_predictor(batch), atol=1e-3)
+    np.testing.assert_allclose(
+        out[:, :, :, ::-1], flip_averaged(neighbour_predictor)(batch[..., ::-1]), atol=1e-6
+    )
+
+
+def test_flip_averaging_keeps_an_equivariant_predictor_exact(volume):
+    plain = segment(volume, affine_probs, class_names=("a", "b"), tile=32, confidence=True)
+    flipped = segment(
+        volume, affine_probs, class_names=("a", "b"), tile=32, confidence=True, flips=True
+    )
+    np.testing.assert_array_equal(plain.labels, flipped.labels)
+    np.testing.assert_array_equal(plain.confidence, flipped.confidence)
+
+
+def affine_probs(batch: np.ndarray) -> np.ndarray:
+    """Per-pixel (flip-equivariant) two-class probabilities."""
+    p = 1.0 / (1.0 + np.exp(-3.0 * batch))
+    return np.concatenate([p, 1.0 - p], axis=1).astype(np.float32)
 
 
 def test_predictor_with_wrong_output_shape():

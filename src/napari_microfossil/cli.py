@@ -149,6 +149,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             confidence=conf_path is not None,
+            flips=args.flips,
         ),
         quiet=args.quiet,
     )
@@ -384,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
     s.add_argument("--batch-size", type=int, default=4)
     s.add_argument("--confidence", metavar="CONF.tif", help="also write a confidence map (percent)")
+    s.add_argument(
+        "--flips",
+        action="store_true",
+        help="average each tile over its four flips (4x slower, a little more accurate)",
+    )
     s.add_argument(
         "--voxel-size",
         type=float,

@@ -395,6 +395,26 @@ class Segmentation:
     axes: str
 
 
+def flip_averaged(predictor: Predictor) -> Predictor:
+    """Test-time augmentation: average ``predictor`` over the four flips of each tile.
+
+    Each batch is predicted as it is, flipped left-right, flipped up-down and both
+    (a half turn), and every prediction is flipped back before averaging. The result is
+    symmetric under those flips and usually a little more accurate, at four times the
+    cost. A flip-equivariant predictor (an identity, say) gives back its own output.
+    """
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        out = np.array(predictor(batch), dtype=np.float32)
+        for axes in ((-1,), (-2,), (-2, -1)):
+            flipped = np.ascontiguousarray(np.flip(batch, axis=axes))
+            out += np.flip(np.asarray(predictor(flipped), dtype=np.float32), axis=axes)
+        out *= np.float32(0.25)
+        return out
+
+    return predict
+
+
 def _check_axes(axes: Any) -> str:
     ok = isinstance(axes, str) and len(axes) > 0
     norm = axes.strip().lower() if isinstance(axes, str) else ""
@@ -453,6 +473,7 @@ def iter_segment(
     device: Any = None,
     amp: bool | None = None,
     confidence: bool = False,
+    flips: bool = False,
     intensity_range: tuple[float, float] | None = None,
     accumulator_dir: str | Path | None = None,
     max_ram_bytes: int = 2**30,
@@ -488,6 +509,9 @@ def iter_segment(
         Mixed precision; default on for CUDA. For a ``LoadedModel`` only.
     confidence : bool
         Also return the per-voxel confidence (fused max probability, percent).
+    flips : bool
+        Test-time augmentation: average each tile's prediction over its four flips
+        (:func:`flip_averaged`); four times slower, usually a little more accurate.
     intensity_range : (float, float), optional
         Raw intensities mapped to -1 and +1; estimated once from the volume with the
         model's normalisation percentiles if omitted.
@@ -552,6 +576,7 @@ def iter_segment(
         device=device,
         amp=amp,
         confidence=confidence,
+        flips=bool(flips),
         intensity_range=intensity_range,
         accumulator_dir=accumulator_dir,
         max_ram_bytes=int(max_ram_bytes),
@@ -571,6 +596,7 @@ def _segment(
     device: Any,
     amp: bool | None,
     confidence: bool,
+    flips: bool,
     intensity_range: tuple[float, float] | None,
     accumulator_dir: str | Path | None,
     max_ram_bytes: int,
@@ -581,6 +607,8 @@ def _segment(
         predictor = make_predictor(model.network, device, amp=amp)
     else:
         predictor = model
+    if flips:
+        predictor = flip_averaged(predictor)
     norm = spec.normalisation
     if intensity_range is None:
         lo, hi = normalise.intensity_range(volume, norm)
@@ -676,6 +704,7 @@ def segment(volume: Any, model: LoadedModel | Predictor, **kwargs: Any) -> Segme
 __all__ = [
     "Segmentation",
     "blend_window",
+    "flip_averaged",
     "iter_segment",
     "predict_planes",
     "segment",
