@@ -201,3 +201,158 @@ def test_console_script_is_installed():
     assert r.returncode == 0
     for cmd in ("sample", "segment", "fossils", "train", "info"):
         assert cmd in r.stdout
+
+
+# --- train: splits, cancel, LR finder, new classes ---------------------------------------
+
+
+@pytest.fixture
+def tiny_base(tmp_path, tiny_model):
+    from napari_microfossil.model import save_model
+
+    return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
+
+
+def _train_args(sample_dir, base, out, *extra, labels=None):
+    return [
+        "train",
+        "--image",
+        str(sample_dir / "scan.tif"),
+        "--labels",
+        str(labels or sample_dir / "truth.tif"),
+        "--base",
+        str(base),
+        "-o",
+        str(out),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "64",
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
+
+
+def _spy_on_training(monkeypatch, stop_after_epoch=None):
+    """Record what cmd_train hands to the engine; optionally press Ctrl-C after an epoch."""
+    import napari_microfossil.training as training
+
+    seen = {}
+    real = training.iter_train
+
+    def spy(train, val, spec, **kw):
+        seen.update(train=train, val=val, spec=spec, config=kw["config"])
+        gen = real(train, val, spec, **kw)
+        try:
+            while True:
+                try:
+                    p = next(gen)
+                except StopIteration as stop:
+                    return stop.value
+                yield p
+                if p.stage == "validate" and p.done == stop_after_epoch:
+                    raise KeyboardInterrupt
+        finally:
+            gen.close()
+
+    monkeypatch.setattr(training, "iter_train", spy)
+    return seen
+
+
+def test_train_never_validates_on_training_slices(sample_dir, tiny_base, tmp_path, monkeypatch):
+    from napari_microfossil.model import read_spec
+
+    seen = _spy_on_training(monkeypatch)
+    out = tmp_path / "m.safetensors"
+    asked = [3, 8, 13, 18, 23, 28, 33, 38]
+    slices = "z:" + ",".join(map(str, asked))
+    assert main(_train_args(sample_dir, tiny_base, out, "--slices", slices, "--epochs", "1")) == 0
+    train, val = seen["train"], seen["val"]
+    assert val is not None and len(val) == 2 and len(train) == 6
+    assert set(train.sources).isdisjoint(val.sources)
+    assert sorted(train.sources + val.sources, key=lambda s: int(s.split("=")[1])) == [
+        f"scan.tif z={z}" for z in asked
+    ]
+    # Not only the names: no validation plane's pixels are among the training planes.
+    for v in val.images:
+        assert not any(np.array_equal(v, t) for t in train.images)
+    prov = read_spec(out).provenance
+    assert prov["train_slices"] == train.sources and prov["val_slices"] == val.sources
+
+
+def test_train_cancelled_or_out_of_time_leaves_a_loadable_model(
+    sample_dir, tiny_base, tmp_path, monkeypatch, capsys
+):
+    from napari_microfossil.model import load_model
+
+    out = tmp_path / "out" / "m.safetensors"
+    out.parent.mkdir()
+    _spy_on_training(monkeypatch, stop_after_epoch=1)
+    args = _train_args(sample_dir, tiny_base, out, "--slices", "z:5,15,25,35", "--epochs", "5")
+    assert main(args) == 130
+    assert "best model so far (epoch 1 of 1 run)" in capsys.readouterr().err
+    assert load_model(out).spec.provenance["epochs_run"] == 1
+    assert [p.name for p in out.parent.iterdir()] == ["m.safetensors"]  # no temp files
+
+    monkeypatch.undo()
+    timed = tmp_path / "out" / "t.safetensors"
+    args = _train_args(sample_dir, tiny_base, timed, "--slices", "z:5,15,25,35", "--epochs", "1000")
+    assert main([*args, "--time-limit", "1.5"]) == 0
+    assert "(time-limit)" in capsys.readouterr().out
+    assert load_model(timed).spec.provenance["epochs_run"] < 1000
+
+
+def test_train_lr_find_uses_its_suggestion_unless_lr_is_given(
+    sample_dir, tiny_base, tmp_path, monkeypatch, capsys
+):
+    from napari_microfossil.model import read_spec
+
+    seen = _spy_on_training(monkeypatch)
+    out = tmp_path / "m.safetensors"
+    find = ["--slices", "z:5,15,25", "--epochs", "1", "--lr-find", "--lr-find-steps", "8"]
+    assert main(_train_args(sample_dir, tiny_base, out, *find)) == 0
+    text = capsys.readouterr().out
+    assert "LR finder: 8 steps" in text and "training with it" in text
+    found = read_spec(out).provenance["lr_find"]
+    assert found["used"] is True
+    assert seen["config"].lr == pytest.approx(found["suggestion"])
+    assert 1e-6 <= found["suggestion"] <= 1.0
+
+    out2 = tmp_path / "m2.safetensors"
+    assert main(_train_args(sample_dir, tiny_base, out2, *find, "--lr", "0.0123")) == 0
+    assert "training with --lr 0.0123 as given" in capsys.readouterr().out
+    assert seen["config"].lr == 0.0123
+    assert read_spec(out2).provenance["lr_find"]["used"] is False
+
+
+def test_train_gives_new_label_ids_a_new_head(sample_dir, tiny_base, tmp_path, capsys):
+    from napari_microfossil.model import load_model
+
+    truth = tifffile.imread(sample_dir / "truth.tif")
+    labels = truth.copy()
+    labels[:20][truth[:20] == 2] = 3  # pores in the upper half become a new class
+    path = tmp_path / "labels4.tif"
+    tifffile.imwrite(path, labels)
+    out = tmp_path / "m.safetensors"
+    args = _train_args(sample_dir, tiny_base, out, "--slices", "z:5,15,25", labels=path)
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "model tiny.safetensors has classes ['background', 'fossil', 'pore']" in err
+    assert "labels have 4 classes: new head for classes ['class_3']" in err
+    assert err.count("new head") == 1
+    model = load_model(out)
+    assert model.spec.class_names == ("background", "fossil", "pore", "class_3")
+
+    named = tmp_path / "named.safetensors"
+    classes = ["--classes", "background,fossil,pore,ostracod"]
+    named_args = _train_args(sample_dir, tiny_base, named, "--slices", "z:5,15,25", labels=path)
+    assert main([*named_args, *classes]) == 0
+    assert load_model(named).spec.class_names[3] == "ostracod"
+    assert "new head for classes ['ostracod']" in capsys.readouterr().err
+    _one_line_error(capsys, [*args, "--overwrite", "--classes", "background,fossil"], "--classes")

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,11 +11,15 @@ from napari_microfossil.training import (
     TrainConfig,
     augment_batch,
     auto_class_weights,
+    class_names_for_labels,
     dice_ce_loss,
+    expand_classes,
     iter_train,
+    lr_find,
     parse_slices,
     slices_from_volume,
     split_slices,
+    suggest_lr,
     train,
 )
 
@@ -177,3 +183,123 @@ def test_config_validation():
         TrainConfig(crop_size=100)
     with pytest.raises(InputError, match="time_limit"):
         TrainConfig(time_limit_s=0)
+
+
+# --- learning-rate finder -----------------------------------------------------------------
+
+
+def test_suggest_lr_takes_a_tenth_of_the_lowest_loss_rate():
+    lrs = np.logspace(-6, 0, 61)
+    x = np.log10(lrs)
+    # Falling fastest at 1e-4, lowest at 1e-2, then rising steeply.
+    loss = 2 - np.tanh(3 * (x + 4)) - 0.1 * (x + 6) + 5 * np.clip(x + 2, 0, None) ** 2
+    suggestion, at_min, steepest = suggest_lr(lrs, loss, min_lr=1e-6, max_lr=1.0)
+    assert at_min == pytest.approx(1e-2)
+    assert suggestion == pytest.approx(1e-3)
+    assert steepest == pytest.approx(1e-4)
+    # Loss only rising: the suggestion stays inside the range.
+    assert suggest_lr(lrs, x, min_lr=1e-6, max_lr=1.0)[0] == pytest.approx(1e-6)
+
+
+def test_lr_find_sweeps_restores_the_weights_and_suggests_within_range(tiny_spec):
+    data = _disc_planes(4)
+    net = _net(tiny_spec).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cfg = TrainConfig(batch_size=2, crop_size=32, augment=False, seed=0)
+    lo, hi, steps = 1e-3, 1e3, 16
+    res = lr_find(
+        data, tiny_spec, network=net, config=cfg, device="cpu", min_lr=lo, max_lr=hi, steps=steps
+    )
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics
+    assert not net.training
+    assert all(p.requires_grad and p.grad is None for p in net.parameters())
+    assert lo <= res.suggestion <= hi
+    assert res.suggestion == pytest.approx(max(res.min_loss_lr / 10, lo))
+    # An exponential sweep: equal ratios between steps, starting at min_lr.
+    assert res.lrs[0] == pytest.approx(lo)
+    np.testing.assert_allclose(np.diff(np.log10(res.lrs)), 6 / (steps - 1))
+    # The toy task is learnable: the loss falls over the first part of the sweep...
+    i_min = int(np.argmin(res.smoothed))
+    assert i_min >= 3
+    assert res.smoothed[i_min] < 0.8 * res.smoothed[0]
+    # ... and a rate of 1000 makes it blow up, which ends the sweep early.
+    assert res.stopped == "diverged"
+    assert len(res.lrs) < steps
+    assert not math.isfinite(res.smoothed[-1]) or res.smoothed[-1] > 4 * min(res.smoothed)
+
+
+def test_lr_find_refuses_a_bad_range(tiny_spec):
+    data = _disc_planes(1)
+    with pytest.raises(InputError, match="min_lr"):
+        lr_find(data, tiny_spec, min_lr=1e-2, max_lr=1e-3, device="cpu")
+    with pytest.raises(InputError, match="steps"):
+        lr_find(data, tiny_spec, steps=2, device="cpu")
+
+
+# --- new classes ----------------------------------------------------------------------------
+
+
+def test_expand_classes_keeps_the_old_logits(tiny_spec):
+    net = _net(tiny_spec).eval()
+    x = torch.randn(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        old = net(x)
+    names = (*tiny_spec.class_names, "ostracod")
+    with pytest.warns(
+        UserWarning,
+        match=r"model tiny has classes .*labels have 4 classes: new head for classes \['ostracod'\]",
+    ):
+        new_net, new_spec = expand_classes(net, tiny_spec, names, model_name="tiny")
+    assert new_spec.class_names == names
+    assert new_spec.provenance["classes_from"] == list(tiny_spec.class_names)
+    assert not new_net.training
+    with torch.no_grad():
+        new = new_net(x)
+    assert new.shape == (2, 4, 64, 64)
+    torch.testing.assert_close(new[:, :3], old, rtol=0, atol=1e-5)
+    assert not torch.allclose(new[:, 3], new[:, 1])  # the new class has its own channel
+    # Classes are matched by name: a class moved to another id keeps its channel.
+    with pytest.warns(UserWarning, match="new head for classes"):
+        moved, _ = expand_classes(net, tiny_spec, ("background", "ostracod", "pore", "fossil"))
+    with torch.no_grad():
+        out = moved.eval()(x)
+    torch.testing.assert_close(out[:, [0, 2, 3]], old[:, [0, 2, 1]], rtol=0, atol=1e-5)
+    # The same classes: nothing to do, no warning (warnings are errors here).
+    same_net, same_spec = expand_classes(net, tiny_spec, tiny_spec.class_names)
+    assert same_net is net and same_spec is tiny_spec
+    with pytest.raises(InputError, match="unique"):
+        expand_classes(net, tiny_spec, ("background", "fossil", "fossil"))
+
+
+def test_class_names_for_labels():
+    base = ("background", "fossil", "pore")
+    assert class_names_for_labels(base, 2) == base
+    assert class_names_for_labels(base, 4) == (*base, "class_3", "class_4")
+    assert class_names_for_labels(base, 3, label_class_names=("a", "b", "c", "ostracod")) == (
+        *base,
+        "ostracod",
+    )
+    # A label file naming the new id like an existing class does not create a duplicate.
+    assert class_names_for_labels(base, 3, label_class_names=("a", "b", "c", "pore"))[3] != "pore"
+
+
+def test_training_a_new_class_after_expanding_the_head(tmp_path, tiny_spec):
+    data = _disc_planes(4)
+    for lab in data.labels[:2]:  # the dark squares become a new class in two planes
+        lab[lab == 2] = 3
+    net = _net(tiny_spec)
+    cfg = TrainConfig(epochs=2, steps_per_epoch=4, batch_size=2, crop_size=64, lr=3e-3)
+    with pytest.raises(InputError, match="class ids"):  # the fixed spec still refuses them
+        train(data, None, tiny_spec, network=net, config=cfg, device="cpu")
+    with pytest.warns(UserWarning, match="ostracod"):
+        new_net, new_spec = expand_classes(net, tiny_spec, (*tiny_spec.class_names, "ostracod"))
+    head_before = new_net.segmentation_head[0].weight.detach().clone()
+    out = tmp_path / "m.safetensors"
+    result = train(data, data, new_spec, network=new_net, config=cfg, device="cpu", output=str(out))
+    assert "iou_ostracod" in result.history[-1]
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert not torch.equal(new_net.segmentation_head[0].weight[3], head_before[3])
+    saved = load_model(out)
+    assert saved.spec.class_names == ("background", "fossil", "pore", "ostracod")
+    assert saved.network(torch.zeros(1, 1, 64, 64)).shape[1] == 4

@@ -307,6 +307,8 @@ def save_model(
     os.close(fd)
     try:
         save_file(state, tmp, metadata=meta)
+        # mkstemp makes the file private (0600); a model is a shareable document.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

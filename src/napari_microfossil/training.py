@@ -17,6 +17,7 @@ import copy
 import logging
 import math
 import time
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -459,6 +460,7 @@ def iter_train(
     output: str | None = None,
     provenance: dict[str, Any] | None = None,
     score_key: str | None = None,
+    distributed: bool | None = None,
 ) -> ProgressGen[TrainResult]:
     """Train ``network`` (or a new one built from ``spec``) on ``train``; yield progress.
 
@@ -468,7 +470,8 @@ def iter_train(
         Training planes and held-out validation planes (``val`` may be None: then the
         training loss picks the best epoch).
     spec : ModelSpec
-        Classes, architecture and normalisation of the model to train.
+        Classes, architecture and normalisation of the model to train. Label ids must
+        be below ``spec.num_classes``; to add classes use :func:`expand_classes` first.
     network : torch.nn.Module, optional
         Starting weights (fine-tuning); a new network from ``spec`` otherwise.
     output : str, optional
@@ -477,40 +480,57 @@ def iter_train(
     score_key : str, optional
         Validation score to maximise; default the first foreground class's IoU
         (``"iou_fossil"`` for the default classes), falling back to ``mean_iou_fg``.
+    distributed : bool, optional
+        Train with DistributedDataParallel across the processes of a running
+        torch.distributed process group (see
+        :func:`~napari_microfossil.distributed.distributed_session`). Default: when one
+        is running. Each rank samples its own crops (``seed + rank``), DDP averages the
+        gradients, and rank 0 alone validates and writes ``output`` while the others
+        wait; every rank returns the same weights.
 
     Yields
     ------
     Progress
         ``stage="train"``, one per optimiser step, ``info`` with ``loss``, ``epoch``,
         ``lr`` and, after each epoch, the validation scores.
+
+    Raises
+    ------
+    InputError
+        If there are no training planes, or labels hold class ids the spec lacks.
     """
     import torch
 
     from .device import resolve_device
+    from .distributed import all_reduce_float, barrier, broadcast_object, is_distributed
 
     cfg = config or TrainConfig()
     if len(train) == 0:
         raise InputError("training data: expected at least one labelled slice, got none")
+    use_ddp = is_distributed() if distributed is None else bool(distributed)
+    if use_ddp and not is_distributed():
+        raise InputError(
+            "distributed: True needs a running process group; launch with torchrun and "
+            "train inside distributed_session()"
+        )
+    rank = int(torch.distributed.get_rank()) if use_ddp else 0
+    main = rank == 0
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    rng = np.random.default_rng(cfg.seed + rank)  # but different crops and augmentations
+    gen = torch.Generator().manual_seed(cfg.seed + rank)
     if network is None:
         from .model import build_network
 
         network = build_network(spec)
     network = network.to(dev)
+    if use_ddp and dev.type == "cuda":
+        # Validation (rank 0 only) switches the network to channels_last; do it on all
+        # ranks up front so DDP's gradient buckets match the parameters everywhere.
+        network = network.to(memory_format=torch.channels_last)
     n_cls = spec.num_classes
-    if any(int(lab[lab != IGNORE_INDEX].max(initial=0)) >= n_cls for lab in train.labels):
-        raise InputError(
-            f"labels: found class ids >= {n_cls}, but the model has classes {list(spec.class_names)}"
-        )
-    if cfg.class_weights == "auto":
-        cw = torch.tensor(auto_class_weights(train, n_cls), dtype=torch.float32, device=dev)
-    elif cfg.class_weights is None:
-        cw = None
-    else:
-        cw = torch.tensor(list(cfg.class_weights), dtype=torch.float32, device=dev)
+    _check_label_ids(train, spec)
+    cw = _class_weight_tensor(cfg, train, n_cls, dev)
     sampler = CropSampler(
         train, cfg.crop_size, foreground_fraction=cfg.foreground_fraction, rng=rng
     )
@@ -535,6 +555,9 @@ def iter_train(
         encoder: torch.nn.Module = network.encoder  # type: ignore[assignment]
         for p in encoder.parameters():
             p.requires_grad_(not frozen)
+        # DDP registers the parameters that need gradients when it wraps the network,
+        # so each phase (frozen encoder or not) gets its own wrapper.
+        model = _wrap_ddp(network, dev) if use_ddp else network
         groups = _param_groups(network, cfg.lr, cfg.encoder_lr_range, frozen=frozen)
         opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         peak = [g["lr"] for g in groups]
@@ -550,32 +573,23 @@ def iter_train(
             scale = cfg.resolutions[
                 min(int(epoch * len(cfg.resolutions) / total_epochs), len(cfg.resolutions) - 1)
             ]
-            network.train()
+            model.train()
             losses: list[float] = []
             for _ in range(cfg.steps_per_epoch):
                 frac = k / phase_steps
                 if phase_time is not None:
                     frac = max(frac, (time.monotonic() - t_phase) / phase_time)
+                    if use_ddp:  # the slowest clock rules: same LR and same stop everywhere
+                        frac = all_reduce_float(frac, op="max", device=dev)
                 if frac >= 1.0 and losses:
                     out_of_time = True
                     break
                 factor = one_cycle(min(frac, 1.0), cfg.pct_start)
                 for g, lr in zip(opt.param_groups, peak, strict=True):
                     g["lr"] = lr * factor
-                xb, yb = sampler.sample(cfg.batch_size)
-                x = torch.from_numpy(xb).to(dev)
-                y = torch.from_numpy(yb.astype(np.int64)).to(dev)
-                if cfg.augment:
-                    x, y = augment_batch(x, y, gen)
-                if scale < 1.0:
-                    size = max(32, round(cfg.crop_size * scale / 32) * 32)
-                    x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
-                    y = torch.nn.functional.interpolate(
-                        y.unsqueeze(1).float(), size=(size, size), mode="nearest"
-                    )
-                    y = y.squeeze(1).long()
+                x, y = _training_batch(sampler, cfg, gen, dev, scale)
                 with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-                    logits = network(x)
+                    logits = model(x)
                 loss = dice_ce_loss(
                     logits.float(), y, class_weights=cw, dice_weight=cfg.dice_weight
                 )
@@ -597,21 +611,26 @@ def iter_train(
                         "phase": phase,
                     },
                 )
+            mean_loss = float(np.mean(losses))
+            if use_ddp:
+                mean_loss = all_reduce_float(mean_loss, op="mean", device=dev)
+                _average_buffers(network)
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "phase": phase,
                 "scale": scale,
                 "steps": k,
-                "loss": float(np.mean(losses)),
+                "loss": mean_loss,
                 "seconds": round(time.monotonic() - t0, 1),
             }
-            if val is not None and len(val):
+            score = -mean_loss
+            if main and val is not None and len(val):
                 record.update(
                     evaluate(network, val, spec.class_names, device=dev, tile=spec.tile_size)
                 )
                 score = record.get(key, record.get("mean_iou_fg", float("nan")))
-            else:
-                score = -record["loss"]
+            if use_ddp:  # rank 0's validation decides for everyone
+                record, score = broadcast_object((record, score))
             history.append(record)
             log.info("epoch %d: %s", epoch + 1, record)
             if score > best_score:
@@ -619,9 +638,11 @@ def iter_train(
                 best_state = copy.deepcopy(
                     {k_: v.detach().cpu() for k_, v in network.state_dict().items()}
                 )
-                if output is not None:
+                if output is not None and main:
                     out_spec = _final_spec(spec, cfg, record, history, provenance, best_epoch)
                     save_model(output, network, out_spec)
+                if use_ddp:
+                    barrier()  # the others wait while rank 0 writes the checkpoint
             else:
                 stale += 1
             yield Progress("validate", epoch + 1, total_epochs, dict(record))
@@ -632,6 +653,7 @@ def iter_train(
             if cfg.patience is not None and stale >= cfg.patience:
                 stopped = "early-stopping"
                 break
+        del model
         if stopped == "early-stopping":
             break
     for p in network.parameters():
@@ -643,11 +665,90 @@ def iter_train(
         (h for h in history if h["epoch"] == best_epoch), history[-1] if history else {}
     )
     out_spec = _final_spec(spec, cfg, best_record, history, provenance, best_epoch)
-    if output is not None:
+    if output is not None and main:
         save_model(output, network, out_spec)
+    if use_ddp:
+        barrier()
     return TrainResult(
         network=network, spec=out_spec, history=history, best_epoch=best_epoch, stopped=stopped
     )
+
+
+def _wrap_ddp(network: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around ``network`` (which keeps its own weights)."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    if dev.type == "cuda":
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return DistributedDataParallel(network, device_ids=[index], output_device=index)
+    return DistributedDataParallel(network)
+
+
+def _average_buffers(network: torch.nn.Module) -> None:
+    """Average floating-point buffers (batch-norm statistics) over the ranks.
+
+    DDP hands rank 0's buffers to all ranks before each forward pass, but each rank's
+    last pass updates its own copy from its own crops: averaging makes them agree again
+    (and uses every rank's statistics).
+    """
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for buf in network.buffers():
+        if buf.is_floating_point():
+            dist.all_reduce(buf.data, op=dist.ReduceOp.SUM)
+            buf.data.div_(world)
+
+
+def _check_label_ids(data: SliceSet, spec: ModelSpec) -> None:
+    n_cls = spec.num_classes
+    found = max_label_id(data)
+    if found >= n_cls:
+        raise InputError(
+            f"labels: found class ids >= {n_cls} (up to {found}), but the model has classes "
+            f"{list(spec.class_names)}; give the model a new head first with expand_classes() "
+            "(microfossil train --classes)"
+        )
+
+
+def _class_weight_tensor(
+    cfg: TrainConfig, data: SliceSet, n_cls: int, dev: torch.device
+) -> torch.Tensor | None:
+    import torch
+
+    if cfg.class_weights is None:
+        return None
+    if isinstance(cfg.class_weights, str) and cfg.class_weights == "auto":
+        w = auto_class_weights(data, n_cls)
+    else:
+        w = np.asarray(list(cfg.class_weights), dtype=np.float64)
+    return torch.tensor(w, dtype=torch.float32, device=dev)
+
+
+def _training_batch(
+    sampler: CropSampler,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    dev: torch.device,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One augmented batch of crops ``(B, 1, H, W)`` and labels ``(B, H, W)`` at ``scale``."""
+    import torch
+
+    xb, yb = sampler.sample(cfg.batch_size)
+    x = torch.from_numpy(xb).to(dev)
+    y = torch.from_numpy(yb.astype(np.int64)).to(dev)
+    if cfg.augment:
+        x, y = augment_batch(x, y, gen)
+    if scale < 1.0:
+        size = max(32, round(cfg.crop_size * scale / 32) * 32)
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")
+        y = torch.nn.functional.interpolate(
+            y.unsqueeze(1).float(), size=(size, size), mode="nearest"
+        )
+        y = y.squeeze(1).long()
+    return x, y
 
 
 def one_cycle(frac: float, pct_start: float, *, div: float = 25.0, final_div: float = 1e4) -> float:
@@ -701,3 +802,372 @@ def split_slices(
     order = rng.permutation(n)
     n_val = min(n - 1, max(1, round(n * val_fraction))) if n >= 2 else 0
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+# --- learning-rate finder ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LRFindResult:
+    """An exponential learning-rate sweep and the rate it suggests.
+
+    Attributes
+    ----------
+    lrs, losses, smoothed : tuple of float
+        The peak learning rate of each step, its training loss, and the loss smoothed
+        by a bias-corrected exponential moving average.
+    suggestion : float
+        The suggested peak learning rate (``--lr``): the rate at the lowest smoothed
+        loss divided by 10, kept within ``[min_lr, max_lr]``. At the lowest loss the
+        rate is already about to make training unstable; a tenth of it still learns
+        fast (L. N. Smith 2017; the fastai rule).
+    min_loss_lr : float
+        The rate at the lowest smoothed loss.
+    steepest_lr : float
+        The rate where the smoothed loss fell fastest (per decade) before its minimum:
+        another common rule, reported for comparison.
+    stopped : str
+        ``"completed"`` or ``"diverged"`` (the smoothed loss exceeded ``diverge`` times
+        its minimum, or was not finite, and the sweep stopped there).
+    min_lr, max_lr : float
+        The range asked for.
+    """
+
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]
+    smoothed: tuple[float, ...]
+    suggestion: float
+    min_loss_lr: float
+    steepest_lr: float
+    stopped: str
+    min_lr: float
+    max_lr: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suggestion": self.suggestion,
+            "min_loss_lr": self.min_loss_lr,
+            "steepest_lr": self.steepest_lr,
+            "steps": len(self.lrs),
+            "stopped": self.stopped,
+            "min_lr": self.min_lr,
+            "max_lr": self.max_lr,
+        }
+
+
+def suggest_lr(
+    lrs: Sequence[float], smoothed: Sequence[float], *, min_lr: float, max_lr: float
+) -> tuple[float, float, float]:
+    """``(suggestion, min_loss_lr, steepest_lr)`` from a sweep's smoothed losses.
+
+    The suggestion is the rate at the lowest smoothed loss divided by 10, clipped to
+    ``[min_lr, max_lr]``; the steepest descent is searched before that minimum.
+    """
+    lr = np.asarray(lrs, dtype=np.float64)
+    sm = np.asarray(smoothed, dtype=np.float64)
+    if lr.size == 0 or lr.size != sm.size:
+        raise ValueError(
+            f"lrs, smoothed: expected two non-empty sequences of one length, got {lr.size} and {sm.size}"
+        )
+    finite = np.isfinite(sm)
+    i_min = int(np.argmin(np.where(finite, sm, np.inf)))
+    min_loss_lr = float(lr[i_min])
+    steepest = min_loss_lr
+    if i_min >= 2:
+        slope = np.gradient(sm[: i_min + 1], np.log10(lr[: i_min + 1]))
+        steepest = float(lr[int(np.argmin(slope))])
+    suggestion = float(np.clip(min_loss_lr / 10.0, min_lr, max_lr))
+    return suggestion, min_loss_lr, steepest
+
+
+def iter_lr_find(
+    train: SliceSet,
+    spec: ModelSpec,
+    *,
+    network: torch.nn.Module | None = None,
+    config: TrainConfig | None = None,
+    device: Any = None,
+    min_lr: float = 1e-6,
+    max_lr: float = 1.0,
+    steps: int = 100,
+    smoothing: float = 0.9,
+    diverge: float = 4.0,
+) -> ProgressGen[LRFindResult]:
+    """Sweep the learning rate exponentially on training crops; yield progress.
+
+    One optimiser step per rate, from ``min_lr`` to ``max_lr``, with the recipe of
+    ``config`` (crops, augmentation, Dice + CE with class weights, AdamW and weight decay;
+    the encoder frozen when ``config.frozen_epochs > 0``, else discriminative rates
+    ``encoder_lr_range`` times the swept rate; the first scale of ``resolutions``). The
+    rate swept is the *peak* rate of the schedule, ``TrainConfig.lr``. The network's
+    weights, buffers, ``requires_grad`` flags, train/eval mode and device are restored
+    afterwards, also when the sweep is cancelled.
+
+    Parameters
+    ----------
+    train : SliceSet
+        Training planes (never the validation ones).
+    spec : ModelSpec
+    network : torch.nn.Module, optional
+        The network to probe (a new one from ``spec`` otherwise).
+    min_lr, max_lr : float
+        Range of the sweep, ``0 < min_lr < max_lr``.
+    steps : int
+        Number of rates tried (>= 5).
+    smoothing : float
+        Weight of the past in the loss's moving average, in [0, 1).
+    diverge : float
+        Stop when the smoothed loss exceeds this many times its lowest value.
+
+    Yields
+    ------
+    Progress
+        ``stage="lr-find"``, one per step, ``info`` with ``lr`` and ``loss`` (smoothed).
+
+    Returns
+    -------
+    LRFindResult
+
+    Raises
+    ------
+    InputError
+        On a bad range or step count, no training planes, or class ids the spec lacks.
+    """
+    import torch
+
+    from .device import resolve_device
+
+    cfg = config or TrainConfig()
+    if not (0 < min_lr < max_lr and math.isfinite(max_lr)):
+        raise InputError(f"min_lr, max_lr: expected 0 < min_lr < max_lr, got {min_lr}, {max_lr}")
+    if steps < 5:
+        raise InputError(f"steps: expected at least 5 learning rates to try, got {steps}")
+    if not 0 <= smoothing < 1:
+        raise InputError(f"smoothing: expected a value in [0, 1), got {smoothing}")
+    if not diverge > 1:
+        raise InputError(f"diverge: expected a factor > 1, got {diverge}")
+    if len(train) == 0:
+        raise InputError("training data: expected at least one labelled slice, got none")
+    _check_label_ids(train, spec)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    if network is None:
+        from .model import build_network
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            network = build_network(spec)
+    first = next(network.parameters(), None)
+    home = first.device if first is not None else torch.device("cpu")
+    saved_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+    saved_grad = [p.requires_grad for p in network.parameters()]
+    was_training = network.training
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    lrs: list[float] = []
+    losses: list[float] = []
+    smoothed: list[float] = []
+    stopped = "completed"
+    try:
+        network.to(dev).train()
+        frozen = cfg.frozen_epochs > 0
+        encoder: torch.nn.Module = network.encoder  # type: ignore[assignment]
+        for p in encoder.parameters():
+            p.requires_grad_(not frozen)
+        groups = _param_groups(network, 1.0, cfg.encoder_lr_range, frozen=frozen)
+        ratios = [g["lr"] for g in groups]  # each group's rate relative to the peak
+        opt = torch.optim.AdamW(groups, lr=min_lr, weight_decay=cfg.weight_decay)
+        cw = _class_weight_tensor(cfg, train, spec.num_classes, dev)
+        sampler = CropSampler(
+            train, cfg.crop_size, foreground_fraction=cfg.foreground_fraction, rng=rng
+        )
+        use_amp = dev.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        ratio = max_lr / min_lr
+        avg, best = 0.0, math.inf
+        for i in range(steps):
+            lr = min_lr * ratio ** (i / (steps - 1))
+            for g, r in zip(opt.param_groups, ratios, strict=True):
+                g["lr"] = lr * r
+            x, y = _training_batch(sampler, cfg, gen, dev, cfg.resolutions[0])
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+                logits = network(x)
+            loss = dice_ce_loss(logits.float(), y, class_weights=cw, dice_weight=cfg.dice_weight)
+            value = float(loss.detach())
+            avg = smoothing * avg + (1 - smoothing) * value
+            sm = avg / (1 - smoothing ** (i + 1))
+            lrs.append(lr)
+            losses.append(value)
+            smoothed.append(sm)
+            yield Progress("lr-find", i + 1, steps, {"lr": lr, "loss": sm})
+            if not math.isfinite(sm) or (i > 0 and sm > diverge * best):
+                stopped = "diverged"
+                break
+            best = min(best, sm)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+    finally:
+        torch.nn.Module.load_state_dict(network, saved_state, strict=True)
+        for p, flag in zip(network.parameters(), saved_grad, strict=True):
+            p.requires_grad_(flag)
+            p.grad = None
+        network.to(home).train(was_training)
+    suggestion, min_loss_lr, steepest = suggest_lr(lrs, smoothed, min_lr=min_lr, max_lr=max_lr)
+    log.info(
+        "lr finder: %d steps (%s), lowest loss at %.3g, suggestion %.3g",
+        len(lrs),
+        stopped,
+        min_loss_lr,
+        suggestion,
+    )
+    return LRFindResult(
+        lrs=tuple(lrs),
+        losses=tuple(losses),
+        smoothed=tuple(smoothed),
+        suggestion=suggestion,
+        min_loss_lr=min_loss_lr,
+        steepest_lr=steepest,
+        stopped=stopped,
+        min_lr=float(min_lr),
+        max_lr=float(max_lr),
+    )
+
+
+def lr_find(train_set: SliceSet, spec: ModelSpec, **kw: Any) -> LRFindResult:
+    """Drain :func:`iter_lr_find` and return its result."""
+    from ._progress import drain
+
+    return drain(iter_lr_find(train_set, spec, **kw))
+
+
+# --- new classes: a new head -------------------------------------------------------------
+
+
+def class_names_for_labels(
+    class_names: Sequence[str],
+    max_label: int,
+    *,
+    label_class_names: Sequence[str] | None = None,
+) -> tuple[str, ...]:
+    """The model's class names, extended to cover label ids up to ``max_label``.
+
+    Ids the model already has keep its names; each new id takes its name from
+    ``label_class_names`` (e.g. a label file's metadata) when given, else ``class_<id>``.
+    """
+    names = list(class_names)
+    extra = list(label_class_names or ())
+    for i in range(len(names), int(max_label) + 1):
+        name = extra[i] if i < len(extra) and extra[i] else f"class_{i}"
+        while name in names:  # a name the model uses for another id
+            name = f"{name}_{i}"
+        names.append(name)
+    return tuple(names)
+
+
+def max_label_id(data: SliceSet) -> int:
+    """The largest class id in ``data``'s labels (255 = unlabelled is ignored)."""
+    return max((int(lab[lab != IGNORE_INDEX].max(initial=0)) for lab in data.labels), default=0)
+
+
+def expand_classes(
+    network: torch.nn.Module,
+    spec: ModelSpec,
+    class_names: Sequence[str],
+    *,
+    model_name: str | None = None,
+    seed: int = 0,
+) -> tuple[torch.nn.Module, ModelSpec]:
+    """A network whose head predicts ``class_names``, reusing everything it can.
+
+    Encoder and decoder weights (and batch-norm statistics) are copied unchanged; so is
+    the head's output channel of every class whose name the model already has (matched
+    by name, so a class may move to another id). Channels of new classes start from the
+    architecture's initialisation. The old classes' logits of the new network therefore
+    equal the old network's. Warns once (``UserWarning``) when there are new classes.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        The trained network for ``spec`` (left unchanged).
+    spec : ModelSpec
+    class_names : sequence of str
+        All classes of the new model in id order, background first (at least 2, unique).
+    model_name : str, optional
+        How to name the model in the warning (default: its base or "the model").
+    seed : int
+        Seeds the initial weights of the new classes' channels.
+
+    Returns
+    -------
+    network, spec
+        ``network`` and ``spec`` themselves when the classes are the same; otherwise a
+        new network (on ``network``'s device, in its train/eval mode) and a spec with the
+        new classes, no metrics, and ``provenance["classes_from"]`` the old class names.
+
+    Raises
+    ------
+    InputError
+        If ``class_names`` has fewer than 2 or repeated names.
+    """
+    import torch
+
+    from .model import build_network
+
+    new_names = tuple(str(n) for n in class_names)
+    old_names = tuple(spec.class_names)
+    if len(new_names) < 2:
+        raise InputError(f"class_names: expected at least 2 classes, got {list(new_names)}")
+    if len(set(new_names)) != len(new_names):
+        dupes = sorted({n for n in new_names if new_names.count(n) > 1})
+        raise InputError(f"class_names: expected unique names, got {dupes} more than once")
+    if new_names == old_names:
+        return network, spec
+    added = [n for n in new_names if n not in old_names]
+    prov = dict(spec.provenance)
+    prov["classes_from"] = list(old_names)
+    new_spec = spec.with_updates(class_names=new_names, metrics={}, provenance=prov)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        new_net = build_network(new_spec)
+    old_state = network.state_dict()
+    state = new_net.state_dict()
+    n_old, n_new = len(old_names), len(new_names)
+    head_keys = 0
+    for name, value in state.items():
+        src = old_state.get(name)
+        if src is None:
+            raise InputError(f"expand_classes: the network has no weight {name!r}")
+        if tuple(src.shape) == tuple(value.shape) and not (
+            name.startswith("segmentation_head.") and n_old == n_new
+        ):
+            value.copy_(src)
+            continue
+        # A head tensor: output channels along the first axis.
+        if not name.startswith("segmentation_head.") or src.shape[0] != n_old:
+            raise InputError(
+                f"expand_classes: cannot map weight {name!r} of shape {tuple(src.shape)} "
+                f"onto {tuple(value.shape)}"
+            )
+        head_keys += 1
+        with torch.no_grad():
+            for i, cls in enumerate(new_names):
+                if cls in old_names:
+                    value[i].copy_(src[old_names.index(cls)])
+    if head_keys == 0:
+        raise InputError("expand_classes: found no class head (segmentation_head) to rebuild")
+    torch.nn.Module.load_state_dict(new_net, state, strict=True)
+    first = next(network.parameters(), None)
+    if first is not None:
+        new_net = new_net.to(first.device)
+    new_net.train(network.training)
+    who = model_name or str(spec.provenance.get("base") or "the model")
+    what = (
+        f"new head for classes {added}" if added else "new head (classes renamed, moved or dropped)"
+    )
+    warnings.warn(
+        f"model {who} has classes {list(old_names)}; labels have {n_new} classes: {what}",
+        UserWarning,
+        stacklevel=2,
+    )
+    return new_net, new_spec
