@@ -17,6 +17,7 @@ def test_manifest_is_valid_and_names_the_fixed_widgets():
     assert pm.name == "napari-microfossil"
     names = [w.display_name for w in pm.contributions.widgets]
     assert names[:3] == ["Segment", "Review & correct", "Fossils"]
+    assert "Fine-tune" in names
     assert [s.display_name for s in pm.contributions.sample_data] == [
         "Microfossil sample (synthetic MicroCT)"
     ]

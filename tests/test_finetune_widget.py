@@ -1,0 +1,348 @@
+"""Fine-tune widget: a real short run on a phantom, Cancel, refusals, the live curve."""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_microfossil._napari._common import REVIEW_KEY, SOURCE_IMAGE_KEY
+from napari_microfossil.review import ReviewState
+
+pytestmark = [
+    pytest.mark.gui,
+    # napari 0.9 with PyQt5 warns once, on creating its QApplication; not ours to fix.
+    pytest.mark.filterwarnings("ignore:System theme detection requires a Qt6:UserWarning"),
+]
+
+SHAPE = (16, 64, 64)
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    from napari_microfossil.phantom import make_phantom
+
+    return make_phantom(SHAPE, seed=3)
+
+
+@pytest.fixture
+def model_file(tmp_path, tiny_model):
+    from napari_microfossil.model import save_model
+
+    return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
+
+
+def _add_scan(viewer, phantom, tmp_path, model_file, *, reviewed=(2, 7, 12)):
+    viewer.add_image(phantom.image, name="scan", metadata={"path": str(tmp_path / "scan.tif")})
+    state = ReviewState.for_volume(SHAPE)
+    for i in reviewed:
+        state.mark_reviewed(i)
+    return viewer.add_labels(
+        phantom.labels.copy(),
+        name="scan fossils",
+        metadata={
+            SOURCE_IMAGE_KEY: "scan",
+            "class_names": list(phantom.class_names),
+            "model": str(model_file),
+            "source_path": str(tmp_path / "scan.tif"),
+            REVIEW_KEY: state,
+        },
+    )
+
+
+@pytest.fixture
+def setup(make_napari_viewer, phantom, tmp_path, model_file):
+    """A viewer with a scan, its corrected labels (3 reviewed z-slices), Segment and
+    Fine-tune docked; Fine-tune set to a tiny epoch budget on the CPU."""
+    from napari_microfossil._napari.finetune_widget import FinetuneWidget
+    from napari_microfossil._napari.segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer()
+    labels = _add_scan(viewer, phantom, tmp_path, model_file)
+    segment = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(segment, name="Segment")
+    widget = FinetuneWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Fine-tune")
+    widget.by_epochs.setChecked(True)
+    widget.epochs.setValue(2)
+    widget.steps_per_epoch.setValue(1)
+    widget.batch_size.setValue(1)
+    widget.crop_size.setValue(64)
+    widget.device.setCurrentIndex(widget.device.findData("cpu"))
+    return viewer, labels, segment, widget
+
+
+def wait_idle(qtbot, runner):
+    qtbot.waitUntil(lambda: not runner.running, timeout=TIMEOUT_MS)
+
+
+def test_defaults_follow_the_corrected_layer(setup, tmp_path, model_file):
+    viewer, labels, _, widget = setup
+    assert widget.labels.layer() is labels
+    assert widget.image.layer().name == "scan"
+    assert widget.slices_label.text() == ("3 reviewed slices (z: 3); 1 held out for validation")
+    # The base model: the one the labels were made with.
+    assert widget.model_path() == str(model_file.resolve())
+    assert "fossil, pore" in widget.model_info.text()
+    # Budget by default: 3 minutes; output: a new file beside the scan.
+    from napari_microfossil._napari.finetune_widget import FinetuneWidget
+
+    fresh = FinetuneWidget(viewer)
+    assert fresh.by_time.isChecked() and fresh.minutes.value() == 3.0
+    assert fresh.config().time_limit_s == 180.0
+    date = datetime.date.today().strftime("%Y%m%d")
+    assert fresh.output.text() == str(tmp_path / f"scan_finetuned_{date}.safetensors")
+    # Another Labels layer added later does not take over.
+    viewer.add_labels(np.zeros(SHAPE, np.uint8), name="scratch")
+    widget.refresh()
+    assert widget.labels.layer() is labels
+    # Slices reviewed along another axis count too (the state keeps them on switching).
+    state = labels.metadata[REVIEW_KEY]
+    state.switch_axis("y")
+    state.mark_reviewed(30)
+    widget.refresh()
+    assert widget.slices_label.text().startswith("4 reviewed slices (z: 3, y: 1)")
+
+
+def test_default_is_the_layer_review_works_on(make_napari_viewer, phantom, tmp_path, model_file):
+    from napari_microfossil._napari.finetune_widget import FinetuneWidget
+    from napari_microfossil._napari.review_widget import ReviewWidget
+
+    viewer = make_napari_viewer()
+    corrected = _add_scan(viewer, phantom, tmp_path, model_file)
+    state = ReviewState.for_volume(SHAPE)
+    state.mark_reviewed(5)
+    viewer.add_labels(np.zeros(SHAPE, np.uint8), name="older attempt", metadata={REVIEW_KEY: state})
+    widget = FinetuneWidget(viewer)
+    assert widget.labels.layer().name == "older attempt"  # the last with reviews
+    review = ReviewWidget(
+        viewer,
+        confirm=lambda title, q: pytest.fail(f"unexpected question: {q}"),
+        autosave_delay_ms=60_000,
+        cache_dir=tmp_path / "cache",
+    )
+    viewer.window.add_dock_widget(review, name="Review & correct")
+    review.labels_combo.setCurrentText("scan fossils")
+    assert review.layer is corrected
+    widget.refresh()
+    assert widget.labels.layer() is corrected
+    assert widget.slices_label.text().startswith("3 reviewed slices")
+    # Once the user picks a layer, it stays.
+    widget.labels.set_layer("older attempt")
+    widget.labels.activated.emit(widget.labels.currentIndex())
+    widget.refresh()
+    assert widget.labels.layer().name == "older attempt"
+
+
+def test_few_slices_train_on_all(make_napari_viewer, qtbot, phantom, tmp_path, model_file):
+    from napari_microfossil._napari.finetune_widget import FinetuneWidget
+
+    viewer = make_napari_viewer()
+    labels = _add_scan(viewer, phantom, tmp_path, model_file, reviewed=(4, 9))
+    widget = FinetuneWidget(viewer)
+    qtbot.addWidget(widget)
+    assert "2 reviewed slices (z: 2)" in widget.slices_label.text()
+    assert "no validation" in widget.slices_label.text()
+    # Shown, it follows the review as it goes on (the Review widget edits in place).
+    widget.show()
+    labels.metadata[REVIEW_KEY].mark_reviewed(11)
+    qtbot.waitUntil(
+        lambda: widget.slices_label.text() == "3 reviewed slices (z: 3); 1 held out for validation",
+        timeout=5000,
+    )
+    widget.hide()
+
+
+def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
+    from napari_microfossil.model import load_model
+
+    viewer, labels, segment, widget = setup
+    out = widget.output.text()
+    assert out.endswith(".safetensors")
+    seen = []
+    worker = widget.run()
+    assert worker is not None and widget.runner.running
+    assert not widget.run_button.isEnabled() and widget.cancel_button.isEnabled()
+    worker.yielded.connect(seen.append)
+    wait_idle(qtbot, widget.runner)
+
+    assert "done" in widget.status.text(), widget.status.text()
+    model = load_model(out)
+    prov = model.spec.provenance
+    assert len(prov["train_slices"]) == 2 and len(prov["val_slices"]) == 1
+    assert prov["base"].endswith("tiny.safetensors")
+    assert model.spec.class_names == tuple(labels.metadata["class_names"])
+    # The curve: one point per epoch, each with its validation IoU.
+    points = widget.curve.points()
+    assert [e for e, _, _ in points] == [1, 2]
+    assert all(
+        np.isfinite(loss) and score is not None and 0 <= score <= 1 for _, loss, score in points
+    )
+    result = widget.last_result
+    assert result.before is not None and result.after is not None
+    assert "Validation IoU fossil" in widget.result_label.text()
+    assert f"{result.before:.3f} (base) → {result.after:.3f}" in widget.result_label.text()
+    # Registered in the docked Segment widget, and selected there.
+    assert segment.model_path() == str(widget.model_path_out.resolve())
+    assert segment.model.findData(str(widget.model_path_out.resolve())) >= 0
+    assert widget.segment_button.isEnabled() and widget.run_button.isEnabled()
+    assert widget.runner.pbar is None and widget._gen is None
+    # The next run proposes a new file rather than replacing this one.
+    assert widget.output.text() != out and widget.output.text().endswith("_2.safetensors")
+
+    # Segment again: Segment runs with the new model (asking first: the labels hold
+    # corrections).
+    asked = []
+    segment.confirm = lambda title, text: asked.append(text) or True
+    seg_worker = widget.segment_again()
+    assert seg_worker is not None and len(asked) == 1
+    wait_idle(qtbot, segment.runner)
+    result_layer = viewer.layers["scan fossils"]
+    assert result_layer.metadata["model"] == str(widget.model_path_out.resolve())
+
+
+def test_cancel_after_an_epoch_keeps_the_best_model(setup, qtbot):
+    from napari_microfossil.model import load_model, read_spec
+
+    _, _, segment, widget = setup
+    widget.by_time.setChecked(True)  # a one-minute budget: progress counts seconds
+    widget.minutes.setValue(1.0)
+    assert widget.config().time_limit_s == 60.0
+    out = widget.output.text()
+    worker = widget.run()
+    gen = widget._gen
+    totals = set()
+
+    def on_progress(p):
+        if p.stage == "train":
+            totals.add(p.total)
+        if p.stage == "validate":
+            widget.cancel()
+
+    worker.yielded.connect(on_progress)
+    aborted = []
+    worker.aborted.connect(lambda: aborted.append(True))
+    wait_idle(qtbot, widget.runner)
+    assert aborted == [True]
+    load_model(out)  # loadable
+    best = read_spec(out).provenance["best_epoch"]
+    assert best >= 1
+    assert "cancelled" in widget.status.text() and "kept" in widget.status.text()
+    assert f"epoch {best}" in widget.result_label.text()
+    assert segment.model_path() == str(widget.model_path_out.resolve())
+    assert widget.segment_button.isEnabled()
+    # The engine's generator was closed: its network and optimiser are dropped.
+    assert inspect.getgeneratorstate(gen) == inspect.GEN_CLOSED
+    assert 1 <= len(widget.curve.points()) <= 3
+    assert totals == {60}
+
+
+def test_cancel_before_an_epoch_ends_writes_nothing(setup, qtbot):
+    from pathlib import Path
+
+    _, _, segment, widget = setup
+    widget.steps_per_epoch.setValue(30)
+    out = Path(widget.output.text())
+    models_before = segment.model.count()
+    worker = widget.run()
+
+    def on_progress(p):
+        if p.stage == "train":
+            widget.cancel()
+
+    worker.yielded.connect(on_progress)
+    wait_idle(qtbot, widget.runner)
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}*"))  # no temp file left either
+    assert "no model written" in widget.status.text()
+    assert widget.model_path_out is None and not widget.segment_button.isEnabled()
+    assert segment.model.count() == models_before
+    assert widget.run_button.isEnabled()
+
+
+def test_no_reviewed_slices_is_refused(make_napari_viewer, phantom, tmp_path, model_file):
+    from napari_microfossil._napari.finetune_widget import FinetuneWidget
+
+    viewer = make_napari_viewer()
+    labels = _add_scan(viewer, phantom, tmp_path, model_file, reviewed=())
+    widget = FinetuneWidget(viewer)
+    assert widget.labels.layer() is labels
+    assert widget.slices_label.text().startswith("no reviewed slices")
+    assert widget.run() is None
+    assert widget.worker is None and not widget.runner.running
+    assert "no reviewed slices" in widget.status.text()
+    assert "Mark slice reviewed" in widget.status.text()
+    del labels.metadata[REVIEW_KEY]  # a layer the Review widget never saw
+    assert widget.run() is None and widget.worker is None
+
+
+def test_other_refusals(setup, tmp_path):
+    _, labels, _, widget = setup
+    # An existing output is replaced only if the user agrees.
+    target = tmp_path / "existing.safetensors"
+    target.write_bytes(b"keep me")
+    widget.output.setText(str(target))
+    asked = []
+    widget.confirm = lambda title, text: asked.append(text) or False
+    assert widget.run() is None and widget.worker is None
+    assert len(asked) == 1 and str(target) in asked[0]
+    assert target.read_bytes() == b"keep me"
+    # Not a model file name.
+    widget.output.setText(str(tmp_path / "model.pt"))
+    assert widget.run() is None and ".safetensors" in widget.status.text()
+    # Labels whose classes are not the model's.
+    widget.output.setText(str(tmp_path / "new.safetensors"))
+    labels.metadata["class_names"] = ["background", "shell"]
+    assert widget.run() is None and "classes" in widget.status.text()
+    # A bad crop size is reported, not run.
+    labels.metadata["class_names"] = ["background", "fossil", "pore"]
+    widget.show_advanced.setChecked(True)
+    assert not widget.advanced.isHidden()
+    widget.crop_size.setValue(48)
+    assert widget.run() is None and "crop_size" in widget.status.text()
+    assert widget.worker is None
+
+
+def test_curve_draws_loss_and_score(qtbot):
+    from qtpy.QtGui import QColor
+
+    from napari_microfossil._napari.finetune_widget import (
+        LOSS_COLOR,
+        SCORE_COLOR,
+        TrainingCurve,
+    )
+
+    curve = TrainingCurve()
+    qtbot.addWidget(curve)
+    curve.resize(300, 160)
+
+    def count(color: QColor) -> int:
+        img = curve.grab().toImage()
+        n = 0
+        for y in range(0, img.height(), 2):
+            for x in range(0, img.width(), 2):
+                c = img.pixelColor(x, y)
+                n += (
+                    abs(c.red() - color.red()) < 12
+                    and abs(c.green() - color.green()) < 12
+                    and abs(c.blue() - color.blue()) < 12
+                )
+        return n
+
+    assert count(LOSS_COLOR) == 0 and count(SCORE_COLOR) == 0
+    curve.add_epoch(1, 1.2, 0.3)
+    curve.add_epoch(2, 0.8, 0.5)
+    curve.set_live(3, 0.7)
+    assert curve.points() == [(1, 1.2, 0.3), (2, 0.8, 0.5)]
+    loss_px, score_px = count(LOSS_COLOR), count(SCORE_COLOR)
+    assert loss_px > 20 and score_px > 20
+    curve.add_epoch(3, 0.6, None)  # no validation: the loss only
+    assert curve.points()[-1] == (3, 0.6, None)
+    curve.clear()
+    assert curve.points() == [] and count(LOSS_COLOR) == 0
