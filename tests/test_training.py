@@ -76,6 +76,15 @@ def test_split_never_leaks_validation_into_training():
     assert len(va) == 3
 
 
+def test_split_holds_nothing_out_below_min_items():
+    rng = np.random.default_rng(1)
+    items = ["a", "b", "c"]
+    assert split_slices(items, val_fraction=0.25, rng=rng, min_items=4) == ([0, 1, 2], [])
+    tr, va = split_slices(items, val_fraction=0.25, rng=rng, min_items=3)
+    assert len(va) == 1 and sorted(tr + va) == [0, 1, 2]
+    assert split_slices(["a"], val_fraction=0.5, rng=rng) == ([0], [])
+
+
 def test_augment_keeps_image_and_labels_aligned():
     # A label map equal to (image > 0) must stay equal after geometric augmentation
     # when intensity changes are excluded: check on the sign structure of a big disc.

@@ -385,11 +385,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             for w in caught:
                 print(f"microfossil train: warning: {w.message}", file=sys.stderr)
     rng = np.random.default_rng(args.seed)
-    tr_idx, va_idx = split_slices(
-        data.sources, val_fraction=0.25 if len(data) >= 4 else 0.0, rng=rng
-    )
-    if len(data) < 4:
-        tr_idx, va_idx = list(range(len(data))), []
+    tr_idx, va_idx = split_slices(data.sources, val_fraction=0.25, rng=rng, min_items=4)
 
     def subset(idx: list[int]) -> SliceSet:
         return SliceSet(

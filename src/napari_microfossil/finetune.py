@@ -87,16 +87,12 @@ def split_reviewed(
         if axis not in AXES:
             raise InputError(f"slices: expected axes among 'z', 'y', 'x', got {axis!r}")
         items.extend((axis, int(i)) for i in sorted(set(indices)))
-    tr_idx: list[int]
-    va_idx: list[int]
-    if len(items) < max(int(min_slices_for_validation), 2):
-        tr_idx, va_idx = list(range(len(items))), []
-    else:
-        tr_idx, va_idx = split_slices(
-            [f"{a}={i}" for a, i in items],
-            val_fraction=val_fraction,
-            rng=np.random.default_rng(seed),
-        )
+    tr_idx, va_idx = split_slices(
+        [f"{a}={i}" for a, i in items],
+        val_fraction=val_fraction,
+        rng=np.random.default_rng(seed),
+        min_items=min_slices_for_validation,
+    )
 
     def gather(idx: list[int]) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}

@@ -794,11 +794,21 @@ def train(train_set: SliceSet, val_set: SliceSet | None, spec: ModelSpec, **kw: 
 
 
 def split_slices(
-    items: Iterable[str], *, val_fraction: float, rng: np.random.Generator
+    items: Iterable[str],
+    *,
+    val_fraction: float,
+    rng: np.random.Generator,
+    min_items: int = 2,
 ) -> tuple[list[int], list[int]]:
-    """Indices of a random train/validation split (validation never empty if >= 2 items)."""
+    """Indices of a random train/validation split.
+
+    With fewer than ``min_items`` items (never fewer than 2) all of them train and the
+    validation is empty; otherwise at least one item is held out, never all.
+    """
     items = list(items)
     n = len(items)
+    if n < max(int(min_items), 2):
+        return list(range(n)), []
     order = rng.permutation(n)
     n_val = min(n - 1, max(1, round(n * val_fraction))) if n >= 2 else 0
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
