@@ -429,9 +429,46 @@ def test_normalisation_uses_the_model_spec_and_given_range():
     assert min(s[0] for s in seen) < -1 and max(s[1] for s in seen) > 1
 
 
+def test_smoothing_comes_first_and_defaults_to_the_models():
+    from scipy import ndimage as ndi
+
+    from napari_microfossil.model import ModelSpec
+    from napari_microfossil.normalise import Normalisation
+
+    rng = np.random.default_rng(3)
+    vol = (rng.random((10, 32, 40)) * 4000).astype(np.uint16)
+    smoothed = np.rint(ndi.gaussian_filter(vol.astype(np.float32), 0.8, mode="mirror"))
+    kw = {"class_names": CLASSES, "tile": 32, "confidence": True}
+    ref = segment(smoothed.astype(np.uint16), neighbour_predictor, **kw)
+    by_option = segment(vol, neighbour_predictor, smooth=0.8, **kw)
+    np.testing.assert_array_equal(by_option.labels, ref.labels)
+    np.testing.assert_array_equal(by_option.confidence, ref.confidence)
+    plain = segment(vol, neighbour_predictor, **kw)
+    assert (plain.labels != ref.labels).mean() > 0.05  # the smoothing mattered
+
+    spec = ModelSpec(class_names=CLASSES, tile_size=32, normalisation=Normalisation(smooth=0.8))
+    by_spec = segment(vol, neighbour_predictor, spec=spec, confidence=True)
+    np.testing.assert_array_equal(by_spec.labels, ref.labels)
+    off = segment(vol, neighbour_predictor, spec=spec, smooth=0, confidence=True)
+    np.testing.assert_array_equal(off.labels, plain.labels)
+    stages = [p.stage for p in iter_progress(vol, spec)]
+    assert stages[0] == "smooth" and "segment z" in stages
+
+
+def iter_progress(vol, spec):
+    gen = iter_segment(vol, neighbour_predictor, spec=spec)
+    while True:
+        try:
+            yield next(gen)
+        except StopIteration:
+            return
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
+        ({"smooth": -1}, "smooth"),
+        ({"smooth": 9}, "smooth"),
         ({"axes": "w"}, "axes"),
         ({"axes": "zz"}, "axes"),
         ({"axes": ""}, "axes"),

@@ -474,6 +474,7 @@ def iter_segment(
     amp: bool | None = None,
     confidence: bool = False,
     flips: bool = False,
+    smooth: float | None = None,
     intensity_range: tuple[float, float] | None = None,
     accumulator_dir: str | Path | None = None,
     max_ram_bytes: int = 2**30,
@@ -512,9 +513,14 @@ def iter_segment(
     flips : bool
         Test-time augmentation: average each tile's prediction over its four flips
         (:func:`flip_averaged`); four times slower, usually a little more accurate.
+    smooth : float, optional
+        Sigma in voxels of the 3D Gaussian applied to the volume first
+        (:func:`~napari_microfossil.normalise.iter_smooth`); default the model's own
+        (``spec.normalisation.smooth``, 0 for the default model). Costs a copy of the
+        volume in memory.
     intensity_range : (float, float), optional
-        Raw intensities mapped to -1 and +1; estimated once from the volume with the
-        model's normalisation percentiles if omitted.
+        Raw intensities mapped to -1 and +1; estimated once from the (smoothed) volume
+        with the model's normalisation percentiles if omitted.
     accumulator_dir : str or Path, optional
         Where the multi-axis accumulator file goes when it does not fit
         ``max_ram_bytes`` (default: the system temp folder). Removed afterwards, also
@@ -528,8 +534,9 @@ def iter_segment(
     ------
     Progress
         ``stage="segment z"`` (``y``, ``x``) with ``done``/``total`` in planes, after
-        every predictor call; ``stage="fuse"`` (z-planes) for several axes. Closing the
-        generator stops before the next predictor call.
+        every predictor call; ``stage="fuse"`` (z-planes) for several axes; first
+        ``stage="smooth"`` (z-planes) when smoothing. Closing the generator stops
+        before the next predictor call.
 
     Returns
     -------
@@ -564,6 +571,7 @@ def iter_segment(
                 f"intensity_range: expected (lo, hi) with hi > lo, got {intensity_range!r}"
             )
         intensity_range = (lo, hi)
+    sigma = spec.normalisation.smooth if smooth is None else normalise.check_smooth(smooth)
     return _segment(
         volume,
         model,
@@ -577,6 +585,7 @@ def iter_segment(
         amp=amp,
         confidence=confidence,
         flips=bool(flips),
+        smooth=sigma,
         intensity_range=intensity_range,
         accumulator_dir=accumulator_dir,
         max_ram_bytes=int(max_ram_bytes),
@@ -597,10 +606,13 @@ def _segment(
     amp: bool | None,
     confidence: bool,
     flips: bool,
+    smooth: float,
     intensity_range: tuple[float, float] | None,
     accumulator_dir: str | Path | None,
     max_ram_bytes: int,
 ) -> Generator[Progress, None, Segmentation]:
+    if smooth > 0:
+        volume = yield from normalise.iter_smooth(volume, smooth)
     if isinstance(model, LoadedModel):
         from .model import make_predictor
 

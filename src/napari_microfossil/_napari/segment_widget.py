@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 
 from .._progress import Progress
 from ..errors import InputError
+from ..normalise import MAX_SMOOTH
 from ._common import (
     REVIEW_KEY,
     SOURCE_IMAGE_KEY,
@@ -136,6 +137,16 @@ class SegmentWidget(QWidget):
         self.batch_size.setRange(1, 512)
         self.batch_size.setValue(4)
         self.batch_size.setToolTip("Tiles per network call; larger is faster on a GPU")
+        self.smooth = QDoubleSpinBox(self)
+        self.smooth.setRange(0.0, MAX_SMOOTH)
+        self.smooth.setSingleStep(0.1)
+        self.smooth.setDecimals(2)
+        self.smooth.setSpecialValueText("none")
+        self.smooth.setSuffix(" voxels")
+        self.smooth.setToolTip(
+            "3D Gaussian smoothing (sigma) of the scan before the network sees it: 0.5-1 "
+            "helps on noisy scans. Default: what the model was trained with."
+        )
         self.device = QComboBox(self)
         self._fill_devices()
         self.confidence = QCheckBox("Confidence layer", self)
@@ -165,6 +176,7 @@ class SegmentWidget(QWidget):
         form.addRow("Axes", self.axes)
         form.addRow("Tile", self.tile)
         form.addRow("Overlap", self.overlap)
+        form.addRow("Smoothing", self.smooth)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Device", self.device)
         form.addRow("", self.confidence)
@@ -347,6 +359,7 @@ class SegmentWidget(QWidget):
         )
         self.model_info.setToolTip(describe(spec))
         self.tile.setValue(spec.tile_size)
+        self.smooth.setValue(spec.normalisation.smooth)
         if not self.runner.running:
             self.run_button.setEnabled(True)
 
@@ -361,6 +374,7 @@ class SegmentWidget(QWidget):
             "batch_size": int(self.batch_size.value()),
             "confidence": self.confidence.isChecked(),
             "flips": self.flips.isChecked(),
+            "smooth": round(float(self.smooth.value()), 2),
         }
 
     def run(self) -> Any:
