@@ -286,6 +286,86 @@ def test_train_never_validates_on_training_slices(sample_dir, tiny_base, tmp_pat
     assert prov["train_slices"] == train.sources and prov["val_slices"] == val.sources
 
 
+def test_train_validates_on_the_given_slices_only(sample_dir, tiny_base, tmp_path, monkeypatch):
+    from napari_microfossil.model import read_spec
+
+    seen = _spy_on_training(monkeypatch)
+    out = tmp_path / "m.safetensors"
+    args = _train_args(
+        sample_dir, tiny_base, out, "--slices", "z:4,9", "--val-slices", "z:20;x:7", "--epochs", "1"
+    )
+    assert main(args) == 0
+    train, val = seen["train"], seen["val"]
+    assert train.sources == ["scan.tif z=4", "scan.tif z=9"]
+    assert val.sources == ["scan.tif z=20", "scan.tif x=7"]
+    prov = read_spec(out).provenance
+    assert prov["val_slices"] == val.sources and "iou_fossil" in read_spec(out).metrics
+
+
+def test_train_default_slices_leave_out_the_validation_ones(
+    sample_dir, tiny_base, tmp_path, monkeypatch
+):
+    from napari_microfossil.io import read_labels, write_tiff
+
+    lab = read_labels(sample_dir / "truth.tif").load()
+    sparse = np.full_like(lab, 0)
+    for z in (2, 6, 10):
+        sparse[z] = lab[z]
+    labels = write_tiff(tmp_path / "sparse.tif", sparse)
+    seen = _spy_on_training(monkeypatch)
+    out = tmp_path / "m.safetensors"
+    args = _train_args(sample_dir, tiny_base, out, "--val-slices", "z:6", "--epochs", "1")
+    assert main([*args[:4], str(labels), *args[5:]]) == 0
+    assert seen["train"].sources == ["scan.tif z=2", "scan.tif z=10"]
+    assert seen["val"].sources == ["scan.tif z=6"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--slices", "z:4,9", "--val-slices", "z:9,12"],
+            "--val-slices: expected slices not in --slices, got z:9",
+        ),
+        (["--val-slices", "z:a"], "--val-slices: slice numbers must be integers"),
+        (["--smooth", "-1"], "--smooth: expected a Gaussian sigma in voxels from 0 to 5"),
+    ],
+)
+def test_train_bad_slices_and_smoothing(sample_dir, tiny_base, tmp_path, capsys, extra, message):
+    out = tmp_path / "m.safetensors"
+    assert main(_train_args(sample_dir, tiny_base, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_train_smoothing_and_augmentation_are_recorded(
+    sample_dir, tiny_base, tmp_path, monkeypatch
+):
+    from napari_microfossil.model import read_spec
+
+    seen = _spy_on_training(monkeypatch)
+    out = tmp_path / "m.safetensors"
+    args = _train_args(
+        sample_dir, tiny_base, out, "--slices", "z:4,9", "--smooth", "0.8", "--epochs", "1"
+    )
+    assert main(args) == 0
+    spec = read_spec(out)
+    assert spec.normalisation.smooth == pytest.approx(0.8)  # segment will smooth alike
+    assert spec.provenance["recipe"]["augment"] == "light"
+    assert seen["config"].augment == "light"
+    assert main([*args, "--augment", "full", "--overwrite"]) == 0
+    assert read_spec(out).provenance["recipe"]["augment"] == "full"
+
+
+def test_segment_smoothing_option(sample_dir, tmp_path, capsys):
+    out = tmp_path / "seg.tif"
+    args = ["segment", str(sample_dir / "scan.tif"), "-o", str(out), "--device", "cpu", "--quiet"]
+    assert main([*args, "--smooth", "9"]) == 2
+    assert "--smooth: expected a Gaussian sigma" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_train_cancelled_or_out_of_time_leaves_a_loadable_model(
     sample_dir, tiny_base, tmp_path, monkeypatch, capsys
 ):

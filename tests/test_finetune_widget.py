@@ -38,7 +38,7 @@ def model_file(tmp_path, tiny_model):
     return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
 
 
-def _add_scan(viewer, phantom, tmp_path, model_file, *, reviewed=(2, 7, 12)):
+def _add_scan(viewer, phantom, tmp_path, model_file, *, reviewed=(2, 7, 10, 12)):
     viewer.add_image(phantom.image, name="scan", metadata={"path": str(tmp_path / "scan.tif")})
     state = ReviewState.for_volume(SHAPE)
     for i in reviewed:
@@ -58,7 +58,7 @@ def _add_scan(viewer, phantom, tmp_path, model_file, *, reviewed=(2, 7, 12)):
 
 @pytest.fixture
 def setup(make_napari_viewer, phantom, tmp_path, model_file):
-    """A viewer with a scan, its corrected labels (3 reviewed z-slices), Segment and
+    """A viewer with a scan, its corrected labels (4 reviewed z-slices), Segment and
     Fine-tune docked; Fine-tune set to a tiny epoch budget on the CPU."""
     from napari_microfossil._napari.finetune_widget import FinetuneWidget
     from napari_microfossil._napari.segment_widget import SegmentWidget
@@ -86,7 +86,7 @@ def test_defaults_follow_the_corrected_layer(setup, tmp_path, model_file):
     viewer, labels, _, widget = setup
     assert widget.labels.layer() is labels
     assert widget.image.layer().name == "scan"
-    assert widget.slices_label.text() == ("3 reviewed slices (z: 3); 1 held out for validation")
+    assert widget.slices_label.text() == ("4 reviewed slices (z: 4); 1 held out for validation")
     # The base model: the one the labels were made with.
     assert widget.model_path() == str(model_file.resolve())
     assert "fossil, pore" in widget.model_info.text()
@@ -107,7 +107,7 @@ def test_defaults_follow_the_corrected_layer(setup, tmp_path, model_file):
     state.switch_axis("y")
     state.mark_reviewed(30)
     widget.refresh()
-    assert widget.slices_label.text().startswith("4 reviewed slices (z: 3, y: 1)")
+    assert widget.slices_label.text().startswith("5 reviewed slices (z: 4, y: 1)")
 
 
 def test_default_is_the_layer_review_works_on(make_napari_viewer, phantom, tmp_path, model_file):
@@ -132,7 +132,7 @@ def test_default_is_the_layer_review_works_on(make_napari_viewer, phantom, tmp_p
     assert review.layer is corrected
     widget.refresh()
     assert widget.labels.layer() is corrected
-    assert widget.slices_label.text().startswith("3 reviewed slices")
+    assert widget.slices_label.text().startswith("4 reviewed slices")
     # Once the user picks a layer, it stays.
     widget.labels.set_layer("older attempt")
     widget.labels.activated.emit(widget.labels.currentIndex())
@@ -144,16 +144,16 @@ def test_few_slices_train_on_all(make_napari_viewer, qtbot, phantom, tmp_path, m
     from napari_microfossil._napari.finetune_widget import FinetuneWidget
 
     viewer = make_napari_viewer()
-    labels = _add_scan(viewer, phantom, tmp_path, model_file, reviewed=(4, 9))
+    labels = _add_scan(viewer, phantom, tmp_path, model_file, reviewed=(4, 9, 13))
     widget = FinetuneWidget(viewer)
     qtbot.addWidget(widget)
-    assert "2 reviewed slices (z: 2)" in widget.slices_label.text()
+    assert "3 reviewed slices (z: 3)" in widget.slices_label.text()
     assert "no validation" in widget.slices_label.text()
     # Shown, it follows the review as it goes on (the Review widget edits in place).
     widget.show()
     labels.metadata[REVIEW_KEY].mark_reviewed(11)
     qtbot.waitUntil(
-        lambda: widget.slices_label.text() == "3 reviewed slices (z: 3); 1 held out for validation",
+        lambda: widget.slices_label.text() == "4 reviewed slices (z: 4); 1 held out for validation",
         timeout=5000,
     )
     widget.hide()
@@ -165,8 +165,12 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
     viewer, labels, segment, widget = setup
     out = widget.output.text()
     assert out.endswith(".safetensors")
+    assert widget.smooth.value() == 0.0 and segment.smooth.value() == 0.0  # the base's
+    assert widget.config().augment == "light"
+    widget.smooth.setValue(0.6)
     seen = []
     worker = widget.run()
+    assert not widget.smooth.isEnabled()
     assert worker is not None and widget.runner.running
     assert not widget.run_button.isEnabled() and widget.cancel_button.isEnabled()
     worker.yielded.connect(seen.append)
@@ -175,9 +179,11 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
     assert "done" in widget.status.text(), widget.status.text()
     model = load_model(out)
     prov = model.spec.provenance
-    assert len(prov["train_slices"]) == 2 and len(prov["val_slices"]) == 1
+    assert len(prov["train_slices"]) == 3 and len(prov["val_slices"]) == 1
     assert prov["base"].endswith("tiny.safetensors")
     assert model.spec.class_names == tuple(labels.metadata["class_names"])
+    assert model.spec.normalisation.smooth == pytest.approx(0.6)
+    assert model.spec.provenance["recipe"]["augment"] == "light"
     # The curve: one point per epoch, each with its validation IoU.
     points = widget.curve.points()
     assert [e for e, _, _ in points] == [1, 2]
@@ -191,6 +197,8 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
     # Registered in the docked Segment widget, and selected there.
     assert segment.model_path() == str(widget.model_path_out.resolve())
     assert segment.model.findData(str(widget.model_path_out.resolve())) >= 0
+    assert segment.smooth.value() == pytest.approx(0.6)  # the new model's smoothing
+    assert segment.options()["smooth"] == pytest.approx(0.6)
     assert widget.segment_button.isEnabled() and widget.run_button.isEnabled()
     assert widget.runner.pbar is None and widget._gen is None
     # The next run proposes a new file rather than replacing this one.

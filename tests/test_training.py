@@ -99,6 +99,50 @@ def test_augment_keeps_image_and_labels_aligned():
     assert not torch.equal(ya, y)  # something moved
 
 
+def test_light_augmentation_only_turns_flips_and_scales():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 1, 32, 32)
+    y = (x[:, 0] > 0).long()
+    xa, ya = augment_batch(x, y, gen, "light")
+    assert torch.equal((xa[:, 0] > 0).long(), ya)  # exact: no interpolation, no noise
+    for i in range(6):  # each output is a turned/flipped copy of its input times a gain
+        gain = xa[i].abs().sum() / x[i].abs().sum()
+        assert 0.95 <= float(gain) <= 1.05
+        variants = [torch.rot90(x[i, 0], k, (0, 1)) for k in range(4)]
+        variants += [v.flip(1) for v in variants]
+        assert any(torch.allclose(xa[i, 0], v * gain, atol=1e-5) for v in variants)
+
+
+@pytest.mark.parametrize(("value", "mode"), [(True, "full"), (False, "off"), ("light", "light")])
+def test_augment_modes(value, mode):
+    assert TrainConfig(augment=value).augment == mode
+    assert TrainConfig(augment=value).to_dict()["augment"] == mode
+
+
+def test_unknown_augment_mode_is_an_error():
+    with pytest.raises(InputError, match="augment: expected one of full, light, off"):
+        TrainConfig(augment="heavy")
+
+
+def test_smoothed_training_planes_are_what_inference_sees():
+    from scipy import ndimage as ndi
+
+    from napari_microfossil.normalise import Normalisation, apply_normalisation, intensity_range
+
+    rng = np.random.default_rng(0)
+    vol = (rng.random((12, 20, 24)) * 3000).astype(np.uint16)
+    lab = (rng.random(vol.shape) > 0.5).astype(np.uint8)
+    norm = Normalisation(smooth=1.0)
+    s = slices_from_volume(vol, lab, {"z": [0, 6], "x": [3]}, normalisation=norm)
+    sm = np.rint(ndi.gaussian_filter(vol.astype(np.float32), 1.0, mode="mirror"))
+    lo, hi = intensity_range(sm, norm)
+    np.testing.assert_allclose(s.images[0], apply_normalisation(sm[0], lo, hi, norm), atol=1e-6)
+    np.testing.assert_allclose(
+        s.images[2], apply_normalisation(sm[:, :, 3], lo, hi, norm), atol=1e-6
+    )
+    np.testing.assert_array_equal(s.labels[1], lab[6])
+
+
 def test_dice_ce_loss_is_lower_for_the_right_answer():
     target = torch.randint(0, 3, (2, 16, 16))
     good = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 10

@@ -133,9 +133,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .inference import iter_segment
     from .io import read_volume, write_tiff
     from .model import load_model
+    from .normalise import check_smooth
 
     out = Path(args.output)
     _check_output(out, args.overwrite)
+    if args.smooth is not None:
+        check_smooth(args.smooth, "--smooth")
     conf_path = Path(args.confidence) if args.confidence else None
     if conf_path is not None:
         _check_output(conf_path, args.overwrite, "--confidence")
@@ -153,6 +156,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             device=args.device,
             confidence=conf_path is not None,
             flips=args.flips,
+            smooth=args.smooth,
         ),
         quiet=args.quiet,
     )
@@ -253,7 +257,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 #: Peak learning rate of ``train`` when neither --lr nor --lr-find sets one.
-DEFAULT_TRAIN_LR = 5e-4
+DEFAULT_TRAIN_LR = 1e-3
 
 
 def _class_list(text: str) -> tuple[str, ...]:
@@ -308,9 +312,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from .distributed import broadcast_object, distributed_session, launcher_env
+    from .finetune import MIN_SLICES_FOR_VALIDATION, VAL_FRACTION
     from .io import read_labels, read_volume
     from .model import ModelSpec, build_network, load_model, read_spec, resolve_model_path
-    from .normalise import Normalisation
+    from .normalise import Normalisation, check_smooth, iter_smooth
     from .training import (
         SliceSet,
         TrainConfig,
@@ -339,23 +344,34 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--labels: expected the image's shape {tuple(vol.data.shape)}, got {tuple(labels.data.shape)}"
         )
     lab = labels.load()
+    val_planes = parse_slices(args.val_slices, "--val-slices") if args.val_slices else {}
     if args.slices:
         slices = parse_slices(args.slices)
-    else:  # every z-slice that has any label
-        labelled = [int(z) for z in range(lab.shape[0]) if np.any(lab[z] > 0)]
+    else:  # every z-slice that has any label (and is not for validation)
+        skip = set(val_planes.get("z", []))
+        labelled = [int(z) for z in range(lab.shape[0]) if z not in skip and np.any(lab[z] > 0)]
         if not labelled:
             raise InputError(
                 f"--labels: {args.labels} has no labelled voxels; paint some or pass --slices"
             )
         slices = {"z": labelled}
-    base = None if args.base == "scratch" else load_model(args.base, device="cpu")
-    data = slices_from_volume(
-        vol.data,
-        lab,
-        slices,
-        normalisation=base.spec.normalisation if base is not None else Normalisation(),
-        name=Path(args.image).name,
+    clash = sorted(
+        f"{a}:{i}" for a, idx in val_planes.items() for i in set(idx) & set(slices.get(a, []))
     )
+    if clash:
+        raise InputError(
+            f"--val-slices: expected slices not in --slices, got {', '.join(clash)} in both"
+        )
+    base = None if args.base == "scratch" else load_model(args.base, device="cpu")
+    norm = base.spec.normalisation if base is not None else Normalisation()
+    if args.smooth is not None:
+        norm = dataclasses.replace(norm, smooth=check_smooth(args.smooth, "--smooth"))
+    image = vol.data
+    if norm.smooth > 0:  # once, for training and validation planes alike
+        image = _progress(iter_smooth(image, norm.smooth), quiet=quiet)
+    cut = dataclasses.replace(norm, smooth=0.0)  # the planes come from `image`, smoothed
+    name = Path(args.image).name
+    data = slices_from_volume(image, lab, slices, normalisation=cut, name=name)
     top = max_label_id(data)
     if requested is not None and len(requested) <= top:
         raise InputError(
@@ -366,7 +382,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         names = requested or class_names_for_labels(
             labels.class_names or ("background",), max(top, 1)
         )
-        spec = ModelSpec(class_names=tuple(names))
+        spec = ModelSpec(class_names=tuple(names), normalisation=norm)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(args.seed)
             network = build_network(spec)
@@ -381,11 +397,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             network, spec = expand_classes(
                 base.network, base.spec, names, model_name=Path(base_desc).name, seed=args.seed
             )
+        spec = dataclasses.replace(spec, normalisation=norm)
         if is_main:
             for w in caught:
                 print(f"microfossil train: warning: {w.message}", file=sys.stderr)
-    rng = np.random.default_rng(args.seed)
-    tr_idx, va_idx = split_slices(data.sources, val_fraction=0.25, rng=rng, min_items=4)
+    if val_planes:
+        n_train = len(data)
+        data.extend(slices_from_volume(image, lab, val_planes, normalisation=cut, name=name))
+        tr_idx, va_idx = list(range(n_train)), list(range(n_train, len(data)))
+    else:
+        rng = np.random.default_rng(args.seed)
+        tr_idx, va_idx = split_slices(
+            data.sources, val_fraction=VAL_FRACTION, rng=rng, min_items=MIN_SLICES_FOR_VALIDATION
+        )
 
     def subset(idx: list[int]) -> SliceSet:
         return SliceSet(
@@ -402,6 +426,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         crop_size=args.crop_size,
         lr=args.lr if args.lr is not None else DEFAULT_TRAIN_LR,
         time_limit_s=args.time_limit,
+        augment=args.augment,
         seed=args.seed,
     )
     train_set = subset(tr_idx)
@@ -535,6 +560,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="UM",
         help="override voxel size: 1 or 3 (Z Y X) values in µm",
     )
+    s.add_argument(
+        "--smooth",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="3D Gaussian smoothing of the scan first, sigma in voxels, for noisy scans "
+        "(e.g. 0.7; 0 = none; default: the model's own, 0 for the default model)",
+    )
     common(s)
     s.set_defaults(func=cmd_segment)
 
@@ -572,6 +605,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--slices", help="labelled slices, e.g. 'z:10,40,70' (default: every z-slice with labels)"
     )
+    s.add_argument(
+        "--val-slices",
+        metavar="SLICES",
+        help="validate on these slices, e.g. 'z:20,25' (never trained on; all of --slices "
+        "then train); default: a quarter of --slices, when there are 4 or more",
+    )
     s.add_argument("--base", default="default", help="'default', a model file, or 'scratch'")
     s.add_argument("-o", "--output", required=True, metavar="MODEL.safetensors")
     s.add_argument(
@@ -600,13 +639,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps-per-epoch", type=int, default=25, help="optimiser steps per epoch (default 25)"
     )
     s.add_argument(
-        "--batch-size", type=int, default=4, help="crops per step, per process (default 4)"
+        "--batch-size", type=int, default=8, help="crops per step, per process (default 8)"
     )
     s.add_argument(
         "--crop-size",
         type=int,
-        default=192,
-        help="training crop edge in pixels, multiple of 32 (default 192)",
+        default=128,
+        help="training crop edge in pixels, multiple of 32 (default 128)",
     )
     s.add_argument(
         "--lr",
@@ -635,6 +674,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SECONDS",
         help="stop after this long; the schedule is compressed to fit and the best model kept",
+    )
+    s.add_argument(
+        "--augment",
+        choices=["full", "light", "off"],
+        default="light",
+        help="full: rotations, shear, zoom, flips, gain, noise and blur, for a model meant "
+        "for many scans; light: 90-degree turns, flips and gain, for fine-tuning on the "
+        "scan it will segment (default light)",
+    )
+    s.add_argument(
+        "--smooth",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="3D Gaussian smoothing of the scan before training, sigma in voxels; the model "
+        "records it and segment applies it (default: the base model's)",
     )
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     s.add_argument(

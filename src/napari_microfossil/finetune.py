@@ -10,6 +10,7 @@ network (and GPU memory) however it ends.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gc
 import logging
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._progress import Progress, ProgressGen
+from ._progress import Progress, ProgressGen, drain
 from .errors import InputError
 from .metrics import IGNORE_INDEX
 from .model import ModelSpec
@@ -32,8 +33,9 @@ from .training import AXES, SliceSet, TrainConfig, slices_from_volume, split_sli
 
 log = logging.getLogger(__name__)
 
-#: Below this many reviewed slices, all of them train and none is held out.
-MIN_SLICES_FOR_VALIDATION = 3
+#: Below this many reviewed slices, all of them train and none is held out (the
+#: command line's rule too: three corrected slices all train).
+MIN_SLICES_FOR_VALIDATION = 4
 #: Share of the reviewed slices held out for validation.
 VAL_FRACTION = 0.25
 
@@ -115,7 +117,9 @@ def prepare_slices(
 ) -> tuple[SliceSet, SliceSet | None]:
     """Cut the training and validation planes out of a volume, normalised for `spec`.
 
-    Both sets share one intensity range (that of the whole volume, as inference uses).
+    Both sets share one intensity range (that of the whole volume, as inference uses);
+    with ``spec.normalisation.smooth > 0`` the volume is smoothed first, also as
+    inference does.
 
     Parameters
     ----------
@@ -138,7 +142,7 @@ def prepare_slices(
         If the shapes differ, a slice is outside the volume, there is no training slice,
         or a label value has no class in `spec`.
     """
-    from .normalise import intensity_range
+    from .normalise import intensity_range, iter_smooth
 
     if count_slices(train_slices) == 0:
         raise InputError("slices: expected at least one reviewed slice to train on, got none")
@@ -146,8 +150,12 @@ def prepare_slices(
         raise InputError(
             f"labels: expected the image's shape {tuple(image.shape)}, got {tuple(labels.shape)}"
         )
-    value_range = intensity_range(image, spec.normalisation)
-    kw: dict[str, Any] = {"normalisation": spec.normalisation, "value_range": value_range}
+    norm = spec.normalisation
+    if norm.smooth > 0:  # smooth once for both sets, as inference will
+        image = drain(iter_smooth(image, norm.smooth))
+        norm = dataclasses.replace(norm, smooth=0.0)
+    value_range = intensity_range(image, norm)
+    kw: dict[str, Any] = {"normalisation": norm, "value_range": value_range}
     train = slices_from_volume(image, labels, train_slices, name=name, **kw)
     val = (
         slices_from_volume(image, labels, val_slices, name=name, **kw)
@@ -251,6 +259,7 @@ def iter_finetune(
     min_slices_for_validation: int = MIN_SLICES_FOR_VALIDATION,
     class_names: Sequence[str] | None = None,
     provenance: dict[str, Any] | None = None,
+    smooth: float | None = None,
 ) -> ProgressGen[FinetuneResult]:
     """Fine-tune `base` on the reviewed `slices` of a labelled volume; yield progress.
 
@@ -282,11 +291,15 @@ def iter_finetune(
         The labels' class names, if known: they must be the base model's.
     provenance : dict, optional
         Extra entries for the model's provenance (the scan, the labels).
+    smooth : float, optional
+        3D Gaussian smoothing (sigma in voxels) of the scan before training; the new
+        model records it and Segment applies it. Default: the base model's.
 
     Yields
     ------
     Progress
-        ``"load model"``; ``"validate base model"``; ``"train"`` (one per optimiser
+        ``"load model"``; ``"smooth"`` (z-slices, with smoothing);
+        ``"validate base model"``; ``"train"`` (one per optimiser
         step, ``info`` with ``epoch`` and ``loss``); ``"validate"`` (one per epoch,
         ``info`` with ``epoch``, the epoch's mean ``loss`` and, with validation, the
         score ``score_key``).
@@ -302,6 +315,7 @@ def iter_finetune(
         cannot be read, or the labels do not fit its classes.
     """
     from .model import load_model, read_spec, resolve_model_path
+    from .normalise import check_smooth, iter_smooth
     from .training import evaluate, iter_train
 
     out = Path(output)
@@ -331,9 +345,18 @@ def iter_finetune(
         loaded = load_model(base, device="cpu")
         spec, network = loaded.spec, loaded.network
         del loaded
+        if smooth is not None:
+            norm = dataclasses.replace(spec.normalisation, smooth=check_smooth(smooth))
+            spec = dataclasses.replace(spec, normalisation=norm)
         base_desc = str(resolve_model_path(base))
         yield Progress("load model", 1, 1)
-        train, val = prepare_slices(image, labels, train_slices, val_slices, spec, name=name)
+        cut_spec = spec
+        if spec.normalisation.smooth > 0:  # here, to show progress; the planes need no more
+            image = yield from iter_smooth(image, spec.normalisation.smooth)
+            cut_spec = dataclasses.replace(
+                spec, normalisation=dataclasses.replace(spec.normalisation, smooth=0.0)
+            )
+        train, val = prepare_slices(image, labels, train_slices, val_slices, cut_spec, name=name)
         key = score_key_for(spec)
 
         import torch

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._progress import Progress, ProgressGen
+from ._progress import Progress, ProgressGen, drain
 from .errors import InputError
 from .metrics import IGNORE_INDEX, confusion_matrix, scores_from_confusion
 from .model import ModelSpec, save_model
-from .normalise import Normalisation, apply_normalisation, intensity_range
+from .normalise import Normalisation, apply_normalisation, intensity_range, iter_smooth
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AXES = "zyx"
+AUGMENT_MODES = ("full", "light", "off")
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,12 @@ class TrainConfig:
         Weight of the soft-Dice term added to cross-entropy.
     class_weights : "auto", None or tuple
         Cross-entropy class weights; ``"auto"`` = inverse square-root frequency.
-    augment : bool
-        Geometric (rotation ±20°, 90° turns, flips, shift/shear/zoom ~5%) and intensity
-        (gain, offset, noise, blur) augmentation.
+    augment : {"full", "light", "off"}
+        ``"full"``: geometric (rotation ±20°, 90° turns, flips, shift/shear/zoom ~5%)
+        and intensity (gain, offset, noise, blur) augmentation, for models that must
+        work on many scans. ``"light"``: 90° turns, flips and ±5 % gain only, for
+        fine-tuning on the very scan the model will segment (its noise and blur are
+        already the right ones). ``True``/``False`` mean ``"full"``/``"off"``.
     patience : int or None
         Stop early when validation has not improved for this many epochs.
     time_limit_s : float or None
@@ -96,12 +100,18 @@ class TrainConfig:
     foreground_fraction: float = 0.5
     dice_weight: float = 1.0
     class_weights: Any = "auto"
-    augment: bool = True
+    augment: str = "full"
     patience: int | None = None
     time_limit_s: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.augment, bool):
+            object.__setattr__(self, "augment", "full" if self.augment else "off")
+        if self.augment not in AUGMENT_MODES:
+            raise InputError(
+                f"augment: expected one of {', '.join(AUGMENT_MODES)}, got {self.augment!r}"
+            )
         if self.epochs < 0 or self.frozen_epochs < 0 or self.epochs + self.frozen_epochs < 1:
             raise InputError(
                 f"epochs: expected at least 1 epoch in all, got {self.epochs} (+{self.frozen_epochs} frozen)"
@@ -145,13 +155,13 @@ class SliceSet:
         self.sources.extend(other.sources)
 
 
-def parse_slices(text: str) -> dict[str, list[int]]:
+def parse_slices(text: str, option: str = "--slices") -> dict[str, list[int]]:
     """Parse ``"z:10,40,70;y:5"`` into ``{"z": [10, 40, 70], "y": [5]}``.
 
     Raises
     ------
     InputError
-        On a malformed spec, naming ``--slices``.
+        On a malformed spec, naming ``option``.
     """
     out: dict[str, list[int]] = {}
     for part in str(text).replace(" ", "").split(";"):
@@ -159,14 +169,14 @@ def parse_slices(text: str) -> dict[str, list[int]]:
             continue
         axis, sep, nums = part.partition(":")
         if not sep or axis not in AXES or not nums:
-            raise InputError(f"--slices: expected e.g. 'z:10,40,70' or 'z:10;y:5', got {text!r}")
+            raise InputError(f"{option}: expected e.g. 'z:10,40,70' or 'z:10;y:5', got {text!r}")
         try:
             idx = [int(n) for n in nums.split(",") if n]
         except ValueError:
-            raise InputError(f"--slices: slice numbers must be integers, got {text!r}") from None
+            raise InputError(f"{option}: slice numbers must be integers, got {text!r}") from None
         out.setdefault(axis, []).extend(idx)
     if not out:
-        raise InputError(f"--slices: no slices in {text!r}")
+        raise InputError(f"{option}: no slices in {text!r}")
     return out
 
 
@@ -196,13 +206,17 @@ def slices_from_volume(
     slices : dict
         Axis (``"z"``, ``"y"``, ``"x"``) to slice indices.
     normalisation, value_range
-        How to normalise; ``value_range`` defaults to the volume's percentiles.
+        How to normalise; ``value_range`` defaults to the (smoothed) volume's
+        percentiles. With ``normalisation.smooth > 0`` the whole volume is smoothed
+        first, exactly as inference will smooth it.
     """
     if tuple(image.shape) != tuple(labels.shape):
         raise InputError(
             f"labels: expected the image's shape {tuple(image.shape)}, got {tuple(labels.shape)}"
         )
     norm = normalisation or Normalisation()
+    if norm.smooth > 0:
+        image = drain(iter_smooth(image, norm.smooth))
     lo, hi = value_range if value_range is not None else intensity_range(image, norm)
     out = SliceSet()
     for axis, indices in slices.items():
@@ -286,11 +300,12 @@ class CropSampler:
 
 
 def augment_batch(
-    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, mode: str = "full"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random geometry (same for image and labels) and CT intensity changes.
 
-    ``x`` is (B, 1, H, W) float, ``y`` (B, H, W) long with 255 = ignore.
+    ``x`` is (B, 1, H, W) float, ``y`` (B, H, W) long with 255 = ignore. ``mode`` as
+    :attr:`TrainConfig.augment` (``"full"`` or ``"light"``).
     """
     import torch
     import torch.nn.functional as F
@@ -312,6 +327,8 @@ def augment_batch(
         xs.append(xi)
         ys.append(yi)
     x, y = torch.stack(xs), torch.stack(ys)
+    if mode == "light":
+        return x * u(0.95, 1.05).view(b, 1, 1, 1), y
 
     theta_rot = u(-20, 20) * math.pi / 180
     zoom = u(0.95, 1.05)
@@ -739,8 +756,8 @@ def _training_batch(
     xb, yb = sampler.sample(cfg.batch_size)
     x = torch.from_numpy(xb).to(dev)
     y = torch.from_numpy(yb.astype(np.int64)).to(dev)
-    if cfg.augment:
-        x, y = augment_batch(x, y, gen)
+    if cfg.augment != "off":
+        x, y = augment_batch(x, y, gen, cfg.augment)
     if scale < 1.0:
         size = max(32, round(cfg.crop_size * scale / 32) * 32)
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="area")

@@ -40,6 +40,7 @@ from qtpy.QtWidgets import (
 
 from .._progress import Progress
 from ..errors import InputError
+from ..normalise import MAX_SMOOTH
 from ._common import (
     REVIEW_KEY,
     SOURCE_IMAGE_KEY,
@@ -61,6 +62,11 @@ DEFAULT_MODEL = "default"
 DEFAULT_MINUTES = 3.0
 #: Epochs in a time-limited run: the time limit ends it (and shapes the LR schedule).
 TIME_MODE_EPOCHS = 10_000
+AUGMENT_CHOICES = (
+    ("light", "light (this scan)"),
+    ("full", "full (other scans too)"),
+    ("off", "off"),
+)
 PLUGIN_NAME = "napari-microfossil"
 
 LOSS_COLOR = QColor("#e0a040")
@@ -305,6 +311,18 @@ class FinetuneWidget(QWidget):
         self.epochs.setValue(10)
         self.epochs.setToolTip("Train for this many epochs (each 'Steps per epoch' batches)")
 
+        self.smooth = QDoubleSpinBox(self)
+        self.smooth.setRange(0.0, MAX_SMOOTH)
+        self.smooth.setSingleStep(0.1)
+        self.smooth.setDecimals(2)
+        self.smooth.setSpecialValueText("none")
+        self.smooth.setSuffix(" voxels")
+        self.smooth.setToolTip(
+            "3D Gaussian smoothing (sigma) of the scan before training; the new model "
+            "remembers it and Segment applies it. 0.5-1 helps on noisy scans. Default: the "
+            "base model's."
+        )
+
         self.output = QLineEdit(self)
         self.output.setToolTip("The new model file; an existing file is replaced only if you agree")
         self.browse_output = QPushButton("…", self)
@@ -318,19 +336,27 @@ class FinetuneWidget(QWidget):
         self.steps_per_epoch.setValue(25)
         self.batch_size = QSpinBox(self)
         self.batch_size.setRange(1, 256)
-        self.batch_size.setValue(4)
+        self.batch_size.setValue(8)
         self.crop_size = QSpinBox(self)
         self.crop_size.setRange(32, 2048)
         self.crop_size.setSingleStep(32)
-        self.crop_size.setValue(192)
+        self.crop_size.setValue(128)
         self.crop_size.setSuffix(" px")
         self.crop_size.setToolTip("Edge of the random training crops, a multiple of 32")
         self.lr = QDoubleSpinBox(self)
         self.lr.setDecimals(6)
         self.lr.setRange(1e-6, 1.0)
         self.lr.setSingleStep(1e-4)
-        self.lr.setValue(5e-4)
+        self.lr.setValue(1e-3)
         self.lr.setToolTip("Peak learning rate (one-cycle schedule)")
+        self.augment = QComboBox(self)
+        for key, text in AUGMENT_CHOICES:
+            self.augment.addItem(text, key)
+        self.augment.setToolTip(
+            "light: 90° turns, flips and gain, for learning this very scan (its noise and "
+            "blur are already right); full: also rotations, shear, zoom, noise and blur, "
+            "for a model meant for other scans too"
+        )
         self.device = QComboBox(self)
         self._fill_devices()
 
@@ -364,6 +390,7 @@ class FinetuneWidget(QWidget):
         epochs_row.addWidget(self.by_epochs)
         epochs_row.addWidget(self.epochs, 1)
         form.addRow("", epochs_row)
+        form.addRow("Smoothing", self.smooth)
         out_row = QHBoxLayout()
         out_row.addWidget(self.output, 1)
         out_row.addWidget(self.browse_output)
@@ -374,6 +401,7 @@ class FinetuneWidget(QWidget):
         adv.addRow("Batch size", self.batch_size)
         adv.addRow("Crop size", self.crop_size)
         adv.addRow("Learning rate", self.lr)
+        adv.addRow("Augmentation", self.augment)
         adv.addRow("Device", self.device)
         self.show_advanced.toggled.connect(self.advanced.setVisible)
         self.advanced.setVisible(False)
@@ -407,6 +435,7 @@ class FinetuneWidget(QWidget):
                 self.by_epochs,
                 self.minutes,
                 self.epochs,
+                self.smooth,
                 self.segment_button,
             ],
             self.cancel_button,
@@ -617,6 +646,7 @@ class FinetuneWidget(QWidget):
         self.model_info.setText(html.escape(line + (f" · {metric}" if metric else "")))
         self.curve.score_name = f"val IoU {spec.class_names[1]}"
         self.curve.update()
+        self.smooth.setValue(spec.normalisation.smooth)
 
     # -- running -------------------------------------------------------------------
 
@@ -637,6 +667,7 @@ class FinetuneWidget(QWidget):
             batch_size=int(self.batch_size.value()),
             crop_size=int(self.crop_size.value()),
             lr=float(self.lr.value()),
+            augment=str(self.augment.currentData()),
             time_limit_s=float(self.minutes.value()) * 60.0 if by_time else None,
         )
 
@@ -737,6 +768,7 @@ class FinetuneWidget(QWidget):
             device=device,
             name=image.name,
             class_names=tuple(names) if names else None,
+            smooth=round(float(self.smooth.value()), 2),
             provenance={
                 "image": self._scan_path() or image.name,
                 "labels": labels.name,
