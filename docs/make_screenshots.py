@@ -23,7 +23,11 @@ calls a user's clicks make:
 3. Fossils: *Extract* (min size 200 voxels, split touching fossils), sort by volume,
    select the largest fossil's row, *Show alone*, *View in 3D*; *Export* meshes (STL),
    cropped TIFFs, CSV and the gallery, whose picture of that fossil and size histogram
-   are copied.
+   are copied;
+4. Fine-tune: 4 evenly spaced slices get their ground truth (standing in for the user's
+   painting) and are marked reviewed; the Fine-tune panel trains for one minute on all
+   the reviewed slices (a quarter held out for validation). ``--only-finetune`` runs step 1 and this step alone
+   and writes only the ``09_*`` pictures.
 
 With ``--real`` it also opens the real sandstone MicroCT slices in
 ``../shared/data/sandstone-versa-microct/images`` (skipped if absent) and segments a
@@ -122,6 +126,7 @@ class Shots:
     def __init__(self, viewer: Any, out: Path) -> None:
         self.viewer = viewer
         self.out = out
+        out.mkdir(parents=True, exist_ok=True)
         self.written: list[Path] = []
 
     def window(self, name: str, *, canvas_only: bool = False) -> None:
@@ -301,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=IMAGES, help="folder for the PNGs")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per background job")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument(
+        "--only-finetune",
+        action="store_true",
+        help="retake only the Fine-tune pictures (09_*): segment the sample, correct 4 "
+        "slices, fine-tune for a minute",
+    )
     args = ap.parse_args(argv)
     if args.model != "default":
         args.model = str(Path(args.model).expanduser().resolve())
@@ -343,6 +354,8 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     scale_bar = getattr(overlays, "scale_bar", None) or viewer.scale_bar
     scale_bar.visible = True
     shots = Shots(viewer, args.out)
+    if args.only_finetune:  # the steps before Fine-tune run, their pictures are dropped
+        final_shots, shots = shots, Shots(viewer, tmp / "unused")
 
     # -- open the scan with the plugin's reader (File > Open)
     (scan,) = viewer.open(str(scan_path), plugin=PLUGIN)
@@ -376,6 +389,11 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     viewer.layers.selection.active = labels
     shots.window("02_segment.png")
     shots.widget(seg, "02_segment_widget.png")
+    if args.only_finetune:
+        finetune(viewer, scan, labels, truth, review, final_shots, args)
+        log(f"{len(final_shots.written)} images in {args.out}")
+        viewer.close()
+        return 0
 
     # -- Review & correct
     show_dock(viewer, rev_dock)
@@ -479,6 +497,9 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     if hist.is_file():
         shots.copy(hist, "06_gallery_histogram.png")
 
+    # -- Fine-tune on corrected slices
+    finetune(viewer, scan, labels, truth, review, shots, args)
+
     # -- a real scan
     if args.real:
         real_scan(viewer, seg, seg_dock, shots, args)
@@ -486,6 +507,35 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     log(f"{len(shots.written)} images in {args.out}")
     viewer.close()
     return 0
+
+
+def finetune(
+    viewer: Any, scan: Any, labels: Any, truth: np.ndarray, review: Any, shots: Shots, args: Any
+) -> None:
+    """Correct 4 slices (their truth stands in for the user's painting), mark them
+    reviewed and fine-tune the model on them for one minute."""
+    nz = labels.data.shape[0]
+    picks = [int(z) for z in np.linspace(0, nz - 1, 6)[1:-1].round()]
+    for z in picks:
+        viewer.dims.set_point(0, z * float(scan.scale[0]))
+        labels.data[z] = truth[z]
+        review.mark_current_reviewed()
+    labels.refresh()
+    review.flush()
+    ft_dock, ft = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune", tabify=True)
+    ft.confirm = lambda title, text: True
+    show_dock(viewer, ft_dock, width=560)
+    ft.refresh()
+    ft.labels.set_layer(labels.name)
+    ft.minutes.setValue(1.0)
+    log(f"Fine-tune: {ft.slices_label.text()}; base {ft.model_path()}")
+    if ft.run() is None:
+        raise RuntimeError(f"Fine-tune did not start: {ft.status.text()}")
+    wait_job(ft, args.timeout, "Fine-tune")
+    log(f"Fine-tune result: {ft.result_label.text()}")
+    viewer.dims.set_point(0, picks[1] * float(scan.scale[0]))
+    shots.window("09_finetune.png")
+    shots.widget(ft, "09_finetune_widget.png")
 
 
 def real_scan(viewer: Any, seg: Any, seg_dock: Any, shots: Shots, args: argparse.Namespace) -> None:

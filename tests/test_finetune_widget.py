@@ -215,6 +215,35 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
     assert result_layer.metadata["model"] == str(widget.model_path_out.resolve())
 
 
+def test_a_model_worse_than_its_base_is_listed_but_not_chosen(setup, tmp_path, tiny_model):
+    from napari_microfossil.finetune import FinetuneResult
+    from napari_microfossil.model import read_spec, save_model
+
+    viewer, labels, segment, widget = setup
+    chosen = segment.model_path()
+    path = save_model(tmp_path / "tuned.safetensors", tiny_model.network, tiny_model.spec)
+    result = FinetuneResult(
+        path=path,
+        spec=read_spec(path),
+        history=[{"epoch": 1, "loss": 0.5, "iou_fossil": 0.41}],
+        best_epoch=1,
+        stopped="time-limit",
+        score_key="iou_fossil",
+        before=0.62,
+        after=0.41,
+    )
+    widget._on_result(result)
+    text = widget.result_label.text()
+    assert "0.620 (base) → 0.410" in text and "Below the base model" in text
+    assert "not chosen" in text
+    assert segment.model_path() == chosen  # Segment keeps its model
+    assert segment.model.findData(str(path.resolve())) >= 0  # but offers the new one
+    better = FinetuneResult(**{**result.__dict__, "before": 0.41, "after": 0.62})
+    widget._on_result(better)
+    assert "Below" not in widget.result_label.text()
+    assert segment.model_path() == str(path.resolve())
+
+
 def test_cancel_after_an_epoch_keeps_the_best_model(setup, qtbot):
     from napari_microfossil.model import load_model, read_spec
 

@@ -810,11 +810,20 @@ class FinetuneWidget(QWidget):
         self.model_path_out = Path(result.path)
         name = result.score_key.removeprefix("iou_")
         lines = []
+        worse = (
+            result.before is not None and result.after is not None and result.after < result.before
+        )
         if result.before is not None and result.after is not None:
             lines.append(
                 f"Validation IoU {name}: {result.before:.3f} (base) → {result.after:.3f} "
                 f"(fine-tuned, epoch {result.best_epoch})"
             )
+            if worse:
+                lines.append(
+                    "Below the base model on the held-out slices: Segment keeps the model it "
+                    "had. Review more slices, give more time, or try Smoothing; the new model "
+                    "is in Segment's list (and Segment again uses it) if you want to see it."
+                )
         else:
             lines.append(
                 f"No validation: {self._job['slices']} are too few to hold any out, so all "
@@ -824,18 +833,19 @@ class FinetuneWidget(QWidget):
             result.stopped, f"{len(result.history)} epochs"
         )
         lines.append(f"Saved {result.path} ({how}).")
-        lines.append(self._register(result.path))
+        lines.append(self._register(result.path, select=not worse))
         self.result_label.setText("\n".join(lines))
 
-    def _register(self, path: Path) -> str:
-        """Offer the new model in the Segment widget, if one is docked."""
+    def _register(self, path: Path, *, select: bool = True) -> str:
+        """Offer the new model in the Segment widget, if one is docked (chosen there
+        unless ``select`` is False)."""
         from .segment_widget import SegmentWidget
 
         segment = find_dock_widget(self.viewer, SegmentWidget)
         if segment is None:
             return "Open Segment (or press Segment again) to use it."
-        segment.add_model(path)
-        return "Added to Segment's models."
+        segment.add_model(path, select=select)
+        return "Added to Segment's models." if select else "Added to Segment's list, not chosen."
 
     def _after_run(self) -> None:
         # A cancelled generator is suspended, not finished: close it, so that the engine

@@ -318,14 +318,17 @@ class SegmentWidget(QWidget):
         """``"default"`` or the chosen model file."""
         return str(self.model.currentData())
 
-    def add_model(self, path: str | Path) -> None:
-        """Offer a model file in the chooser and select it (e.g. a fine-tuned model)."""
+    def add_model(self, path: str | Path, *, select: bool = True) -> None:
+        """Offer a model file in the chooser (e.g. a fine-tuned model) and select it,
+        unless ``select`` is False."""
         path = str(Path(path).expanduser().resolve())
         index = self.model.findData(path)
         if index < 0:
             self.model.addItem(Path(path).name, path)
             index = self.model.count() - 1
             self.model.setItemData(index, path, Qt.ItemDataRole.ToolTipRole)
+        if not select:
+            return
         if index == self.model.currentIndex():
             self._on_model_changed()  # same item: read its file again (it may be new)
         else:
