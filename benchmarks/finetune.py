@@ -4,17 +4,25 @@ Makes a phantom in the harder style (``PhantomStyle().harder()``: more noise, bl
 rings and cupping, less contrast), segments it with the base model, then "corrects"
 ``--n-slices`` evenly spaced z-slices (takes their ground truth, as a user painting
 them would), fine-tunes the base model on those slices alone for at most
-``--time-limit`` seconds, and segments again. Prints the per-class IoU before and after
-on every *other* slice (the corrected slices are left out of the score).
+``--time-limit`` seconds, and segments again. Prints the per-class IoU on every *other*
+slice (the corrected slices are left out of the score), side by side:
+
+- the base model as it is;
+- the base model on the scan smoothed with ``--smooth`` (no training: what the
+  Smoothing option alone does);
+- the fine-tuned model (trained and applied with the same smoothing).
 
 Usage::
 
     python benchmarks/finetune.py [--seed 4000] [--n-slices 3] [--time-limit 300]
+        [--smooth 0.7] [--axes z zyx]
+    python benchmarks/finetune.py --smooth-sweep 0 0.5 0.7 1 1.5   # no training
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -25,14 +33,18 @@ from napari_microfossil._progress import drain
 from napari_microfossil.inference import iter_segment
 from napari_microfossil.metrics import confusion_matrix, scores_from_confusion
 from napari_microfossil.model import load_model
-from napari_microfossil.normalise import intensity_range
 from napari_microfossil.phantom import PhantomStyle, make_phantom
 from napari_microfossil.training import TrainConfig, iter_train, slices_from_volume
 
 
-def scores(model, image, truth, keep, names, device) -> dict[str, float]:
-    seg = drain(iter_segment(image, model, axes="z", device=device)).labels
-    return scores_from_confusion(confusion_matrix(seg[keep], truth[keep], len(names)), names)
+def scores(model, image, truth, keep, names, args, smooth=None) -> dict[str, dict[str, float]]:
+    out = {}
+    for axes in args.axes:
+        seg = drain(iter_segment(image, model, axes=axes, device=args.device, smooth=smooth)).labels
+        out[axes] = scores_from_confusion(
+            confusion_matrix(seg[keep], truth[keep], len(names)), names
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256))
     p.add_argument("--n-slices", type=int, default=3)
     p.add_argument("--time-limit", type=float, default=300.0)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--smooth", type=float, default=0.7, help="sigma in voxels (0 = none)")
+    p.add_argument("--axes", nargs="+", default=["z"], help="slicing axes when scoring, e.g. z zyx")
+    p.add_argument("--epochs", type=int, default=1000, help="the time limit usually rules")
     p.add_argument("--steps-per-epoch", type=int, default=25)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--augment", default="light", choices=["full", "light", "off"])
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--smooth-sweep",
+        type=float,
+        nargs="+",
+        metavar="SIGMA",
+        help="only score the base model with each of these smoothings (no training)",
+    )
     args = p.parse_args(argv)
 
     ph = make_phantom(tuple(args.shape), seed=args.seed, style=PhantomStyle().harder())  # type: ignore[arg-type]
@@ -58,21 +82,30 @@ def main(argv: list[str] | None = None) -> int:
 
     base = load_model(args.base, device=args.device)
     names = base.spec.class_names
-    before = scores(base, ph.image, ph.labels, keep, names, args.device)
+    if args.smooth_sweep:
+        print(f"base model on harder phantom seed {args.seed}, other {int(keep.sum())} slices")
+        print(f"{'sigma':>6} {'axes':>5} " + " ".join(f"{'IoU ' + n:>14}" for n in names))
+        for sigma in args.smooth_sweep:
+            got = scores(base, ph.image, ph.labels, keep, names, args, smooth=sigma)
+            for axes, sc in got.items():
+                row = " ".join(f"{sc['iou_' + n]:>14.4f}" for n in names)
+                print(f"{sigma:>6g} {axes:>5} {row}")
+        return 0
+    before = scores(base, ph.image, ph.labels, keep, names, args)
+    smoothed = scores(base, ph.image, ph.labels, keep, names, args, smooth=args.smooth)
 
-    norm = base.spec.normalisation
+    norm = dataclasses.replace(base.spec.normalisation, smooth=args.smooth)
+    spec = dataclasses.replace(base.spec, normalisation=norm)
     data = slices_from_volume(
-        ph.image,
-        ph.labels,
-        {"z": picks},
-        normalisation=norm,
-        value_range=intensity_range(ph.image, norm),
-        name="harder phantom",
+        ph.image, ph.labels, {"z": picks}, normalisation=norm, name="harder phantom"
     )
     cfg = TrainConfig(
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        crop_size=args.crop_size,
         lr=args.lr,
+        augment=args.augment,
         time_limit_s=args.time_limit,
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             iter_train(
                 data,
                 None,
-                base.spec,
+                spec,
                 network=base.network,
                 config=cfg,
                 device=args.device,
@@ -91,19 +124,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         dt = time.perf_counter() - t0
         tuned = load_model(out, device=args.device)
-        after = scores(tuned, ph.image, ph.labels, keep, names, args.device)
+        assert tuned.spec.normalisation.smooth == args.smooth  # Segment will smooth alike
+        after = scores(tuned, ph.image, ph.labels, keep, names, args)
 
+    steps = result.history[-1]["steps"]  # one phase (no frozen epochs): steps so far
     print(
         f"harder phantom seed {args.seed}, shape {tuple(args.shape)}; corrected z-slices {picks}; "
         f"scored on the other {int(keep.sum())} slices"
     )
     print(
-        f"fine-tuned {dt:.0f} s (limit {args.time_limit:.0f} s), best epoch {result.best_epoch}, "
-        f"stopped: {result.stopped}"
+        f"fine-tuned {dt:.0f} s (limit {args.time_limit:.0f} s): {len(result.history)} epochs, "
+        f"{steps} steps of {args.batch_size} x {args.crop_size}^2 crops, lr {args.lr:g}, "
+        f"augment {args.augment}, smoothing {args.smooth:g}; stopped: {result.stopped}"
     )
-    print(f"{'class':>12} {'IoU before':>11} {'IoU after':>10}")
-    for n in names:
-        print(f"{n:>12} {before['iou_' + n]:>11.4f} {after['iou_' + n]:>10.4f}")
+    for axes in args.axes:
+        print(f"IoU, segmenting along {axes}:")
+        print(f"{'class':>12} {'base':>8} {'smoothed':>9} {'fine-tuned':>11}")
+        for n in names:
+            k = "iou_" + n
+            b, s, a = before[axes][k], smoothed[axes][k], after[axes][k]
+            print(f"{n:>12} {b:>8.4f} {s:>9.4f} {a:>11.4f}")
     return 0
 
 
