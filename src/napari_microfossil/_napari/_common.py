@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -301,6 +302,21 @@ class JobRunner:
         self.cancel_button.setEnabled(False)
         if self.after is not None:
             self.after()
+
+
+def smoothing_box(parent: QWidget, tooltip: str) -> QDoubleSpinBox:
+    """The "Smoothing" field of Segment and Fine-tune: a 3D Gaussian sigma in voxels
+    (0 shows as "none")."""
+    from ..normalise import MAX_SMOOTH
+
+    box = QDoubleSpinBox(parent)
+    box.setRange(0.0, MAX_SMOOTH)
+    box.setSingleStep(0.1)
+    box.setDecimals(2)
+    box.setSpecialValueText("none")
+    box.setSuffix(" voxels")
+    box.setToolTip(tooltip)
+    return box
 
 
 def ask_question(parent: QWidget) -> Callable[[str, str], bool]:

@@ -40,7 +40,6 @@ from qtpy.QtWidgets import (
 
 from .._progress import Progress
 from ..errors import InputError
-from ..normalise import MAX_SMOOTH
 from ._common import (
     REVIEW_KEY,
     SOURCE_IMAGE_KEY,
@@ -49,6 +48,7 @@ from ._common import (
     ask_question,
     is_instance_layer,
     is_segment_result,
+    smoothing_box,
     source_path,
     volume_of,
 )
@@ -311,16 +311,11 @@ class FinetuneWidget(QWidget):
         self.epochs.setValue(10)
         self.epochs.setToolTip("Train for this many epochs (each 'Steps per epoch' batches)")
 
-        self.smooth = QDoubleSpinBox(self)
-        self.smooth.setRange(0.0, MAX_SMOOTH)
-        self.smooth.setSingleStep(0.1)
-        self.smooth.setDecimals(2)
-        self.smooth.setSpecialValueText("none")
-        self.smooth.setSuffix(" voxels")
-        self.smooth.setToolTip(
+        self.smooth = smoothing_box(
+            self,
             "3D Gaussian smoothing (sigma) of the scan before training; the new model "
             "remembers it and Segment applies it. 0.5-1 helps on noisy scans. Default: the "
-            "base model's."
+            "base model's.",
         )
 
         self.output = QLineEdit(self)

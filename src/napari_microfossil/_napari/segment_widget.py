@@ -37,7 +37,6 @@ from qtpy.QtWidgets import (
 
 from .._progress import Progress
 from ..errors import InputError
-from ..normalise import MAX_SMOOTH
 from ._common import (
     REVIEW_KEY,
     SOURCE_IMAGE_KEY,
@@ -46,6 +45,7 @@ from ._common import (
     ask_question,
     has_corrections,
     replace_or_add,
+    smoothing_box,
     source_path,
     volume_of,
 )
@@ -137,15 +137,10 @@ class SegmentWidget(QWidget):
         self.batch_size.setRange(1, 512)
         self.batch_size.setValue(4)
         self.batch_size.setToolTip("Tiles per network call; larger is faster on a GPU")
-        self.smooth = QDoubleSpinBox(self)
-        self.smooth.setRange(0.0, MAX_SMOOTH)
-        self.smooth.setSingleStep(0.1)
-        self.smooth.setDecimals(2)
-        self.smooth.setSpecialValueText("none")
-        self.smooth.setSuffix(" voxels")
-        self.smooth.setToolTip(
+        self.smooth = smoothing_box(
+            self,
             "3D Gaussian smoothing (sigma) of the scan before the network sees it: 0.5-1 "
-            "helps on noisy scans. Default: what the model was trained with."
+            "helps on noisy scans. Default: what the model was trained with.",
         )
         self.device = QComboBox(self)
         self._fill_devices()
