@@ -219,7 +219,7 @@ def test_a_model_worse_than_its_base_is_listed_but_not_chosen(setup, tmp_path, t
     from napari_microfossil.finetune import FinetuneResult
     from napari_microfossil.model import read_spec, save_model
 
-    viewer, labels, segment, widget = setup
+    _, _, segment, widget = setup
     chosen = segment.model_path()
     path = save_model(tmp_path / "tuned.safetensors", tiny_model.network, tiny_model.spec)
     result = FinetuneResult(
