@@ -436,3 +436,28 @@ def test_train_gives_new_label_ids_a_new_head(sample_dir, tiny_base, tmp_path, c
     assert load_model(named).spec.class_names[3] == "ostracod"
     assert "new head for classes ['ostracod']" in capsys.readouterr().err
     _one_line_error(capsys, [*args, "--overwrite", "--classes", "background,fossil"], "--classes")
+
+
+def test_train_from_imagenet_offline_is_a_one_line_error(sample_dir, tmp_path):
+    # HF_HUB_OFFLINE makes "no network" certain and quick (no retries); the download
+    # cache is an empty folder, so the weights cannot come from there either.
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "m.safetensors"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    env["TORCH_HOME"] = str(tmp_path / "torch")
+    args = _train_args(sample_dir, "imagenet", out, "--slices", "z:4,9")
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_microfossil.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    err = [line for line in proc.stderr.splitlines() if line.startswith("microfossil")]
+    assert "getting ImageNet weights for resnet18" in err[0]
+    assert "no network, and they are not in the download cache" in err[-1]
+    assert "Traceback" not in proc.stderr and not out.exists()

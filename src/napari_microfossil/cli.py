@@ -362,7 +362,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError(
             f"--val-slices: expected slices not in --slices, got {', '.join(clash)} in both"
         )
-    base = None if args.base == "scratch" else load_model(args.base, device="cpu")
+    from_scratch = args.base in ("scratch", "imagenet")
+    base = None if from_scratch else load_model(args.base, device="cpu")
     norm = base.spec.normalisation if base is not None else Normalisation()
     if args.smooth is not None:
         norm = dataclasses.replace(norm, smooth=check_smooth(args.smooth, "--smooth"))
@@ -383,10 +384,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             labels.class_names or ("background",), max(top, 1)
         )
         spec = ModelSpec(class_names=tuple(names), normalisation=norm)
+        weights = "imagenet" if args.base == "imagenet" else None
+        if weights and is_main:
+            print(
+                f"microfossil train: getting ImageNet weights for {spec.encoder} (needs the "
+                "network the first time; cached after)",
+                file=sys.stderr,
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(args.seed)
-            network = build_network(spec)
-        base_desc = "scratch"
+            network = build_network(spec, encoder_weights=weights)
+        base_desc = args.base
     else:
         base_desc = str(resolve_model_path(args.base))
         names = requested or class_names_for_labels(
@@ -611,7 +619,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate on these slices, e.g. 'z:20,25' (never trained on; all of --slices "
         "then train); default: a quarter of --slices, when there are 4 or more",
     )
-    s.add_argument("--base", default="default", help="'default', a model file, or 'scratch'")
+    s.add_argument(
+        "--base",
+        default="default",
+        help="'default', a model file, 'scratch' (random weights) or 'imagenet' (a new "
+        "network with an ImageNet-trained encoder; needs the network the first time)",
+    )
     s.add_argument("-o", "--output", required=True, metavar="MODEL.safetensors")
     s.add_argument(
         "--classes",

@@ -161,8 +161,9 @@ def build_network(spec: ModelSpec, *, encoder_weights: str | None = None) -> tor
         ) from None
     except OSError as exc:  # download of pretrained weights failed
         raise InputError(
-            f"encoder_weights: could not get {encoder_weights!r} weights for {spec.encoder!r} "
-            f"(no network?): {exc}. Use encoder_weights=None to start from random weights."
+            f"encoder_weights: could not get {encoder_weights!r} weights for {spec.encoder!r}: "
+            f"no network, and they are not in the download cache ({type(exc).__name__}); "
+            "start from the default model or from random weights ('scratch') instead"
         ) from None
     # smp keeps ResNet stages beyond encoder_depth although it never runs them: drop
     # them so model files and optimiser state hold only weights that are used.
