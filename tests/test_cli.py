@@ -340,7 +340,7 @@ def test_train_bad_slices_and_smoothing(sample_dir, tiny_base, tmp_path, capsys,
 
 
 def test_train_smoothing_and_augmentation_are_recorded(
-    sample_dir, tiny_base, tmp_path, monkeypatch
+    sample_dir, tiny_base, tmp_path, monkeypatch, capsys
 ):
     from napari_microfossil.model import read_spec
 
@@ -352,6 +352,8 @@ def test_train_smoothing_and_augmentation_are_recorded(
     assert main(args) == 0
     spec = read_spec(out)
     assert spec.normalisation.smooth == pytest.approx(0.8)  # segment will smooth alike
+    assert main(["info", str(out)]) == 0
+    assert "3D smoothing sigma 0.8 voxels" in capsys.readouterr().out
     assert spec.provenance["recipe"]["augment"] == "light"
     assert seen["config"].augment == "light"
     assert main([*args, "--augment", "full", "--overwrite"]) == 0

@@ -368,7 +368,12 @@ def describe(spec: ModelSpec) -> str:
         f"architecture : {spec.architecture} ({spec.encoder} encoder)",
         f"classes      : {', '.join(f'{i}={n}' for i, n in enumerate(spec.class_names))}",
         f"tile size    : {spec.tile_size}",
-        f"normalisation: {spec.normalisation.method} {spec.normalisation.low}-{spec.normalisation.high}",
+        f"normalisation: {spec.normalisation.method} {spec.normalisation.low}-{spec.normalisation.high}"
+        + (
+            f", 3D smoothing sigma {spec.normalisation.smooth:g} voxels"
+            if spec.normalisation.smooth > 0
+            else ""
+        ),
         f"voxel size   : {' x '.join(f'{s:g}' for s in spec.spacing_um) + ' µm' if spec.spacing_um else 'unknown'}",
     ]
     for key, value in spec.provenance.items():
