@@ -192,6 +192,7 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
     )
     result = widget.last_result
     assert result.before is not None and result.after is not None
+    assert widget.curve.baseline == pytest.approx(result.before)  # the dashed "base" line
     assert "Validation IoU fossil" in widget.result_label.text()
     assert f"{result.before:.3f} (base) → {result.after:.3f}" in widget.result_label.text()
     # Registered in the docked Segment widget, and selected there.
@@ -346,6 +347,24 @@ def test_other_refusals(setup, tmp_path):
     assert widget.worker is None
 
 
+def test_curve_score_axis_follows_the_scores_and_the_base(qtbot):
+    from napari_microfossil._napari.finetune_widget import TrainingCurve
+
+    curve = TrainingCurve()
+    qtbot.addWidget(curve)
+    curve.add_epoch(1, 0.3, 0.880)
+    curve.add_epoch(2, 0.2, 0.895)
+    lo, hi = curve.score_range()
+    assert 0.85 < lo < 0.88 and 0.895 < hi < 0.93  # not 0..1: a change of 0.015 shows
+    curve.set_baseline(0.912)
+    lo, hi = curve.score_range()
+    assert lo < 0.88 and 0.912 < hi <= 1.0
+    curve.add_epoch(3, 0.1, 0.999)
+    assert curve.score_range()[1] == 1.0  # never above 1
+    curve.clear()
+    assert curve.baseline is None and curve.score_range() == (0.0, 1.0)
+
+
 def test_curve_draws_loss_and_score(qtbot):
     from qtpy.QtGui import QColor
 
@@ -373,6 +392,7 @@ def test_curve_draws_loss_and_score(qtbot):
         return n
 
     assert count(LOSS_COLOR) == 0 and count(SCORE_COLOR) == 0
+    assert curve.score_range() == (0.0, 1.0)
     curve.add_epoch(1, 1.2, 0.3)
     curve.add_epoch(2, 0.8, 0.5)
     curve.set_live(3, 0.7)

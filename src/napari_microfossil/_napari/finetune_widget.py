@@ -102,8 +102,9 @@ def find_dock_widget(viewer: Any, cls: type) -> Any:
 class TrainingCurve(QWidget):
     """Training loss and validation score per epoch, drawn with QPainter.
 
-    The loss has its own scale (left, from 0); the score (IoU) is on 0..1 (right). The
-    running mean loss of the epoch under way is drawn hollow until the epoch ends.
+    The loss has its own scale (left); the score (IoU, right) spans the scores seen and
+    the base model's (a dashed line), so that small changes show. The running mean loss
+    of the epoch under way is drawn hollow until the epoch ends.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -111,6 +112,7 @@ class TrainingCurve(QWidget):
         self.score_name = "val IoU"
         self._epochs: dict[int, tuple[float, float | None]] = {}
         self._live: tuple[int, float] | None = None
+        self.baseline: float | None = None
         self.setMinimumHeight(110)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
@@ -120,7 +122,25 @@ class TrainingCurve(QWidget):
     def clear(self) -> None:
         self._epochs.clear()
         self._live = None
+        self.baseline = None
         self.update()
+
+    def set_baseline(self, score: float | None) -> None:
+        """The base model's validation score, drawn as a dashed line."""
+        self.baseline = None if score is None else float(score)
+        self.update()
+
+    def score_range(self) -> tuple[float, float]:
+        """The score axis: the scores seen and the baseline, padded, within 0..1."""
+        seen = [s for _, _, s in self.points() if s is not None and math.isfinite(s)]
+        if self.baseline is not None and math.isfinite(self.baseline):
+            seen.append(self.baseline)
+        if not seen:
+            return 0.0, 1.0
+        lo, hi = min(seen), max(seen)
+        pad = max((hi - lo) * 0.15, 0.02)
+        lo, hi = max(lo - pad, 0.0), min(hi + pad, 1.0)
+        return (lo, hi) if hi > lo else (0.0, 1.0)
 
     def add_epoch(self, epoch: int, loss: float, score: float | None) -> None:
         """Record an ended epoch's mean training loss and validation score."""
@@ -155,7 +175,7 @@ class TrainingCurve(QWidget):
         plot = QRectF(self.rect()).adjusted(
             fm.horizontalAdvance("0.000") + 6,
             fm.height() + 6,
-            -fm.horizontalAdvance("1.0") - 6,
+            -fm.horizontalAdvance("0.00") - 6,
             -fm.height() - 4,
         )
         if plot.width() < 20 or plot.height() < 20:
@@ -171,8 +191,8 @@ class TrainingCurve(QWidget):
         x_max = max(last, 2)
         losses = [loss for _, loss, _ in pts] + ([self._live[1]] if self._live else [])
         finite = [v for v in losses if math.isfinite(v)]
-        # The loss axis spans the losses seen (a fine-tuning loss moves little: an axis
-        # from 0 would draw it flat); the score axis is 0..1.
+        # Both axes span the values seen: a fine-tuning run moves them little, and an
+        # axis from 0 would draw them flat.
         y_lo, y_hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
         pad = max((y_hi - y_lo) * 0.1, abs(y_hi) * 0.02, 1e-6)
         y_lo, y_hi = max(y_lo - pad, 0.0), y_hi + pad
@@ -183,8 +203,11 @@ class TrainingCurve(QWidget):
         def y_loss(v: float) -> float:
             return plot.bottom() - min(max((v - y_lo) / (y_hi - y_lo), 0.0), 1.0) * plot.height()
 
+        s_lo, s_hi = self.score_range()
+
         def y_score(v: float) -> float:
-            return plot.bottom() - min(max(v, 0.0), 1.0) * plot.height()
+            frac = (v - s_lo) / (s_hi - s_lo)
+            return plot.bottom() - min(max(frac, 0.0), 1.0) * plot.height()
 
         # Axes' labels: loss on the left, score on the right, epochs below.
         p.setPen(QPen(LOSS_COLOR))
@@ -202,11 +225,24 @@ class TrainingCurve(QWidget):
         p.setPen(QPen(SCORE_COLOR))
         right = QRectF(plot.right() + 3, 0, self.width() - plot.right() - 3, fm.height())
         p.drawText(
-            right.translated(0, plot.top() - fm.height() / 2), Qt.AlignmentFlag.AlignLeft, "1"
+            right.translated(0, plot.top() - fm.height() / 2),
+            Qt.AlignmentFlag.AlignLeft,
+            f"{s_hi:.2f}",
         )
         p.drawText(
-            right.translated(0, plot.bottom() - fm.height() / 2), Qt.AlignmentFlag.AlignLeft, "0"
+            right.translated(0, plot.bottom() - fm.height() / 2),
+            Qt.AlignmentFlag.AlignLeft,
+            f"{s_lo:.2f}",
         )
+        if self.baseline is not None and math.isfinite(self.baseline):
+            y = y_score(self.baseline)
+            p.setPen(QPen(SCORE_COLOR, 1, Qt.PenStyle.DashLine))
+            p.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
+            p.drawText(
+                QRectF(plot.left() + 3, y - fm.height() - 1, plot.width(), fm.height()),
+                Qt.AlignmentFlag.AlignLeft,
+                "base",
+            )
         p.setPen(QPen(text))
         below = QRectF(plot.left(), plot.bottom() + 2, plot.width(), fm.height())
         p.drawText(below, Qt.AlignmentFlag.AlignLeft, "epoch 1")
@@ -791,6 +827,8 @@ class FinetuneWidget(QWidget):
                 self._epoch_seen, self._epoch_losses = epoch, []
             self._epoch_losses.append(float(info["loss"]))
             self.curve.set_live(epoch, sum(self._epoch_losses) / len(self._epoch_losses))
+        elif p.stage == "validate base model" and info:
+            self.curve.set_baseline(next(iter(info.values())))
         elif p.stage == "validate" and "loss" in info:
             score = next((float(v) for k, v in info.items() if k.startswith("iou_")), None)
             self.curve.add_epoch(int(info["epoch"]), float(info["loss"]), score)
