@@ -12,6 +12,7 @@ from napari_microfossil.normalise import (
     Normalisation,
     check_smooth,
     intensity_range,
+    iter_presmooth,
     iter_smooth,
     smoothed_dtype,
 )
@@ -66,6 +67,17 @@ def test_smoothing_lowers_noise():
     vol = rng.normal(100, 10, (20, 32, 32)).astype(np.float32)
     assert drain(iter_smooth(vol, 1.0)).std() < vol.std() / 4
     np.testing.assert_array_equal(drain(iter_smooth(vol, 0.0)), vol)
+
+
+def test_presmoothing_smooths_once_and_leaves_the_rest_of_the_normalisation():
+    vol = np.random.default_rng(2).random((6, 10, 12), dtype=np.float32)
+    plain = Normalisation(low=2, high=98)
+    same, norm = drain(iter_presmooth(vol, plain))
+    assert same is vol and norm is plain  # nothing to do: as given
+    seen = []
+    out, rest = drain(iter_presmooth(vol, Normalisation(low=2, high=98, smooth=0.9)), seen.append)
+    np.testing.assert_array_equal(out, drain(iter_smooth(vol, 0.9)))
+    assert rest == plain and seen and seen[-1].stage == "smooth"
 
 
 @pytest.mark.parametrize("bad", [-0.1, 6.0, float("nan"), "a", None, True])

@@ -315,7 +315,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .finetune import MIN_SLICES_FOR_VALIDATION, VAL_FRACTION
     from .io import read_labels, read_volume
     from .model import ModelSpec, build_network, load_model, read_spec, resolve_model_path
-    from .normalise import Normalisation, check_smooth, iter_smooth
+    from .normalise import Normalisation, check_smooth, iter_presmooth
     from .training import (
         SliceSet,
         TrainConfig,
@@ -367,10 +367,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     norm = base.spec.normalisation if base is not None else Normalisation()
     if args.smooth is not None:
         norm = dataclasses.replace(norm, smooth=check_smooth(args.smooth, "--smooth"))
-    image = vol.data
-    if norm.smooth > 0:  # once, for training and validation planes alike
-        image = _progress(iter_smooth(image, norm.smooth), quiet=quiet)
-    cut = dataclasses.replace(norm, smooth=0.0)  # the planes come from `image`, smoothed
+    # Smoothed once, for training and validation planes alike.
+    image, cut = _progress(iter_presmooth(vol.data, norm), quiet=quiet)
     name = Path(args.image).name
     data = slices_from_volume(image, lab, slices, normalisation=cut, name=name)
     top = max_label_id(data)

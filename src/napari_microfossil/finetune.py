@@ -142,7 +142,7 @@ def prepare_slices(
         If the shapes differ, a slice is outside the volume, there is no training slice,
         or a label value has no class in `spec`.
     """
-    from .normalise import intensity_range, iter_smooth
+    from .normalise import intensity_range, iter_presmooth
 
     if count_slices(train_slices) == 0:
         raise InputError("slices: expected at least one reviewed slice to train on, got none")
@@ -150,10 +150,8 @@ def prepare_slices(
         raise InputError(
             f"labels: expected the image's shape {tuple(image.shape)}, got {tuple(labels.shape)}"
         )
-    norm = spec.normalisation
-    if norm.smooth > 0:  # smooth once for both sets, as inference will
-        image = drain(iter_smooth(image, norm.smooth))
-        norm = dataclasses.replace(norm, smooth=0.0)
+    # Smooth once for both sets, as inference will.
+    image, norm = drain(iter_presmooth(image, spec.normalisation))
     value_range = intensity_range(image, norm)
     kw: dict[str, Any] = {"normalisation": norm, "value_range": value_range}
     train = slices_from_volume(image, labels, train_slices, name=name, **kw)
@@ -315,7 +313,7 @@ def iter_finetune(
         cannot be read, or the labels do not fit its classes.
     """
     from .model import load_model, read_spec, resolve_model_path
-    from .normalise import check_smooth, iter_smooth
+    from .normalise import check_smooth, iter_presmooth
     from .training import evaluate, iter_train
 
     out = Path(output)
@@ -350,12 +348,9 @@ def iter_finetune(
             spec = dataclasses.replace(spec, normalisation=norm)
         base_desc = str(resolve_model_path(base))
         yield Progress("load model", 1, 1)
-        cut_spec = spec
-        if spec.normalisation.smooth > 0:  # here, to show progress; the planes need no more
-            image = yield from iter_smooth(image, spec.normalisation.smooth)
-            cut_spec = dataclasses.replace(
-                spec, normalisation=dataclasses.replace(spec.normalisation, smooth=0.0)
-            )
+        # Smoothed here, to show progress; prepare_slices then has nothing left to smooth.
+        image, norm = yield from iter_presmooth(image, spec.normalisation)
+        cut_spec = dataclasses.replace(spec, normalisation=norm)
         train, val = prepare_slices(image, labels, train_slices, val_slices, cut_spec, name=name)
         key = score_key_for(spec)
 

@@ -11,7 +11,7 @@ the normalisation, so a model trained on smoothed input is always given smoothed
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -186,3 +186,21 @@ def iter_smooth(volume: Any, sigma: float, *, slab: int = 32) -> ProgressGen[np.
         out[z0:z1] = part
         yield Progress("smooth", z1, nz)
     return out
+
+
+def iter_presmooth(volume: Any, norm: Normalisation) -> ProgressGen[tuple[Any, Normalisation]]:
+    """Do the smoothing step of ``norm`` on a volume; yields :func:`iter_smooth`'s progress.
+
+    For code that cuts several sets of planes from one volume: smooth once, then
+    normalise each set with the returned ``norm``, whose ``smooth`` is 0.
+
+    Returns
+    -------
+    volume, norm
+        The smoothed volume and ``norm`` without smoothing; without smoothing in
+        ``norm``, both as given.
+    """
+    if norm.smooth <= 0:
+        return volume, norm
+    smoothed = yield from iter_smooth(volume, norm.smooth)
+    return smoothed, replace(norm, smooth=0.0)

@@ -28,7 +28,7 @@ from ._progress import Progress, ProgressGen, drain
 from .errors import InputError
 from .metrics import IGNORE_INDEX, confusion_matrix, scores_from_confusion
 from .model import ModelSpec, save_model
-from .normalise import Normalisation, apply_normalisation, intensity_range, iter_smooth
+from .normalise import Normalisation, apply_normalisation, intensity_range, iter_presmooth
 
 if TYPE_CHECKING:
     import torch
@@ -215,8 +215,7 @@ def slices_from_volume(
             f"labels: expected the image's shape {tuple(image.shape)}, got {tuple(labels.shape)}"
         )
     norm = normalisation or Normalisation()
-    if norm.smooth > 0:
-        image = drain(iter_smooth(image, norm.smooth))
+    image, norm = drain(iter_presmooth(image, norm))
     lo, hi = value_range if value_range is not None else intensity_range(image, norm)
     out = SliceSet()
     for axis, indices in slices.items():
