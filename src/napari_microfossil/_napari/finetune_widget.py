@@ -209,31 +209,17 @@ class TrainingCurve(QWidget):
             frac = (v - s_lo) / (s_hi - s_lo)
             return plot.bottom() - min(max(frac, 0.0), 1.0) * plot.height()
 
+        def axis_ends(rect: QRectF, align: Any, top: str, bottom: str, color: QColor) -> None:
+            """An axis' top and bottom values, beside the plot's top and bottom edges."""
+            p.setPen(QPen(color))
+            for y, label in ((plot.top(), top), (plot.bottom(), bottom)):
+                p.drawText(rect.translated(0, y - fm.height() / 2), align, label)
+
         # Axes' labels: loss on the left, score on the right, epochs below.
-        p.setPen(QPen(LOSS_COLOR))
         left = QRectF(0, 0, plot.left() - 3, fm.height())
-        p.drawText(
-            left.translated(0, plot.top() - fm.height() / 2),
-            Qt.AlignmentFlag.AlignRight,
-            f"{y_hi:.3g}",
-        )
-        p.drawText(
-            left.translated(0, plot.bottom() - fm.height() / 2),
-            Qt.AlignmentFlag.AlignRight,
-            f"{y_lo:.3g}",
-        )
-        p.setPen(QPen(SCORE_COLOR))
+        axis_ends(left, Qt.AlignmentFlag.AlignRight, f"{y_hi:.3g}", f"{y_lo:.3g}", LOSS_COLOR)
         right = QRectF(plot.right() + 3, 0, self.width() - plot.right() - 3, fm.height())
-        p.drawText(
-            right.translated(0, plot.top() - fm.height() / 2),
-            Qt.AlignmentFlag.AlignLeft,
-            f"{s_hi:.2f}",
-        )
-        p.drawText(
-            right.translated(0, plot.bottom() - fm.height() / 2),
-            Qt.AlignmentFlag.AlignLeft,
-            f"{s_lo:.2f}",
-        )
+        axis_ends(right, Qt.AlignmentFlag.AlignLeft, f"{s_hi:.2f}", f"{s_lo:.2f}", SCORE_COLOR)
         if self.baseline is not None and math.isfinite(self.baseline):
             y = y_score(self.baseline)
             p.setPen(QPen(SCORE_COLOR, 1, Qt.PenStyle.DashLine))
