@@ -217,11 +217,6 @@ def default_output_path(
     return path
 
 
-def score_key_for(spec: ModelSpec) -> str:
-    """The validation score fine-tuning maximises: the first foreground class's IoU."""
-    return f"iou_{spec.class_names[1]}"
-
-
 @dataclass(frozen=True)
 class FinetuneResult:
     """What :func:`iter_finetune` returns (the network itself is not kept).
@@ -314,7 +309,7 @@ def iter_finetune(
     """
     from .model import load_model, read_spec, resolve_model_path
     from .normalise import check_smooth, iter_presmooth
-    from .training import evaluate, iter_train
+    from .training import default_score_key, evaluate, iter_train
 
     out = Path(output)
     if out.suffix != ".safetensors":
@@ -352,7 +347,7 @@ def iter_finetune(
         image, norm = yield from iter_presmooth(image, spec.normalisation)
         cut_spec = dataclasses.replace(spec, normalisation=norm)
         train, val = prepare_slices(image, labels, train_slices, val_slices, cut_spec, name=name)
-        key = score_key_for(spec)
+        key = default_score_key(spec)
 
         import torch
 

@@ -552,7 +552,7 @@ def iter_train(
     )
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    key = score_key or (f"iou_{spec.class_names[1]}" if n_cls > 1 else "mean_iou_fg")
+    key = score_key or default_score_key(spec)
 
     total_epochs = cfg.frozen_epochs + cfg.epochs
     total_steps = total_epochs * cfg.steps_per_epoch
@@ -688,6 +688,12 @@ def iter_train(
     return TrainResult(
         network=network, spec=out_spec, history=history, best_epoch=best_epoch, stopped=stopped
     )
+
+
+def default_score_key(spec: ModelSpec) -> str:
+    """The validation score training maximises by default: the first foreground class's
+    IoU (``"iou_fossil"`` for the default classes), else the mean foreground IoU."""
+    return f"iou_{spec.class_names[1]}" if spec.num_classes > 1 else "mean_iou_fg"
 
 
 def _wrap_ddp(network: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
