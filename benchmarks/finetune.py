@@ -10,12 +10,18 @@ slice (the corrected slices are left out of the score), side by side:
 - the base model as it is;
 - the base model on the scan smoothed with ``--smooth`` (no training: what the
   Smoothing option alone does);
-- the fine-tuned model (trained and applied with the same smoothing).
+- the fine-tuned model (trained and applied with the same smoothing);
+- with ``--in-domain``, the base model on the *default*-style phantom of the same seed
+  (same fossils, the noise and contrast the base model was trained on): what the
+  network reaches where it needs no adapting, a yardstick for the fine-tuned column.
+
+``--flips`` scores every ``--axes`` entry again with test-time flip averaging (the
+Segment panel's "Average over flips").
 
 Usage::
 
     python benchmarks/finetune.py [--seed 4000] [--n-slices 3] [--time-limit 300]
-        [--smooth 0.7] [--axes z zyx]
+        [--smooth 0.7] [--axes z zyx] [--flips] [--in-domain]
     python benchmarks/finetune.py --smooth-sweep 0 0.5 0.7 1 1.5   # no training
 """
 
@@ -37,11 +43,24 @@ from napari_microfossil.phantom import PhantomStyle, make_phantom
 from napari_microfossil.training import TrainConfig, iter_train, slices_from_volume
 
 
+def modes(args) -> list[tuple[str, bool]]:
+    """(axes, flips) pairs to score: each ``--axes`` entry, and with flips if ``--flips``."""
+    return [
+        (axes, flips) for axes in args.axes for flips in ((False, True) if args.flips else (False,))
+    ]
+
+
+def mode_name(axes: str, flips: bool) -> str:
+    return f"{axes}, averaged over flips" if flips else axes
+
+
 def scores(model, image, truth, keep, names, args, smooth=None) -> dict[str, dict[str, float]]:
     out = {}
-    for axes in args.axes:
-        seg = drain(iter_segment(image, model, axes=axes, device=args.device, smooth=smooth)).labels
-        out[axes] = scores_from_confusion(
+    for axes, flips in modes(args):
+        seg = drain(
+            iter_segment(image, model, axes=axes, device=args.device, smooth=smooth, flips=flips)
+        ).labels
+        out[mode_name(axes, flips)] = scores_from_confusion(
             confusion_matrix(seg[keep], truth[keep], len(names)), names
         )
     return out
@@ -58,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=300.0)
     p.add_argument("--smooth", type=float, default=0.7, help="sigma in voxels (0 = none)")
     p.add_argument("--axes", nargs="+", default=["z"], help="slicing axes when scoring, e.g. z zyx")
+    p.add_argument("--flips", action="store_true", help="also score with test-time flip averaging")
+    p.add_argument(
+        "--in-domain",
+        action="store_true",
+        help="also score the base model on the default-style phantom of the same seed",
+    )
     p.add_argument("--epochs", type=int, default=1000, help="the time limit usually rules")
     p.add_argument("--steps-per-epoch", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=8)
@@ -87,11 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'sigma':>6} {'axes':>5} " + " ".join(f"{'IoU ' + n:>14}" for n in names))
         for sigma in args.smooth_sweep:
             got = scores(base, ph.image, ph.labels, keep, names, args, smooth=sigma)
-            for axes, sc in got.items():
+            for mode, sc in got.items():
                 row = " ".join(f"{sc['iou_' + n]:>14.4f}" for n in names)
-                print(f"{sigma:>6g} {axes:>5} {row}")
+                print(f"{sigma:>6g} {mode:>5} {row}")
         return 0
     before = scores(base, ph.image, ph.labels, keep, names, args)
+    in_domain: dict[str, dict[str, float]] = {}
+    if args.in_domain:
+        easy = make_phantom(tuple(args.shape), seed=args.seed)  # type: ignore[arg-type]
+        in_domain = scores(base, easy.image, easy.labels, keep, names, args)
     smoothed = scores(base, ph.image, ph.labels, keep, names, args, smooth=args.smooth)
 
     norm = dataclasses.replace(base.spec.normalisation, smooth=args.smooth)
@@ -137,13 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{steps} steps of {args.batch_size} x {args.crop_size}^2 crops, lr {args.lr:g}, "
         f"augment {args.augment}, smoothing {args.smooth:g}; stopped: {result.stopped}"
     )
-    for axes in args.axes:
-        print(f"IoU, segmenting along {axes}:")
-        print(f"{'class':>12} {'base':>8} {'smoothed':>9} {'fine-tuned':>11}")
+    for mode in before:
+        print(f"IoU, segmenting along {mode}:")
+        extra = f" {'base, default style':>20}" if in_domain else ""
+        print(f"{'class':>12} {'base':>8} {'smoothed':>9} {'fine-tuned':>11}{extra}")
         for n in names:
             k = "iou_" + n
-            b, s, a = before[axes][k], smoothed[axes][k], after[axes][k]
-            print(f"{n:>12} {b:>8.4f} {s:>9.4f} {a:>11.4f}")
+            b, s, a = before[mode][k], smoothed[mode][k], after[mode][k]
+            ref = f" {in_domain[mode][k]:>20.4f}" if in_domain else ""
+            print(f"{n:>12} {b:>8.4f} {s:>9.4f} {a:>11.4f}{ref}")
     return 0
 
 
