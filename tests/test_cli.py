@@ -365,7 +365,30 @@ def test_segment_smoothing_option(sample_dir, tmp_path, capsys):
     args = ["segment", str(sample_dir / "scan.tif"), "-o", str(out), "--device", "cpu", "--quiet"]
     assert main([*args, "--smooth", "9"]) == 2
     assert "--smooth: expected a Gaussian sigma" in capsys.readouterr().err
+    assert main([*args, "--smooth", "soft"]) == 2
+    assert "--smooth: expected a Gaussian sigma" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_segment_auto_smoothing(sample_dir, tmp_path, capsys):
+    from napari_microfossil.inference import suggest_smoothing
+    from napari_microfossil.io import read_volume
+    from napari_microfossil.model import load_model
+
+    out = tmp_path / "seg.tif"
+    scan = sample_dir / "scan.tif"
+    assert (
+        main(
+            ["segment", str(scan), "-o", str(out), "--device", "cpu", "--quiet", "--smooth", "AUTO"]
+        )
+        == 0
+    )
+    said = capsys.readouterr().out
+    found = suggest_smoothing(
+        read_volume(scan).data, load_model("default", device="cpu"), device="cpu"
+    )
+    assert f"Smoothing {found.sigma:g} chosen" in said and "mean confidence" in said
+    assert out.exists()
 
 
 def test_train_cancelled_or_out_of_time_leaves_a_loadable_model(

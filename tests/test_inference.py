@@ -508,3 +508,53 @@ def test_predict_planes_validates(kwargs, match):
 def test_engine_does_not_import_torch():
     code = "import sys, napari_microfossil.inference; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- smoothing
+
+
+def test_suggest_smoothing_smooths_a_noisy_scan_and_leaves_a_clean_one():
+    # The bundled model on phantoms of the same fossils: the harder style (noise x 1.75,
+    # more blur, less contrast) wants smoothing, the style it was trained on does not.
+    from napari_microfossil.inference import SMOOTH_CANDIDATES, iter_suggest_smoothing
+    from napari_microfossil.model import load_model
+    from napari_microfossil.phantom import PhantomStyle, make_phantom
+
+    model = load_model("default", device="cpu")
+    noisy = make_phantom((32, 128, 128), seed=4000, style=PhantomStyle().harder()).image
+    clean = make_phantom((32, 128, 128), seed=4000).image
+
+    events = []
+    gen = iter_suggest_smoothing(noisy, model, device="cpu")
+    try:
+        while True:
+            events.append(next(gen))
+    except StopIteration as stop:
+        found = stop.value
+    assert found.sigma > 0
+    assert tuple(found.confidence) == SMOOTH_CANDIDATES
+    assert found.confidence[found.sigma] > found.confidence[0.0]
+    assert len(found.planes) == 6 and all(0 < z < 31 for z in found.planes)
+    assert [e.done for e in events] == list(range(1, 5 * 6 + 1))
+    assert {e.stage for e in events} == {"suggest smoothing"}
+
+    from napari_microfossil.inference import suggest_smoothing
+
+    assert suggest_smoothing(clean, model, device="cpu").sigma == 0.0
+
+
+def test_suggest_smoothing_checks_its_input(tiny_model):
+    from napari_microfossil.inference import suggest_smoothing
+
+    vol = np.zeros((4, 32, 32), np.uint16)
+    with pytest.raises(InputError, match="volume: expected a \\(Z, Y, X\\)"):
+        suggest_smoothing(np.zeros((32, 32)), tiny_model)
+    with pytest.raises(InputError, match="sigmas: expected a Gaussian sigma"):
+        suggest_smoothing(vol, tiny_model, sigmas=(0, 9))
+    with pytest.raises(InputError, match="n_planes: expected an integer >= 1"):
+        suggest_smoothing(vol, tiny_model, n_planes=0)
+    with pytest.raises(InputError, match="model: expected a LoadedModel"):
+        suggest_smoothing(vol, affine)  # type: ignore[arg-type]
+    # One plane and one sigma: a single-slice volume still gets an answer.
+    found = suggest_smoothing(np.ones((1, 32, 32), np.uint16), tiny_model, sigmas=(0.5,))
+    assert found.sigma == 0.5 and found.planes == (0,)

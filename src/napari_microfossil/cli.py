@@ -130,21 +130,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .inference import iter_segment
+    from .inference import iter_segment, iter_suggest_smoothing
     from .io import read_volume, write_tiff
     from .model import load_model
     from .normalise import check_smooth
 
     out = Path(args.output)
     _check_output(out, args.overwrite)
-    if args.smooth is not None:
-        check_smooth(args.smooth, "--smooth")
+    auto = args.smooth is not None and str(args.smooth).strip().lower() == "auto"
+    smooth = None if args.smooth is None or auto else check_smooth(args.smooth, "--smooth")
     conf_path = Path(args.confidence) if args.confidence else None
     if conf_path is not None:
         _check_output(conf_path, args.overwrite, "--confidence")
     vol = read_volume(args.scan, spacing=_spacing_arg(args.voxel_size))
     model = load_model(args.model, device=args.device)
     t0 = time.perf_counter()
+    if auto:
+        found = _progress(
+            iter_suggest_smoothing(vol.data, model, device=args.device), quiet=args.quiet
+        )
+        smooth = found.sigma
+        tried = ", ".join(f"{s:g}: {100 * c:.1f} %" for s, c in found.confidence.items())
+        print(
+            f"Smoothing {smooth:g} chosen (mean confidence on z-slices "
+            f"{', '.join(map(str, found.planes))} per sigma: {tried})"
+        )
     seg = _progress(
         iter_segment(
             vol.data,
@@ -156,7 +166,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             device=args.device,
             confidence=conf_path is not None,
             flips=args.flips,
-            smooth=args.smooth,
+            smooth=smooth,
         ),
         quiet=args.quiet,
     )
@@ -568,11 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--smooth",
-        type=float,
         default=None,
         metavar="SIGMA",
         help="3D Gaussian smoothing of the scan first, sigma in voxels, for noisy scans "
-        "(e.g. 0.7; 0 = none; default: the model's own, 0 for the default model)",
+        "(e.g. 0.7; 0 = none; 'auto' = the sigma the model is most confident with on 6 "
+        "slices; default: the model's own, 0 for the default model)",
     )
     common(s)
     s.set_defaults(func=cmd_segment)
