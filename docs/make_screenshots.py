@@ -12,8 +12,8 @@ correct", "Fossils") as tabs and drives each through its real work, through the 
 calls a user's clicks make:
 
 1. Segment with ``--model`` (the bundled default model unless a file is given; a file
-   is offered as *Browse...* would), z slices, with the confidence layer; a shot while
-   it runs, one of the result;
+   is offered as *Browse...* would): *Suggest* a smoothing first (a shot of the panel; then set back to the model's own,
+   which the other pictures show), then z slices with the confidence layer; a shot while it runs, one of the result;
 2. Review & correct: choose the confidence layer, *Next slice to review*, *Mark slice
    reviewed*, *Next slice to review*, one brush stroke with class ``fossil`` where the
    network missed part of a fossil (found with the sample's ground truth; shots before
@@ -376,7 +376,14 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     show_dock(viewer, seg_dock)
     shots.window("01_sample.png")
 
-    # -- Segment
+    # -- Segment: first let the model suggest a smoothing (none, on this clean sample)
+    seg.suggest_smoothing()
+    wait_job(seg, args.timeout, "suggest smoothing")
+    shots.widget(seg, "02_segment_suggest.png")
+    # The other pictures show the model's own smoothing (none for the bundled model).
+    from napari_microfossil.model import read_spec
+
+    seg.smooth.setValue(read_spec(seg.model_path()).normalisation.smooth)
     labels = segment(
         viewer,
         seg,

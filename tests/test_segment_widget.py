@@ -359,3 +359,32 @@ def test_model_info_is_short(make_napari_viewer, tmp_path, tiny_model):
     assert "Unet (resnet18)" in text and "fossil, pore" in text and "IoU fossil 0.877" in text
     assert "/a/long/path" not in text and text.count("<br>") <= 1
     assert "/a/long/path" in widget.model_info.toolTip()  # the full description
+
+
+def test_suggest_smoothing_sets_the_field(setup, qtbot, model_file):
+    from napari_microfossil.inference import suggest_smoothing
+    from napari_microfossil.model import load_model
+
+    viewer, widget = setup
+    widget.smooth.setValue(3.0)
+    worker = widget.suggest_smoothing()
+    assert worker is widget.worker
+    assert not widget.suggest_button.isEnabled() and not widget.run_button.isEnabled()
+    wait_idle(qtbot, widget)
+    expected = suggest_smoothing(
+        viewer.layers["scan"].data, load_model(model_file, device="cpu"), device="cpu"
+    )
+    assert widget.smooth.value() == pytest.approx(expected.sigma)
+    assert widget.smooth.value() != 3.0 or expected.sigma == 3.0
+    text = widget.status.text()
+    assert "chosen" in text and "mean confidence" in text and "none" in text
+    assert widget.suggest_button.isEnabled() and widget.run_button.isEnabled()
+    assert "scan fossils" not in viewer.layers  # suggesting segments nothing
+
+
+def test_suggest_smoothing_needs_an_image(make_napari_viewer):
+    from napari_microfossil._napari.segment_widget import SegmentWidget
+
+    widget = SegmentWidget(make_napari_viewer())
+    assert widget.suggest_smoothing() is None
+    assert "Suggest smoothing: image: choose an Image layer" in widget.status.text()

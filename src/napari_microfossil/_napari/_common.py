@@ -218,7 +218,7 @@ class JobRunner:
         gen: Generator[Progress, None, Any],
         *,
         on_result: Callable[[Any], None],
-        done_message: str = "done",
+        done_message: str | Callable[[Any], str] = "done",
     ) -> Any:
         """Start draining ``gen`` in a worker; ``on_result`` gets its result on the GUI thread."""
         from napari.qt.threading import create_worker
@@ -269,7 +269,9 @@ class JobRunner:
         pbar.n = p.done
         pbar.update(0)
 
-    def _on_returned(self, result: Any, on_result: Callable[[Any], None], done: str) -> None:
+    def _on_returned(
+        self, result: Any, on_result: Callable[[Any], None], done: str | Callable[[Any], str]
+    ) -> None:
         from napari.utils.notifications import show_error
 
         if isinstance(result, Failed):
@@ -282,7 +284,7 @@ class JobRunner:
             self.status.setText(f"{self.title} failed: {exc}")
             show_error(f"{self.title}: {exc}")
             return
-        self.status.setText(f"{self.title}: {done}")
+        self.status.setText(f"{self.title}: {done(result) if callable(done) else done}")
 
     def _on_aborted(self) -> None:
         self.status.setText(f"{self.title}: cancelled")

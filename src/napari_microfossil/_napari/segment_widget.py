@@ -76,6 +76,27 @@ def _segment_job(
     return (yield from iter_segment(volume, model, device=device, **options))
 
 
+def _suggest_job(volume: Any, model_path: str, *, device: str) -> Generator[Progress, None, Any]:
+    from ..inference import iter_suggest_smoothing
+    from ..model import load_model
+
+    yield Progress("load model", 0, 1)
+    model = load_model(model_path, device=device)
+    yield Progress("load model", 1, 1)
+    return (yield from iter_suggest_smoothing(volume, model, device=device))
+
+
+def _describe_suggestion(found: Any) -> str:
+    def name(sigma: float) -> str:
+        return "none" if sigma == 0 else f"{sigma:g}"
+
+    tried = ", ".join(f"{name(s)} {100 * c:.1f} %" for s, c in found.confidence.items())
+    return (
+        f"smoothing {name(found.sigma)} chosen; the model's mean confidence on slices "
+        f"{', '.join(map(str, found.planes))} with each smoothing: {tried}"
+    )
+
+
 class SegmentWidget(QWidget):
     """Segment an Image layer with a U-Net model, in the background.
 
@@ -142,6 +163,11 @@ class SegmentWidget(QWidget):
             "3D Gaussian smoothing (sigma) of the scan before the network sees it: 0.5-1 "
             "helps on noisy scans. Default: what the model was trained with.",
         )
+        self.suggest_button = QPushButton("Suggest", self)
+        self.suggest_button.setToolTip(
+            "Try a few smoothings on 6 slices of the scan and choose the one the model is "
+            "most sure of (usually none on a clean scan)"
+        )
         self.device = QComboBox(self)
         self._fill_devices()
         self.confidence = QCheckBox("Confidence layer", self)
@@ -171,7 +197,10 @@ class SegmentWidget(QWidget):
         form.addRow("Axes", self.axes)
         form.addRow("Tile", self.tile)
         form.addRow("Overlap", self.overlap)
-        form.addRow("Smoothing", self.smooth)
+        smooth_row = QHBoxLayout()
+        smooth_row.addWidget(self.smooth, 1)
+        smooth_row.addWidget(self.suggest_button)
+        form.addRow("Smoothing", smooth_row)
         form.addRow("Batch size", self.batch_size)
         form.addRow("Device", self.device)
         form.addRow("", self.confidence)
@@ -189,7 +218,7 @@ class SegmentWidget(QWidget):
         self.runner = JobRunner(
             "Segment",
             self.status,
-            [self.run_button, self.browse, self.model, self.voxel_size],
+            [self.run_button, self.browse, self.model, self.voxel_size, self.suggest_button],
             self.cancel_button,
             after=self._after_run,
         )
@@ -199,6 +228,7 @@ class SegmentWidget(QWidget):
         self.model.currentIndexChanged.connect(self._on_model_changed)
         self.browse.clicked.connect(self._browse)
         self.run_button.clicked.connect(lambda: self.run())
+        self.suggest_button.clicked.connect(lambda: self.suggest_smoothing())
         self._on_model_changed()
 
     def _after_run(self) -> None:
@@ -437,6 +467,42 @@ class SegmentWidget(QWidget):
             on_result=lambda seg: self._add_result(seg, job),
             done_message=f"done → {target!r}",
         )
+
+    def suggest_smoothing(self) -> Any:
+        """Start choosing a smoothing for the scan (see ``iter_suggest_smoothing``); the
+        Smoothing field takes the result. Returns the worker (None if not started)."""
+        from napari.utils.notifications import show_error, show_info
+
+        from ..device import resolve_device
+
+        if self.runner.running:
+            show_info("Segment: already running; cancel it first")
+            return self.worker
+        layer = self.image.layer()
+        device = str(self.device.currentData())
+        try:
+            if layer is None:
+                raise InputError("image: choose an Image layer (open a scan first)")
+            volume = volume_of(layer)
+            if getattr(layer, "rgb", False) or len(volume.shape) != 3:
+                raise InputError(
+                    f"image: expected a greyscale (Z, Y, X) volume, got {layer.name!r} "
+                    f"of shape {tuple(volume.shape)}"
+                )
+            if not self._model_ok:
+                raise InputError("model: choose a model that can be read first")
+            resolve_device(device)
+        except InputError as exc:
+            self.status.setText(f"Suggest smoothing: {exc}")
+            show_error(f"Suggest smoothing: {exc}")
+            return None
+        gen = _suggest_job(volume, self.model_path(), device=device)
+        return self.runner.start(
+            gen, on_result=self._on_suggestion, done_message=_describe_suggestion
+        )
+
+    def _on_suggestion(self, found: Any) -> None:
+        self.smooth.setValue(found.sigma)
 
     def cancel(self) -> None:
         """Stop the running segmentation within one batch; no layer is added."""
