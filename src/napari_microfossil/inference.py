@@ -730,6 +730,18 @@ class SmoothingSuggestion:
     confidence: dict[float, float]
     planes: tuple[int, ...]
 
+    def describe(self) -> str:
+        """One line for a user: the choice, and the confidence each sigma got."""
+
+        def name(sigma: float) -> str:
+            return "none" if sigma == 0 else f"{sigma:g}"
+
+        tried = ", ".join(f"{name(s)} {100 * c:.1f} %" for s, c in self.confidence.items())
+        return (
+            f"Smoothing {self.sigma:g} chosen; the model's mean confidence on z-slices "
+            f"{', '.join(map(str, self.planes))} with each smoothing: {tried}"
+        )
+
 
 def iter_suggest_smoothing(
     volume: Any,
@@ -746,21 +758,21 @@ def iter_suggest_smoothing(
     and averages the model's confidence (the probability of the class it chose). A
     noisy scan makes a model unsure, and smoothing helps until it blurs away what the
     model needs, so the confidence peaks near the best sigma. Of the sigmas within
-    ``tolerance`` of the best confidence the smallest wins (no smoothing on a clean
-    scan). On the synthetic scans of docs/fine_tuning.md this picks 1.0 on the noisy
+    ``tolerance`` of the best confidence the smallest wins (usually no smoothing on a
+    clean scan). On the synthetic scans of docs/fine_tuning.md this picks 1.0 on the noisy
     one (IoU 0.772; the best, 0.7, gives 0.781; none gives 0.541) and none on the clean
     one (the best).
 
-    Each plane is smoothed with a margin of ``4 sigma + 1`` planes, so the sample
-    costs a few planes per sigma, not a smoothed copy of the scan.
+    Each plane is smoothed as :func:`~napari_microfossil.normalise.iter_smooth` would
+    smooth the whole scan, from a slab of :func:`~napari_microfossil.normalise.smoothing_margin`
+    planes on each side, so the sample costs a few planes per sigma, not a smoothed
+    copy of the scan.
 
     Yields
     ------
     Progress
         ``stage="suggest smoothing"``, one per (sigma, plane).
     """
-    from scipy import ndimage as ndi
-
     from .model import make_predictor
 
     shape = tuple(int(n) for n in volume.shape)
@@ -782,14 +794,11 @@ def iter_suggest_smoothing(
     done = 0
     confidence: dict[float, float] = {}
     for sigma in cands:
-        margin = int(np.ceil(4 * sigma)) + 1 if sigma > 0 else 0
+        margin = normalise.smoothing_margin(sigma)
         cut = []
         for z in planes:
             z0, z1 = max(0, z - margin), min(nz, z + margin + 1)
-            slab = np.asarray(volume[z0:z1], dtype=np.float32)
-            if sigma > 0:
-                slab = ndi.gaussian_filter(slab, sigma, mode="mirror")
-            cut.append(slab[z - z0])
+            cut.append(drain(normalise.iter_smooth(volume[z0:z1], sigma))[z - z0])
         sample = np.stack(cut)
         lo, hi = normalise.intensity_range(sample, spec.normalisation)
         means = []

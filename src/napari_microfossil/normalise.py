@@ -140,6 +140,13 @@ def smoothed_dtype(dtype: Any) -> np.dtype:
     return np.dtype(np.float32)
 
 
+def smoothing_margin(sigma: float) -> int:
+    """Planes on each side of a plane that its 3D Gaussian of ``sigma`` reaches (the
+    filter is truncated at 4 sigma), plus one: smoothing a slab of ``z - margin`` to
+    ``z + margin`` gives plane ``z`` exactly as smoothing the whole volume would."""
+    return int(4.0 * sigma + 0.5) + 1 if sigma > 0 else 0
+
+
 def iter_smooth(volume: Any, sigma: float, *, slab: int = 32) -> ProgressGen[np.ndarray]:
     """Smooth a volume with a 3D Gaussian, a z-slab at a time; yields progress.
 
@@ -172,7 +179,7 @@ def iter_smooth(volume: Any, sigma: float, *, slab: int = 32) -> ProgressGen[np.
     nz = int(volume.shape[0])
     out_dtype = smoothed_dtype(getattr(volume, "dtype", np.float32))
     out = np.empty(tuple(int(s) for s in volume.shape), dtype=out_dtype)
-    halo = int(4.0 * sigma + 0.5) + 1 if sigma > 0 else 0
+    halo = smoothing_margin(sigma)
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
         a0, a1 = max(0, z0 - halo), min(nz, z1 + halo)
