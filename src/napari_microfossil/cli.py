@@ -150,11 +150,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             iter_suggest_smoothing(vol.data, model, device=args.device), quiet=args.quiet
         )
         smooth = found.sigma
-        tried = ", ".join(f"{s:g}: {100 * c:.1f} %" for s, c in found.confidence.items())
-        print(
-            f"Smoothing {smooth:g} chosen (mean confidence on z-slices "
-            f"{', '.join(map(str, found.planes))} per sigma: {tried})"
-        )
+        print(found.describe())
     seg = _progress(
         iter_segment(
             vol.data,

@@ -86,17 +86,6 @@ def _suggest_job(volume: Any, model_path: str, *, device: str) -> Generator[Prog
     return (yield from iter_suggest_smoothing(volume, model, device=device))
 
 
-def _describe_suggestion(found: Any) -> str:
-    def name(sigma: float) -> str:
-        return "none" if sigma == 0 else f"{sigma:g}"
-
-    tried = ", ".join(f"{name(s)} {100 * c:.1f} %" for s, c in found.confidence.items())
-    return (
-        f"smoothing {name(found.sigma)} chosen; the model's mean confidence on slices "
-        f"{', '.join(map(str, found.planes))} with each smoothing: {tried}"
-    )
-
-
 class SegmentWidget(QWidget):
     """Segment an Image layer with a U-Net model, in the background.
 
@@ -498,7 +487,7 @@ class SegmentWidget(QWidget):
             return None
         gen = _suggest_job(volume, self.model_path(), device=device)
         return self.runner.start(
-            gen, on_result=self._on_suggestion, done_message=_describe_suggestion
+            gen, on_result=self._on_suggestion, done_message=lambda found: found.describe()
         )
 
     def _on_suggestion(self, found: Any) -> None:
