@@ -329,6 +329,9 @@ def test_train_default_slices_leave_out_the_validation_ones(
         ),
         (["--val-slices", "z:a"], "--val-slices: slice numbers must be integers"),
         (["--smooth", "-1"], "--smooth: expected a Gaussian sigma in voxels from 0 to 5"),
+        (["--resolutions", "0.25,half,1"], "--resolutions: expected comma-separated scales"),
+        (["--resolutions", "1,0.5"], "--resolutions: expected increasing scales in (0, 1]"),
+        (["--resolutions", "0.5,2"], "--resolutions: expected increasing scales in (0, 1]"),
     ],
 )
 def test_train_bad_slices_and_smoothing(sample_dir, tiny_base, tmp_path, capsys, extra, message):
@@ -358,6 +361,28 @@ def test_train_smoothing_and_augmentation_are_recorded(
     assert seen["config"].augment == "light"
     assert main([*args, "--augment", "full", "--overwrite"]) == 0
     assert read_spec(out).provenance["recipe"]["augment"] == "full"
+
+
+def test_train_progressive_resolution(sample_dir, tiny_base, tmp_path, monkeypatch):
+    import napari_microfossil.training as training
+    from napari_microfossil.model import read_spec
+
+    scales = []
+    real = training.iter_train
+
+    def spy(*a, **kw):
+        result = yield from real(*a, **kw)
+        scales.extend(h["scale"] for h in result.history)
+        return result
+
+    monkeypatch.setattr(training, "iter_train", spy)
+    out = tmp_path / "m.safetensors"
+    args = _train_args(
+        sample_dir, tiny_base, out, "--slices", "z:4,9", "--epochs", "4", "--resolutions", "0.5,1"
+    )
+    assert main(args) == 0
+    assert read_spec(out).provenance["recipe"]["resolutions"] == [0.5, 1.0]
+    assert scales == [0.5, 0.5, 1.0, 1.0]
 
 
 def test_segment_smoothing_option(sample_dir, tmp_path, capsys):

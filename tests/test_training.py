@@ -211,6 +211,49 @@ def test_frozen_phase_then_discriminative_rates(tiny_spec):
     assert phases == ["frozen", "frozen", "unfrozen", "unfrozen"]
 
 
+def test_progressive_scale_follows_time_under_a_time_limit():
+    from napari_microfossil.training import _scale_for
+
+    cfg = TrainConfig(epochs=1000, resolutions=(0.25, 0.5, 1.0), time_limit_s=300)
+    # 3 epochs of 1000 are nothing, but 70 % of the time has gone: full resolution.
+    assert _scale_for(cfg, 3, 1000, 210.0) == 1.0
+    assert _scale_for(cfg, 3, 1000, 120.0) == 0.5
+    assert _scale_for(cfg, 0, 1000, 0.0) == 0.25
+    untimed = TrainConfig(epochs=9, resolutions=(0.25, 0.5, 1.0))
+    assert [_scale_for(untimed, e, 9, 1e6) for e in (0, 2, 3, 5, 6, 8)] == [
+        0.25,
+        0.25,
+        0.5,
+        0.5,
+        1.0,
+        1.0,
+    ]
+
+
+def test_time_limited_progressive_run_ends_at_full_resolution(tiny_spec):
+    # An epoch count the time limit cuts short, as the Fine-tune panel and the
+    # benchmarks use: the last epochs must still train at full resolution, and the
+    # kept model (no validation: chosen by training loss) must be one of them. One
+    # step per epoch: the time limit must also be noticed at an epoch's end.
+    data = _disc_planes(3)
+    cfg = TrainConfig(
+        epochs=2000,
+        steps_per_epoch=1,
+        batch_size=2,
+        crop_size=64,
+        resolutions=(0.5, 1.0),
+        time_limit_s=2.0,
+        augment="off",
+    )
+    result = train(data, None, tiny_spec, network=_net(tiny_spec), config=cfg, device="cpu")
+    scales = [h["scale"] for h in result.history]
+    assert result.stopped == "time-limit"
+    assert scales[0] == 0.5 and scales[-1] == 1.0
+    assert scales == sorted(scales)
+    best = next(h for h in result.history if h["epoch"] == result.best_epoch)
+    assert best["scale"] == 1.0
+
+
 def _net(spec):
     from napari_microfossil.model import build_network
 

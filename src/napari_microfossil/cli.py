@@ -277,6 +277,19 @@ def _class_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def parse_scales(text: str, option: str = "--resolutions") -> tuple[float, ...]:
+    """``"0.25,0.5,1"`` -> ``(0.25, 0.5, 1.0)``: increasing scales in (0, 1]."""
+    try:
+        scales = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(
+            f"{option}: expected comma-separated scales such as 0.25,0.5,1, got {text!r}"
+        ) from None
+    if any(not 0 < v <= 1 for v in scales) or list(scales) != sorted(scales):
+        raise InputError(f"{option}: expected increasing scales in (0, 1], got {text!r}")
+    return scales
+
+
 def _print_lr_find(found: LRFindResult, explicit_lr: float | None) -> None:
     import math
 
@@ -340,6 +353,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if out.suffix != ".safetensors":
         raise InputError(f"-o: model files end in .safetensors, got {out.name!r}")
     requested = _class_list(args.classes) if args.classes else None
+    resolutions = parse_scales(args.resolutions)
     where = launcher_env()  # under torchrun only rank 0 prints
     is_main = where is None or where[0] == 0
     quiet = args.quiet or not is_main
@@ -436,6 +450,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch,
         batch_size=args.batch_size,
         crop_size=args.crop_size,
+        resolutions=resolutions,
         lr=args.lr if args.lr is not None else DEFAULT_TRAIN_LR,
         time_limit_s=args.time_limit,
         augment=args.augment,
@@ -651,6 +666,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="epochs with the encoder frozen first, only decoder and head learning, each "
         "phase with its own one-cycle schedule (default 0)",
+    )
+    s.add_argument(
+        "--resolutions",
+        default="1",
+        metavar="SCALES",
+        help="progressive resolution: comma-separated scales the run is split over, e.g. "
+        "'0.25,0.5,1' trains on crops down-sampled 4x, then 2x, then at full resolution "
+        "(default 1: full resolution only)",
     )
     s.add_argument(
         "--steps-per-epoch", type=int, default=25, help="optimiser steps per epoch (default 25)"

@@ -562,6 +562,7 @@ def iter_train(
     stopped = "completed"
     t0 = time.monotonic()
     step = 0
+    scale = cfg.resolutions[0]
     phases = [("frozen", cfg.frozen_epochs), ("unfrozen", cfg.epochs)]
     epoch = 0
     for phase, n_epochs in phases:
@@ -586,9 +587,14 @@ def iter_train(
         k = 0
         out_of_time = False
         for _ in range(n_epochs):
-            scale = cfg.resolutions[
-                min(int(epoch * len(cfg.resolutions) / total_epochs), len(cfg.resolutions) - 1)
-            ]
+            new_scale = _scale_for(cfg, epoch, total_epochs, time.monotonic() - t0)
+            if use_ddp:  # the slowest clock rules here too: one scale everywhere
+                new_scale = broadcast_object(new_scale)
+            if new_scale != scale and (val is None or not len(val)):
+                # Training losses at different scales do not compare: without
+                # validation, the best model is chosen among the current scale's epochs.
+                best_score, stale = -math.inf, 0
+            scale = new_scale
             model.train()
             losses: list[float] = []
             for _ in range(cfg.steps_per_epoch):
@@ -627,6 +633,13 @@ def iter_train(
                         "phase": phase,
                     },
                 )
+            if phase_time is not None and not out_of_time:
+                # Also after the epoch's last step: with one step per epoch the check
+                # above never fires (each epoch takes at least one step).
+                late = (time.monotonic() - t_phase) / phase_time
+                if use_ddp:
+                    late = all_reduce_float(late, op="max", device=dev)
+                out_of_time = late >= 1.0
             mean_loss = float(np.mean(losses))
             if use_ddp:
                 mean_loss = all_reduce_float(mean_loss, op="mean", device=dev)
@@ -688,6 +701,20 @@ def iter_train(
     return TrainResult(
         network=network, spec=out_spec, history=history, best_epoch=best_epoch, stopped=stopped
     )
+
+
+def _scale_for(cfg: TrainConfig, epoch: int, total_epochs: int, elapsed_s: float) -> float:
+    """The progressive-resolution scale of an epoch starting after ``elapsed_s``.
+
+    The scales share the run evenly: by epochs, or with a time limit by whichever is
+    further along, epochs or time (a time-limited run rarely reaches its epoch count,
+    and must still end at full resolution).
+    """
+    done = epoch / total_epochs
+    if cfg.time_limit_s:
+        done = max(done, elapsed_s / cfg.time_limit_s)
+    n = len(cfg.resolutions)
+    return cfg.resolutions[min(int(done * n), n - 1)]
 
 
 def default_score_key(spec: ModelSpec) -> str:
