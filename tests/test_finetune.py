@@ -155,3 +155,40 @@ def test_closing_early_leaves_no_file(tmp_path, scan_and_base):
     assert stages == ["load model", "load model", "train", "train"]  # one slice: no validation
     gen.close()
     assert not out.exists() and not list(tmp_path.glob(".out.safetensors*"))
+
+
+def test_lr_finder_sweeps_the_training_slices_only_and_leaves_the_base(
+    tmp_path, scan_and_base, monkeypatch
+):
+    import napari_microfossil.training as training
+    from napari_microfossil._progress import drain
+    from napari_microfossil.finetune import iter_finetune_lr_find
+    from napari_microfossil.training import TrainConfig
+
+    ph, base = scan_and_base
+    before = base.read_bytes()
+    swept = []
+    real = training.iter_lr_find
+
+    def spy(train, spec, **kw):
+        swept.extend(train.sources)
+        return (yield from real(train, spec, **kw))
+
+    monkeypatch.setattr(training, "iter_lr_find", spy)
+    cfg = TrainConfig(batch_size=1, crop_size=64)
+    slices = {"z": [2, 6, 9, 13]}
+    stages = []
+    found = drain(
+        iter_finetune_lr_find(
+            ph.image, ph.labels, slices, base=base, config=cfg, device="cpu", steps=10
+        ),
+        lambda p: stages.append(p.stage),
+    )
+    train, val = split_reviewed(slices)
+    assert swept == [f"volume z={z}" for z in train["z"]] and len(swept) == 3
+    assert not set(swept) & {f"volume z={z}" for z in val["z"]}
+    assert stages[:2] == ["load model", "load model"] and stages.count("lr-find") == len(found.lrs)
+    assert found.suggestion == pytest.approx(max(found.min_loss_lr / 10, 1e-6))
+    assert base.read_bytes() == before  # the base model file is never touched
+    with pytest.raises(InputError, match="no reviewed slices"):
+        next(iter_finetune_lr_find(ph.image, ph.labels, {}, base=base))

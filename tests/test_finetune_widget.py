@@ -403,3 +403,45 @@ def test_curve_draws_loss_and_score(qtbot):
     assert curve.points()[-1] == (3, 0.6, None)
     curve.clear()
     assert curve.points() == [] and count(LOSS_COLOR) == 0
+
+
+def test_find_learning_rate_sets_the_engines_suggestion(setup, qtbot, model_file):
+    from napari_microfossil._progress import drain
+    from napari_microfossil.finetune import iter_finetune_lr_find
+
+    viewer, labels, _, widget = setup
+    before = model_file.read_bytes()
+    widget.lr.setValue(0.5)
+    worker = widget.find_learning_rate()
+    assert worker is not None and not widget.run_button.isEnabled()
+    wait_idle(qtbot, widget.runner)
+    expected = drain(
+        iter_finetune_lr_find(
+            viewer.layers["scan"].data,
+            labels.data,
+            {"z": [2, 7, 10, 12]},
+            base=model_file,
+            config=widget.config(),
+            device="cpu",
+            class_names=tuple(labels.metadata["class_names"]),
+            smooth=0.0,
+        )
+    )
+    assert widget.lr.value() == pytest.approx(expected.suggestion, rel=1e-3, abs=1e-6)
+    assert widget.lr.value() != 0.5
+    assert "learning rate set to" in widget.status.text()
+    assert widget.run_button.isEnabled()
+    assert model_file.read_bytes() == before  # the base model is left as it was
+    assert widget.model_path_out is None  # no model was written
+
+
+def test_find_learning_rate_refuses_without_reviewed_slices(
+    make_napari_viewer, phantom, tmp_path, model_file
+):
+    from napari_microfossil._napari.finetune_widget import FinetuneWidget
+
+    viewer = make_napari_viewer()
+    _add_scan(viewer, phantom, tmp_path, model_file, reviewed=())
+    widget = FinetuneWidget(viewer)
+    assert widget.find_learning_rate() is None and widget.worker is None
+    assert widget.status.text().startswith("Find learning rate: no reviewed slices")

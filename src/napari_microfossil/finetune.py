@@ -307,8 +307,6 @@ def iter_finetune(
         If there is no slice, the output is not a ``.safetensors`` path, the base model
         cannot be read, or the labels do not fit its classes.
     """
-    from .model import load_model, read_spec, resolve_model_path
-    from .normalise import check_smooth, iter_presmooth
     from .training import default_score_key, evaluate, iter_train
 
     out = Path(output)
@@ -328,25 +326,9 @@ def iter_finetune(
     network: Any = None
     gen: Any = None
     try:
-        yield Progress("load model", 0, 1)
-        base_spec = read_spec(base)
-        if class_names is not None and tuple(class_names) != tuple(base_spec.class_names):
-            raise InputError(
-                f"base model: its classes {list(base_spec.class_names)} differ from the "
-                f"labels' {list(class_names)}; choose a model made for these classes"
-            )
-        loaded = load_model(base, device="cpu")
-        spec, network = loaded.spec, loaded.network
-        del loaded
-        if smooth is not None:
-            norm = dataclasses.replace(spec.normalisation, smooth=check_smooth(smooth))
-            spec = dataclasses.replace(spec, normalisation=norm)
-        base_desc = str(resolve_model_path(base))
-        yield Progress("load model", 1, 1)
-        # Smoothed here, to show progress; prepare_slices then has nothing left to smooth.
-        image, norm = yield from iter_presmooth(image, spec.normalisation)
-        cut_spec = dataclasses.replace(spec, normalisation=norm)
-        train, val = prepare_slices(image, labels, train_slices, val_slices, cut_spec, name=name)
+        spec, network, base_desc, train, val = yield from _load_and_cut(
+            image, labels, train_slices, val_slices, base, class_names, smooth, name
+        )
         key = default_score_key(spec)
 
         import torch
@@ -406,6 +388,103 @@ def iter_finetune(
         if gen is not None:
             gen.close()
         gen = network = None
+        release_memory()
+
+
+def _load_and_cut(
+    image: Any,
+    labels: Any,
+    train_slices: Mapping[str, Sequence[int]],
+    val_slices: Mapping[str, Sequence[int]],
+    base: str | os.PathLike[str],
+    class_names: Sequence[str] | None,
+    smooth: float | None,
+    name: str,
+) -> Any:
+    """Load `base` on the CPU and cut the planes; yields ``"load model"`` and ``"smooth"``.
+
+    Returns ``(spec, network, base_desc, train, val)``; `spec` carries `smooth`.
+    """
+    from .model import load_model, read_spec, resolve_model_path
+    from .normalise import check_smooth, iter_presmooth
+
+    yield Progress("load model", 0, 1)
+    base_spec = read_spec(base)
+    if class_names is not None and tuple(class_names) != tuple(base_spec.class_names):
+        raise InputError(
+            f"base model: its classes {list(base_spec.class_names)} differ from the "
+            f"labels' {list(class_names)}; choose a model made for these classes"
+        )
+    loaded = load_model(base, device="cpu")
+    spec, network = loaded.spec, loaded.network
+    del loaded
+    if smooth is not None:
+        norm = dataclasses.replace(spec.normalisation, smooth=check_smooth(smooth))
+        spec = dataclasses.replace(spec, normalisation=norm)
+    base_desc = str(resolve_model_path(base))
+    yield Progress("load model", 1, 1)
+    # Smoothed here, to show progress; prepare_slices then has nothing left to smooth.
+    image, norm = yield from iter_presmooth(image, spec.normalisation)
+    cut_spec = dataclasses.replace(spec, normalisation=norm)
+    train, val = prepare_slices(image, labels, train_slices, val_slices, cut_spec, name=name)
+    return spec, network, base_desc, train, val
+
+
+def iter_finetune_lr_find(
+    image: Any,
+    labels: Any,
+    slices: Mapping[str, Sequence[int]],
+    *,
+    base: str | os.PathLike[str] = "default",
+    config: TrainConfig | None = None,
+    device: Any = None,
+    name: str = "volume",
+    seed: int = 0,
+    val_fraction: float = VAL_FRACTION,
+    min_slices_for_validation: int = MIN_SLICES_FOR_VALIDATION,
+    class_names: Sequence[str] | None = None,
+    smooth: float | None = None,
+    steps: int = 100,
+) -> ProgressGen[Any]:
+    """The learning-rate finder on the slices :func:`iter_finetune` would train on.
+
+    Same split (the held-out validation slices are never swept on), same base model,
+    smoothing and recipe; the base model's weights are not changed and the network is
+    released however the generator ends. Arguments as :func:`iter_finetune`; `steps`
+    as :func:`~napari_microfossil.training.iter_lr_find`.
+
+    Yields
+    ------
+    Progress
+        ``"load model"``, ``"smooth"`` (with smoothing), then ``"lr-find"`` per step.
+
+    Returns
+    -------
+    LRFindResult
+    """
+    from .training import iter_lr_find
+
+    if count_slices(slices) == 0:
+        raise InputError(
+            "slices: no reviewed slices; mark slices reviewed (or paint in them) first"
+        )
+    train_slices, val_slices = split_reviewed(
+        slices,
+        val_fraction=val_fraction,
+        min_slices_for_validation=min_slices_for_validation,
+        seed=seed,
+    )
+    network: Any = None
+    try:
+        spec, network, _, train, _ = yield from _load_and_cut(
+            image, labels, train_slices, val_slices, base, class_names, smooth, name
+        )
+        found = yield from iter_lr_find(
+            train, spec, network=network, config=config, device=device, steps=steps
+        )
+        return found
+    finally:
+        network = None
         release_memory()
 
 

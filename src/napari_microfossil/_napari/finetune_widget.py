@@ -366,6 +366,12 @@ class FinetuneWidget(QWidget):
         self.lr.setSingleStep(1e-4)
         self.lr.setValue(1e-3)
         self.lr.setToolTip("Peak learning rate (one-cycle schedule)")
+        self.find_lr = QPushButton("Find", self)
+        self.find_lr.setToolTip(
+            "Learning-rate finder: one training step at each of 100 rates from 1e-6 to 1 on "
+            "the reviewed slices (not the held-out ones); sets the rate to a tenth of the one "
+            "with the lowest loss. The base model is not changed."
+        )
         self.augment = QComboBox(self)
         for key, text in AUGMENT_CHOICES:
             self.augment.addItem(text, key)
@@ -417,7 +423,10 @@ class FinetuneWidget(QWidget):
         adv.addRow("Steps per epoch", self.steps_per_epoch)
         adv.addRow("Batch size", self.batch_size)
         adv.addRow("Crop size", self.crop_size)
-        adv.addRow("Learning rate", self.lr)
+        lr_row = QHBoxLayout()
+        lr_row.addWidget(self.lr, 1)
+        lr_row.addWidget(self.find_lr)
+        adv.addRow("Learning rate", lr_row)
         adv.addRow("Augmentation", self.augment)
         adv.addRow("Device", self.device)
         self.show_advanced.toggled.connect(self.advanced.setVisible)
@@ -468,6 +477,7 @@ class FinetuneWidget(QWidget):
         self.output.textEdited.connect(self._on_output_edited)
         self.by_time.toggled.connect(self._on_budget_mode)
         self.run_button.clicked.connect(lambda: self.run())
+        self.find_lr.clicked.connect(lambda: self.find_learning_rate())
         self.segment_button.clicked.connect(lambda: self.segment_again())
         # The Review widget changes the reviewed slices in place (no event to follow):
         # look again every second while the widget is shown.
@@ -693,53 +703,66 @@ class FinetuneWidget(QWidget):
         """The last worker started (None before the first run)."""
         return self.runner.worker
 
+    def _inputs(self) -> tuple[Any, ...]:
+        """The checked inputs of a run (or of the LR finder):
+        ``(image, labels, volume, lab, slices, spec, names, config, device)``.
+
+        Raises
+        ------
+        InputError
+            Naming the first input that is missing or does not fit.
+        """
+        from ..device import resolve_device
+        from ..model import read_spec
+
+        self._show_slices()
+        image, labels = self.image.layer(), self.labels.layer()
+        device = str(self.device.currentData())
+        if image is None:
+            raise InputError("image: choose the scan's Image layer (open a scan first)")
+        if labels is None:
+            raise InputError(
+                "labels: choose the Labels layer you corrected (Segment, then Review & correct)"
+            )
+        slices = reviewed_slices_of(labels)
+        if not slices:
+            raise InputError(
+                f"no reviewed slices on {labels.name!r}: in Review & correct, paint your "
+                "corrections or press 'Mark slice reviewed' on the slices you checked; "
+                "Fine-tune learns from those slices only"
+            )
+        if getattr(image, "rgb", False):
+            raise InputError(
+                f"image: expected a greyscale volume, got the RGB layer {image.name!r}"
+            )
+        volume, lab = volume_of(image), volume_of(labels)
+        if len(volume.shape) != 3 or tuple(volume.shape) != tuple(lab.shape):
+            raise InputError(
+                f"labels: expected a (Z, Y, X) layer of the image's shape {tuple(volume.shape)}, "
+                f"got {tuple(lab.shape)} ({labels.name!r})"
+            )
+        spec = read_spec(self.model_path())
+        names = (labels.metadata or {}).get("class_names")
+        if names and tuple(names) != tuple(spec.class_names):
+            raise InputError(
+                f"base model: its classes {list(spec.class_names)} differ from the labels' "
+                f"{list(names)}; choose a model made for these classes"
+            )
+        config = self.config()
+        resolve_device(device)
+        return image, labels, volume, lab, slices, spec, names, config, device
+
     def run(self) -> Any:
         """Check the inputs and start fine-tuning; returns the worker (None if not started)."""
         from napari.utils.notifications import show_error, show_info
 
-        from ..device import resolve_device
         from ..finetune import describe_slices, iter_finetune
-        from ..model import read_spec
 
         if self.runner.running:
             show_info("Fine-tune: already running; cancel it first")
             return self.worker
-        self._show_slices()
-        image, labels = self.image.layer(), self.labels.layer()
-        device = str(self.device.currentData())
         try:
-            if image is None:
-                raise InputError("image: choose the scan's Image layer (open a scan first)")
-            if labels is None:
-                raise InputError(
-                    "labels: choose the Labels layer you corrected (Segment, then Review & correct)"
-                )
-            slices = reviewed_slices_of(labels)
-            if not slices:
-                raise InputError(
-                    f"no reviewed slices on {labels.name!r}: in Review & correct, paint your "
-                    "corrections or press 'Mark slice reviewed' on the slices you checked; "
-                    "Fine-tune learns from those slices only"
-                )
-            if getattr(image, "rgb", False):
-                raise InputError(
-                    f"image: expected a greyscale volume, got the RGB layer {image.name!r}"
-                )
-            volume, lab = volume_of(image), volume_of(labels)
-            if len(volume.shape) != 3 or tuple(volume.shape) != tuple(lab.shape):
-                raise InputError(
-                    f"labels: expected a (Z, Y, X) layer of the image's shape {tuple(volume.shape)}, "
-                    f"got {tuple(lab.shape)} ({labels.name!r})"
-                )
-            spec = read_spec(self.model_path())
-            names = (labels.metadata or {}).get("class_names")
-            if names and tuple(names) != tuple(spec.class_names):
-                raise InputError(
-                    f"base model: its classes {list(spec.class_names)} differ from the labels' "
-                    f"{list(names)}; choose a model made for these classes"
-                )
-            config = self.config()
-            resolve_device(device)
+            image, labels, volume, lab, slices, spec, names, config, device = self._inputs()
             text = self.output.text().strip()
             if not text:
                 raise InputError("output: choose where to save the new model")
@@ -798,6 +821,39 @@ class FinetuneWidget(QWidget):
         worker.yielded.connect(self._on_progress)
         worker.aborted.connect(self._on_aborted)
         return worker
+
+    def find_learning_rate(self) -> Any:
+        """Start the learning-rate finder on the reviewed slices (see
+        ``iter_finetune_lr_find``); the Learning rate field takes its suggestion.
+        Returns the worker (None if not started)."""
+        from napari.utils.notifications import show_error, show_info
+
+        from ..finetune import iter_finetune_lr_find
+
+        if self.runner.running:
+            show_info("Fine-tune: already running; cancel it first")
+            return self.worker
+        try:
+            image, _, volume, lab, slices, _, names, config, device = self._inputs()
+        except InputError as exc:
+            self.status.setText(f"Find learning rate: {exc}")
+            show_error(f"Find learning rate: {exc}")
+            return None
+        gen = iter_finetune_lr_find(
+            volume,
+            lab,
+            slices,
+            base=self.model_path(),
+            config=config,
+            device=device,
+            name=image.name,
+            class_names=tuple(names) if names else None,
+            smooth=round(float(self.smooth.value()), 2),
+        )
+        return self.runner.start(gen, on_result=self._on_lr_found, done_message=describe_lr_find)
+
+    def _on_lr_found(self, found: Any) -> None:
+        self.lr.setValue(found.suggestion)
 
     def cancel(self) -> None:
         """Stop at the next step; the best model so far stays in the output file."""
@@ -930,6 +986,15 @@ class FinetuneWidget(QWidget):
         if image:
             segment.image.set_layer(image)
         return segment.run()
+
+
+def describe_lr_find(found: Any) -> str:
+    """One status line for an :class:`~napari_microfossil.training.LRFindResult`."""
+    how = "; the loss diverged and the sweep stopped there" if found.stopped == "diverged" else ""
+    return (
+        f"learning rate set to {found.suggestion:.2g} (a tenth of {found.min_loss_lr:.2g}, "
+        f"the rate with the lowest loss; steepest fall at {found.steepest_lr:.2g}){how}"
+    )
 
 
 def _stat(path: Path) -> tuple[int, int] | None:
