@@ -543,6 +543,12 @@ def finetune(
     viewer.dims.set_point(0, picks[1] * float(scan.scale[0]))
     shots.window("09_finetune.png")
     shots.widget(ft, "09_finetune_widget.png")
+    # The learning-rate finder, after the run (so the run above keeps its learning rate).
+    ft.show_advanced.setChecked(True)
+    if ft.find_learning_rate() is None:
+        raise RuntimeError(f"Find learning rate did not start: {ft.status.text()}")
+    wait_job(ft, args.timeout, "Find learning rate")
+    shots.widget(ft, "09_finetune_lr_find.png")
 
 
 def real_scan(viewer: Any, seg: Any, seg_dock: Any, shots: Shots, args: argparse.Namespace) -> None:

@@ -990,7 +990,11 @@ class FinetuneWidget(QWidget):
 
 def describe_lr_find(found: Any) -> str:
     """One status line for an :class:`~napari_microfossil.training.LRFindResult`."""
-    how = "; the loss diverged and the sweep stopped there" if found.stopped == "diverged" else ""
+    how = (
+        f"; the sweep ended at {found.lrs[-1]:.2g}, where the loss grew past 4x its lowest"
+        if found.stopped == "diverged"
+        else ""
+    )
     return (
         f"learning rate set to {found.suggestion:.2g} (a tenth of {found.min_loss_lr:.2g}, "
         f"the rate with the lowest loss; steepest fall at {found.steepest_lr:.2g}){how}"
