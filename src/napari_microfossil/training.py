@@ -588,7 +588,7 @@ def iter_train(
         out_of_time = False
         for _ in range(n_epochs):
             new_scale = _scale_for(cfg, epoch, total_epochs, time.monotonic() - t0)
-            if use_ddp:  # the slowest clock rules here too: one scale everywhere
+            if use_ddp:  # rank 0's clock decides: one scale everywhere
                 new_scale = broadcast_object(new_scale)
             if new_scale != scale and (val is None or not len(val)):
                 # Training losses at different scales do not compare: without
@@ -600,9 +600,7 @@ def iter_train(
             for _ in range(cfg.steps_per_epoch):
                 frac = k / phase_steps
                 if phase_time is not None:
-                    frac = max(frac, (time.monotonic() - t_phase) / phase_time)
-                    if use_ddp:  # the slowest clock rules: same LR and same stop everywhere
-                        frac = all_reduce_float(frac, op="max", device=dev)
+                    frac = max(frac, _time_used(t_phase, phase_time, ddp=use_ddp, device=dev))
                 if frac >= 1.0 and losses:
                     out_of_time = True
                     break
@@ -636,10 +634,7 @@ def iter_train(
             if phase_time is not None and not out_of_time:
                 # Also after the epoch's last step: with one step per epoch the check
                 # above never fires (each epoch takes at least one step).
-                late = (time.monotonic() - t_phase) / phase_time
-                if use_ddp:
-                    late = all_reduce_float(late, op="max", device=dev)
-                out_of_time = late >= 1.0
+                out_of_time = _time_used(t_phase, phase_time, ddp=use_ddp, device=dev) >= 1.0
             mean_loss = float(np.mean(losses))
             if use_ddp:
                 mean_loss = all_reduce_float(mean_loss, op="mean", device=dev)
@@ -701,6 +696,15 @@ def iter_train(
     return TrainResult(
         network=network, spec=out_spec, history=history, best_epoch=best_epoch, stopped=stopped
     )
+
+
+def _time_used(t_start: float, budget_s: float, *, ddp: bool, device: Any) -> float:
+    """Share of ``budget_s`` gone since ``t_start``; under DDP the slowest clock's, so
+    every process takes the same learning rate and stops at the same step."""
+    from .distributed import all_reduce_float
+
+    used = (time.monotonic() - t_start) / budget_s
+    return all_reduce_float(used, op="max", device=device) if ddp else used
 
 
 def _scale_for(cfg: TrainConfig, epoch: int, total_epochs: int, elapsed_s: float) -> float:
