@@ -312,17 +312,10 @@ def iter_finetune(
     out = Path(output)
     if out.suffix != ".safetensors":
         raise InputError(f"output: model files end in .safetensors, got {out.name!r}")
-    if count_slices(slices) == 0:
-        raise InputError(
-            "slices: no reviewed slices; mark slices reviewed (or paint in them) first"
-        )
-    cfg = config or TrainConfig()
-    train_slices, val_slices = split_reviewed(
-        slices,
-        val_fraction=val_fraction,
-        min_slices_for_validation=min_slices_for_validation,
-        seed=seed,
+    train_slices, val_slices = _split_for_training(
+        slices, val_fraction, min_slices_for_validation, seed
     )
+    cfg = config or TrainConfig()
     network: Any = None
     gen: Any = None
     try:
@@ -389,6 +382,25 @@ def iter_finetune(
             gen.close()
         gen = network = None
         release_memory()
+
+
+def _split_for_training(
+    slices: Mapping[str, Sequence[int]],
+    val_fraction: float,
+    min_slices_for_validation: int,
+    seed: int,
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """:func:`split_reviewed`, refusing an empty `slices` with a message for the user."""
+    if count_slices(slices) == 0:
+        raise InputError(
+            "slices: no reviewed slices; mark slices reviewed (or paint in them) first"
+        )
+    return split_reviewed(
+        slices,
+        val_fraction=val_fraction,
+        min_slices_for_validation=min_slices_for_validation,
+        seed=seed,
+    )
 
 
 def _load_and_cut(
@@ -464,15 +476,8 @@ def iter_finetune_lr_find(
     """
     from .training import iter_lr_find
 
-    if count_slices(slices) == 0:
-        raise InputError(
-            "slices: no reviewed slices; mark slices reviewed (or paint in them) first"
-        )
-    train_slices, val_slices = split_reviewed(
-        slices,
-        val_fraction=val_fraction,
-        min_slices_for_validation=min_slices_for_validation,
-        seed=seed,
+    train_slices, val_slices = _split_for_training(
+        slices, val_fraction, min_slices_for_validation, seed
     )
     network: Any = None
     try:
