@@ -703,9 +703,11 @@ class FinetuneWidget(QWidget):
         """The last worker started (None before the first run)."""
         return self.runner.worker
 
-    def _inputs(self) -> tuple[Any, ...]:
-        """The checked inputs of a run (or of the LR finder):
-        ``(image, labels, volume, lab, slices, spec, names, config, device)``.
+    def _inputs(self) -> tuple[Any, Any, Any, dict[str, Any]]:
+        """The checked inputs of a run (or of the LR finder): ``(image, labels, spec,
+        engine)``, ``engine`` the arguments :func:`iter_finetune` and
+        :func:`iter_finetune_lr_find` share (volume, labels, slices, base model, recipe,
+        device, name, classes, smoothing).
 
         Raises
         ------
@@ -750,7 +752,18 @@ class FinetuneWidget(QWidget):
             )
         config = self.config()
         resolve_device(device)
-        return image, labels, volume, lab, slices, spec, names, config, device
+        engine = {
+            "image": volume,
+            "labels": lab,
+            "slices": slices,
+            "base": self.model_path(),
+            "config": config,
+            "device": device,
+            "name": image.name,
+            "class_names": tuple(names) if names else None,
+            "smooth": round(float(self.smooth.value()), 2),
+        }
+        return image, labels, spec, engine
 
     def run(self) -> Any:
         """Check the inputs and start fine-tuning; returns the worker (None if not started)."""
@@ -762,7 +775,7 @@ class FinetuneWidget(QWidget):
             show_info("Fine-tune: already running; cancel it first")
             return self.worker
         try:
-            image, labels, volume, lab, slices, spec, names, config, device = self._inputs()
+            image, labels, spec, engine = self._inputs()
             text = self.output.text().strip()
             if not text:
                 raise InputError("output: choose where to save the new model")
@@ -788,8 +801,8 @@ class FinetuneWidget(QWidget):
             "labels": labels.name,
             "output": out,
             "before_stat": _stat(out),
-            "slices": describe_slices(slices),
-            "time_limited": config.time_limit_s is not None,
+            "slices": describe_slices(engine["slices"]),
+            "time_limited": engine["config"].time_limit_s is not None,
         }
         self._cancelled = False
         self._epoch_losses, self._epoch_seen = [], 0
@@ -799,16 +812,8 @@ class FinetuneWidget(QWidget):
         self.model_path_out = None
         self.last_result = None
         gen = iter_finetune(
-            volume,
-            lab,
-            slices,
+            **engine,
             output=out,
-            base=self.model_path(),
-            config=config,
-            device=device,
-            name=image.name,
-            class_names=tuple(names) if names else None,
-            smooth=round(float(self.smooth.value()), 2),
             provenance={
                 "image": self._scan_path() or image.name,
                 "labels": labels.name,
@@ -834,22 +839,12 @@ class FinetuneWidget(QWidget):
             show_info("Fine-tune: already running; cancel it first")
             return self.worker
         try:
-            image, _, volume, lab, slices, _, names, config, device = self._inputs()
+            _, _, _, engine = self._inputs()
         except InputError as exc:
             self.status.setText(f"Find learning rate: {exc}")
             show_error(f"Find learning rate: {exc}")
             return None
-        gen = iter_finetune_lr_find(
-            volume,
-            lab,
-            slices,
-            base=self.model_path(),
-            config=config,
-            device=device,
-            name=image.name,
-            class_names=tuple(names) if names else None,
-            smooth=round(float(self.smooth.value()), 2),
-        )
+        gen = iter_finetune_lr_find(**engine)
         return self.runner.start(gen, on_result=self._on_lr_found, done_message=describe_lr_find)
 
     def _on_lr_found(self, found: Any) -> None:
