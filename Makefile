@@ -39,6 +39,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
+ifeq ($(XVFB),)
+	@echo "xvfb-run not found: the GUI tests need a display and will be skipped (apt-get install xvfb to run them)"
+endif
 	$(XVFB) $(BIN)/python -m pytest
 
 clean:

@@ -18,10 +18,10 @@ import time
 import numpy as np
 
 from napari_microfossil._progress import drain
-from napari_microfossil.inference import iter_segment
 from napari_microfossil.metrics import confusion_matrix, scores_from_confusion
 from napari_microfossil.model import load_model
 from napari_microfossil.phantom import PhantomStyle, make_phantom
+from napari_microfossil.segmentation import iter_segment
 
 TEST_SEED0 = 3000
 

@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from napari_microfossil._progress import drain
-from napari_microfossil.inference import iter_segment
 from napari_microfossil.metrics import confusion_matrix, scores_from_confusion
 from napari_microfossil.model import load_model
 from napari_microfossil.phantom import PhantomStyle, make_phantom
+from napari_microfossil.segmentation import iter_segment
 from napari_microfossil.training import TrainConfig, iter_train, slices_from_volume
 
 

@@ -71,7 +71,7 @@ def tile_groups(
     shape: tuple[int, int, int], axes: str, tile: int, overlap: float
 ) -> list[tuple[tuple[int, int], int]]:
     """``[(tile shape, number of tiles)]`` the engine predicts, one entry per axis."""
-    from napari_microfossil.inference import tile_starts
+    from napari_microfossil.segmentation import tile_starts
 
     groups = []
     for axis in axes:
@@ -140,8 +140,8 @@ def child(args: argparse.Namespace) -> None:
     """One measurement in a fresh process; prints one JSON line."""
     from napari_microfossil._progress import drain
     from napari_microfossil.device import resolve_device
-    from napari_microfossil.inference import iter_segment
     from napari_microfossil.model import make_predictor
+    from napari_microfossil.segmentation import iter_segment
 
     device = resolve_device(args.device)
     volume = np.load(args.child, mmap_mode="r")

@@ -33,10 +33,10 @@ import numpy as np
 
 from napari_microfossil._progress import drain
 from napari_microfossil.cli import main as cli_main
-from napari_microfossil.inference import iter_segment
 from napari_microfossil.io import write_tiff
 from napari_microfossil.metrics import confusion_matrix, scores_from_confusion
 from napari_microfossil.model import load_model
+from napari_microfossil.segmentation import iter_segment
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data"

@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 # The tests use at most the two cores CI has, and never a GPU unless marked.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+#: Fixtures that start a Qt application (and abort the whole run without a display).
+_QT_FIXTURES = {"qtbot", "make_napari_viewer", "make_napari_viewer_proxy", "qapp"}
+NO_DISPLAY_REASON = (
+    "GUI tests skipped: no display. Install Xvfb (apt-get install xvfb) and run "
+    "`make test` again, or run on a desktop"
+)
+
+
+def has_display() -> bool:
+    """Whether Qt can open windows here (X11 or Wayland; macOS and Windows always)."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if has_display():
+        return
+    skip = pytest.mark.skip(reason=NO_DISPLAY_REASON)
+    for item in items:
+        if item.get_closest_marker("gui") or _QT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    return None if has_display() else NO_DISPLAY_REASON
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not has_display():
+        terminalreporter.write_line(NO_DISPLAY_REASON, yellow=True)
 
 
 @pytest.fixture(autouse=True)

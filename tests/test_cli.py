@@ -396,9 +396,9 @@ def test_segment_smoothing_option(sample_dir, tmp_path, capsys):
 
 
 def test_segment_auto_smoothing(sample_dir, tmp_path, capsys):
-    from napari_microfossil.inference import suggest_smoothing
     from napari_microfossil.io import read_volume
     from napari_microfossil.model import load_model
+    from napari_microfossil.segmentation import suggest_smoothing
 
     out = tmp_path / "seg.tif"
     scan = sample_dir / "scan.tif"

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from napari_microfossil.cli import main
-from napari_microfossil.distributed import (
+from napari_microfossil.errors import InputError
+from napari_microfossil.model import load_model, save_model
+from napari_microfossil.training.distributed import (
     all_reduce_float,
     broadcast_object,
     distributed_session,
     launcher_env,
 )
-from napari_microfossil.errors import InputError
-from napari_microfossil.model import load_model, save_model
 
 # Runs `microfossil train` as each rank, and records a hash of the final weights the
 # engine returns on that rank, plus the first training loss (different crops per rank).

@@ -1,4 +1,4 @@
-"""Tests for napari_microfossil.export: files written for each fossil, read back."""
+"""Tests for napari_microfossil.fossils.export: files written for each fossil, read back."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import trimesh
 
 from napari_microfossil._progress import Progress
 from napari_microfossil.errors import InputError
-from napari_microfossil.export import (
+from napari_microfossil.fossils import FOSSIL_COLUMNS, extract_fossils
+from napari_microfossil.fossils.export import (
     FILE_COLUMNS,
     export_fossils,
     fossil_stem,
     iter_export_fossils,
     write_fossils_csv,
 )
-from napari_microfossil.fossils import FOSSIL_COLUMNS, extract_fossils
 from napari_microfossil.io import read_volume
 
 SPACING = (2.0, 1.0, 0.5)

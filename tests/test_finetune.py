@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_microfossil.errors import InputError
-from napari_microfossil.finetune import (
+from napari_microfossil.training.finetune import (
     count_slices,
     default_output_path,
     describe_slices,
@@ -162,8 +162,8 @@ def test_lr_finder_sweeps_the_training_slices_only_and_leaves_the_base(
 ):
     import napari_microfossil.training as training
     from napari_microfossil._progress import drain
-    from napari_microfossil.finetune import iter_finetune_lr_find
     from napari_microfossil.training import TrainConfig
+    from napari_microfossil.training.finetune import iter_finetune_lr_find
 
     ph, base = scan_and_base
     before = base.read_bytes()

@@ -217,8 +217,8 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
 
 
 def test_a_model_worse_than_its_base_is_listed_but_not_chosen(setup, tmp_path, tiny_model):
-    from napari_microfossil.finetune import FinetuneResult
     from napari_microfossil.model import read_spec, save_model
+    from napari_microfossil.training.finetune import FinetuneResult
 
     _, _, segment, widget = setup
     chosen = segment.model_path()
@@ -407,7 +407,7 @@ def test_curve_draws_loss_and_score(qtbot):
 
 def test_find_learning_rate_sets_the_engines_suggestion(setup, qtbot, model_file):
     from napari_microfossil._progress import drain
-    from napari_microfossil.finetune import iter_finetune_lr_find
+    from napari_microfossil.training.finetune import iter_finetune_lr_find
 
     viewer, labels, _, widget = setup
     before = model_file.read_bytes()

@@ -1,4 +1,4 @@
-"""Tests for napari_microfossil.gallery: one picture per fossil, a histogram, an index page."""
+"""Tests for napari_microfossil.fossils.gallery: one picture per fossil, a histogram, an index page."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 from napari_microfossil._progress import Progress
 from napari_microfossil.errors import InputError
 from napari_microfossil.fossils import FossilTable, extract_fossils
-from napari_microfossil.gallery import (
+from napari_microfossil.fossils.gallery import (
     GALLERY_DIR,
     iter_write_gallery,
     render_fossil,
@@ -20,7 +20,7 @@ from napari_microfossil.gallery import (
     render_mesh,
     write_gallery,
 )
-from napari_microfossil.mesh import mask_to_mesh
+from napari_microfossil.fossils.mesh import mask_to_mesh
 
 SPACING = (2.0, 1.0, 1.0)
 
@@ -88,7 +88,7 @@ def test_write_gallery_files(scene, tmp_path):
 
 
 def test_index_links_export_files(scene, tmp_path):
-    from napari_microfossil.export import export_fossils
+    from napari_microfossil.fossils.export import export_fossils
 
     table, image = scene
     export_fossils(table, tmp_path, image=image, mesh_format="ply")
@@ -189,7 +189,7 @@ def test_histogram_picture():
 
 
 def test_gallery_does_not_import_ui_libraries():
-    import napari_microfossil.gallery as g
+    import napari_microfossil.fossils.gallery as g
 
     src = Path(g.__file__).read_text(encoding="utf-8")
     assert not re.search(r"^\s*(import|from)\s+(matplotlib|napari|qtpy|PyQt5)", src, re.M)

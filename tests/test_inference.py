@@ -12,7 +12,7 @@ import pytest
 from napari_microfossil._progress import Progress
 from napari_microfossil.classes import PHANTOM_CLASS_NAMES as CLASSES
 from napari_microfossil.errors import InputError
-from napari_microfossil.inference import (
+from napari_microfossil.segmentation import (
     Segmentation,
     blend_window,
     flip_averaged,
@@ -207,7 +207,7 @@ def test_blending_removes_seams():
     plane = np.zeros((256, 256), dtype=np.float32)
     kw = dict(num_classes=1, tile=64, overlap=0.5, batch_size=8)
     blended = next(predict_planes([plane], border_biased, **kw))[0]
-    from napari_microfossil import inference
+    from napari_microfossil import segmentation as inference
 
     events = inference._predict_events([plane], border_biased, kind="constant", **kw)
     naive = next(v for k, v in events if k == "plane")[0]
@@ -506,7 +506,7 @@ def test_predict_planes_validates(kwargs, match):
 
 
 def test_engine_does_not_import_torch():
-    code = "import sys, napari_microfossil.inference; assert 'torch' not in sys.modules"
+    code = "import sys, napari_microfossil.segmentation; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -516,9 +516,9 @@ def test_engine_does_not_import_torch():
 def test_suggest_smoothing_smooths_a_noisy_scan_and_leaves_a_clean_one():
     # The bundled model on phantoms of the same fossils: the harder style (noise x 1.75,
     # more blur, less contrast) wants smoothing, the style it was trained on does not.
-    from napari_microfossil.inference import SMOOTH_CANDIDATES, iter_suggest_smoothing
     from napari_microfossil.model import load_model
     from napari_microfossil.phantom import PhantomStyle, make_phantom
+    from napari_microfossil.segmentation import SMOOTH_CANDIDATES, iter_suggest_smoothing
 
     model = load_model("default", device="cpu")
     noisy = make_phantom((32, 128, 128), seed=4000, style=PhantomStyle().harder()).image
@@ -538,13 +538,13 @@ def test_suggest_smoothing_smooths_a_noisy_scan_and_leaves_a_clean_one():
     assert [e.done for e in events] == list(range(1, 5 * 6 + 1))
     assert {e.stage for e in events} == {"suggest smoothing"}
 
-    from napari_microfossil.inference import suggest_smoothing
+    from napari_microfossil.segmentation import suggest_smoothing
 
     assert suggest_smoothing(clean, model, device="cpu").sigma == 0.0
 
 
 def test_suggest_smoothing_checks_its_input(tiny_model):
-    from napari_microfossil.inference import suggest_smoothing
+    from napari_microfossil.segmentation import suggest_smoothing
 
     vol = np.zeros((4, 32, 32), np.uint16)
     with pytest.raises(InputError, match="volume: expected a \\(Z, Y, X\\)"):

@@ -1,4 +1,4 @@
-"""Tests for napari_microfossil.mesh: marching-cubes meshes in µm."""
+"""Tests for napari_microfossil.fossils.mesh: marching-cubes meshes in µm."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_microfossil.errors import InputError
-from napari_microfossil.mesh import mask_surface_area, mask_to_mesh
+from napari_microfossil.fossils.mesh import mask_surface_area, mask_to_mesh
 
 
 def ball(radius: float, spacing=(1.0, 1.0, 1.0), pad: int = 2) -> np.ndarray:

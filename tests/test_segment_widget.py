@@ -93,8 +93,8 @@ def test_run_adds_labels_and_confidence(setup, qtbot, model_file):
 
 
 def test_flip_averaging_reaches_the_engine(setup, qtbot, model_file):
-    from napari_microfossil.inference import segment
     from napari_microfossil.model import load_model
+    from napari_microfossil.segmentation import segment
 
     viewer, widget = setup
     widget.flips.setChecked(True)
@@ -362,8 +362,8 @@ def test_model_info_is_short(make_napari_viewer, tmp_path, tiny_model):
 
 
 def test_suggest_smoothing_sets_the_field(setup, qtbot, model_file):
-    from napari_microfossil.inference import suggest_smoothing
     from napari_microfossil.model import load_model
+    from napari_microfossil.segmentation import suggest_smoothing
 
     viewer, widget = setup
     widget.smooth.setValue(3.0)

@@ -7,8 +7,8 @@ import pytest
 import trimesh
 
 from napari_microfossil._napari.writer import surface_to_trimesh, write_labels, write_surface
+from napari_microfossil.fossils.mesh import mask_to_mesh
 from napari_microfossil.io import read_volume
-from napari_microfossil.mesh import mask_to_mesh
 
 SPACING = (2.0, 0.5, 0.5)
 

@@ -130,10 +130,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .inference import iter_segment, iter_suggest_smoothing
     from .io import read_volume, write_tiff
     from .model import load_model
     from .normalise import check_smooth
+    from .segmentation import iter_segment, iter_suggest_smoothing
 
     out = Path(args.output)
     _check_output(out, args.overwrite)
@@ -188,8 +188,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_fossils(args: argparse.Namespace) -> int:
     from .classes import PHANTOM_CLASS_NAMES, class_index
-    from .export import iter_export_fossils
     from .fossils import iter_extract_fossils
+    from .fossils.export import iter_export_fossils
     from .io import read_labels, read_volume
 
     outdir = Path(args.outdir)
@@ -330,8 +330,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .distributed import broadcast_object, distributed_session, launcher_env
-    from .finetune import MIN_SLICES_FOR_VALIDATION, VAL_FRACTION
     from .io import read_labels, read_volume
     from .model import ModelSpec, build_network, load_model, read_spec, resolve_model_path
     from .normalise import Normalisation, check_smooth, iter_presmooth
@@ -347,6 +345,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         slices_from_volume,
         split_slices,
     )
+    from .training.distributed import broadcast_object, distributed_session, launcher_env
+    from .training.finetune import MIN_SLICES_FOR_VALIDATION, VAL_FRACTION
 
     out = Path(args.output)
     _check_output(out, args.overwrite)

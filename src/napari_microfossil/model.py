@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import InputError
 from .normalise import Normalisation
 
@@ -33,6 +33,27 @@ FORMAT_VERSION = 1
 DEFAULT_MODEL_NAME = "default"
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+#: The U-Net halves a plane five times: tiles, crops and padded planes are multiples of it.
+SIZE_MULTIPLE = 32
+
+
+def check_size_multiple(value: Any, name: str) -> int:
+    """`value` as an int if it is a multiple of :data:`SIZE_MULTIPLE` (>= it).
+
+    Raises
+    ------
+    InputError
+        Naming `name`, with the nearest valid value below.
+    """
+    m = SIZE_MULTIPLE
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name}: expected an integer multiple of {m}, got {value!r}")
+    if value < m or value % m:
+        lower = max(m, int(value) // m * m)
+        raise InputError(f"{name}: expected a multiple of {m} (>= {m}), got {value}; try {lower}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -81,8 +102,7 @@ class ModelSpec:
             raise InputError(
                 f"class_names: expected at least 2 classes, got {list(self.class_names)}"
             )
-        if self.tile_size < 32 or self.tile_size % 32:
-            raise InputError(f"tile_size: expected a multiple of 32 (>= 32), got {self.tile_size}")
+        check_size_multiple(self.tile_size, "tile_size")
 
     @property
     def num_classes(self) -> int:
@@ -303,17 +323,8 @@ def save_model(
             t = t.to(torch.float16)
         state[k] = t.contiguous()
     meta = {METADATA_KEY: json.dumps(spec.to_dict(), sort_keys=True)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        # mkstemp makes the file private (0600); a model is a shareable document.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 

@@ -21,33 +21,25 @@ from qtpy.QtWidgets import (
 
 from .._progress import Progress
 from ..errors import InputError
+from .layers import INSTANCES as INSTANCES_KEY
+from .layers import REVIEW as REVIEW_KEY
+from .layers import SOURCE_IMAGE as SOURCE_IMAGE_KEY
+from .layers import is_instance_layer, is_segment_result, source_path, volume_of
 
 if TYPE_CHECKING:
     import napari
 
 log = logging.getLogger(__name__)
 
-#: Metadata key under which the Review widget keeps its state on a Labels layer.
-REVIEW_KEY = "microfossil_review"
-#: Metadata key marking the Fossils widget's instance layer (one id per fossil, not classes).
-INSTANCES_KEY = "fossil_instances"
-
-
-#: Metadata key naming the Image layer a Segment result was made from. The Segment
-#: widget marks its output with it; Review and Fossils read it to find the scan.
-SOURCE_IMAGE_KEY = "source_image"
-
-
-def is_instance_layer(layer: Any) -> bool:
-    """Whether a layer is the Fossils widget's instance layer (ids, not class labels)."""
-    return bool((getattr(layer, "metadata", None) or {}).get(INSTANCES_KEY))
-
-
-def is_segment_result(layer: Any) -> bool:
-    """Whether a layer is a Segment result (class labels, :data:`SOURCE_IMAGE_KEY` set)."""
-    metadata = getattr(layer, "metadata", None) or {}
-    return bool(metadata.get(SOURCE_IMAGE_KEY)) and not is_instance_layer(layer)
-
+__all__ = [
+    "INSTANCES_KEY",
+    "REVIEW_KEY",
+    "SOURCE_IMAGE_KEY",
+    "is_instance_layer",
+    "is_segment_result",
+    "source_path",
+    "volume_of",
+]
 
 # ------------------------------------------------------------------
 
@@ -68,20 +60,6 @@ def guarded(gen: Generator[Progress, None, Any]) -> Generator[Progress, None, An
         return (yield from gen)
     except InputError as exc:
         return Failed(str(exc))
-
-
-def source_path(layer: Any) -> str | None:
-    """Where a layer was read from: ``layer.source.path`` or ``metadata["path"]``."""
-    src = getattr(getattr(layer, "source", None), "path", None)
-    if src:
-        return str(src)
-    path = (getattr(layer, "metadata", None) or {}).get("path")
-    return str(path) if path else None
-
-
-def volume_of(layer: Any) -> Any:
-    """A layer's full-resolution data."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
 class LayerChooser(QComboBox):

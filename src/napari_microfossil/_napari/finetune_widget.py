@@ -3,7 +3,7 @@
 The widget gathers the scan, the corrected Labels layer and the slices the Review widget
 recorded as reviewed (``layer.metadata["microfossil_review"]``), a base model, a budget
 (minutes or epochs) and an output path, then drains
-:func:`~napari_microfossil.finetune.iter_finetune` in a napari worker through
+:func:`~napari_microfossil.training.finetune.iter_finetune` in a napari worker through
 :class:`~._common.JobRunner` (progress bar, Cancel). Each epoch's training loss and
 validation IoU go into a small QPainter curve. The engine writes the best model so far
 at every improvement, so Cancel keeps it. The new model is added to the Segment widget
@@ -570,7 +570,7 @@ class FinetuneWidget(QWidget):
         self._show_slices()
 
     def _show_slices(self) -> None:
-        from ..finetune import count_slices, describe_slices, split_reviewed
+        from ..training.finetune import count_slices, describe_slices, split_reviewed
 
         layer = self.labels.layer()
         if layer is None:
@@ -603,7 +603,7 @@ class FinetuneWidget(QWidget):
         return str(path) if path else None
 
     def _set_default_output(self) -> None:
-        from ..finetune import default_output_path
+        from ..training.finetune import default_output_path
 
         image = self.image.layer()
         name = image.name if image is not None else "model"
@@ -769,7 +769,7 @@ class FinetuneWidget(QWidget):
         """Check the inputs and start fine-tuning; returns the worker (None if not started)."""
         from napari.utils.notifications import show_error, show_info
 
-        from ..finetune import describe_slices, iter_finetune
+        from ..training.finetune import describe_slices, iter_finetune
 
         if self.runner.running:
             show_info("Fine-tune: already running; cancel it first")
@@ -833,7 +833,7 @@ class FinetuneWidget(QWidget):
         Returns the worker (None if not started)."""
         from napari.utils.notifications import show_error, show_info
 
-        from ..finetune import iter_finetune_lr_find
+        from ..training.finetune import iter_finetune_lr_find
 
         if self.runner.running:
             show_info("Fine-tune: already running; cancel it first")

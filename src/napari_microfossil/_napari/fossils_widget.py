@@ -5,8 +5,8 @@ adds an instance Labels layer ``"<labels> instances"`` (one id per fossil) with 
 sortable table of the engine's measurements. Clicking a row goes to that fossil
 (camera centre, slice sliders, selected label; optionally shown alone, in 3D). Selected
 fossils can be deleted or merged; only the changed fossils are measured again. Export
-writes meshes, crops, ``fossils.csv`` (:func:`~napari_microfossil.export.iter_export_fossils`)
-and a picture gallery (:func:`~napari_microfossil.gallery.iter_write_gallery`).
+writes meshes, crops, ``fossils.csv`` (:func:`~napari_microfossil.fossils.export.iter_export_fossils`)
+and a picture gallery (:func:`~napari_microfossil.fossils.gallery.iter_write_gallery`).
 """
 
 from __future__ import annotations
@@ -681,14 +681,14 @@ class FossilsWidget(QWidget):
         """Export fossils to ``outdir`` in the background; returns the worker.
 
         Writes meshes, cropped TIFFs, ``fossils.csv`` and ``instances.tif``
-        (:func:`~napari_microfossil.export.iter_export_fossils`), then, with ``gallery``,
+        (:func:`~napari_microfossil.fossils.export.iter_export_fossils`), then, with ``gallery``,
         one picture per fossil and ``index.html``
-        (:func:`~napari_microfossil.gallery.iter_write_gallery`).
+        (:func:`~napari_microfossil.fossils.gallery.iter_write_gallery`).
         """
         from napari.utils.notifications import show_error, show_info
 
-        from ..export import iter_export_fossils
-        from ..gallery import iter_write_gallery
+        from ..fossils.export import iter_export_fossils
+        from ..fossils.gallery import iter_write_gallery
 
         if self.table is None:
             show_error("Fossils: extract fossils first")

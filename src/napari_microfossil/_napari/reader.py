@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..classes import class_colours
 from ..errors import InputError
 from ..io import is_supported, read_volume
+from .layers import CLASS_NAMES, PATH, SPACING_SOURCE, SPATIAL_UNITS, label_colormap
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +38,15 @@ def layer_data_for(path: str) -> LayerData:
     meta: dict[str, Any] = {
         "name": name,
         "scale": tuple(vol.spacing),
-        "units": ("µm", "µm", "µm"),
-        "metadata": {"path": str(path), "spacing_source": vol.spacing_source},
+        "units": SPATIAL_UNITS,
+        "metadata": {PATH: str(path), SPACING_SOURCE: vol.spacing_source},
     }
     if vol.class_names:
-        meta["metadata"]["class_names"] = list(vol.class_names)
-        meta["colormap"] = _label_colormap(vol.class_names)
+        meta["metadata"][CLASS_NAMES] = list(vol.class_names)
+        meta["colormap"] = label_colormap(vol.class_names)
         return (vol.data, meta, "labels")
     meta["colormap"] = "gray"
     return (vol.data, meta, "image")
-
-
-def _label_colormap(class_names: tuple[str, ...]) -> Any:
-    from napari.utils.colormaps import DirectLabelColormap
-
-    colours: dict[int | None, Any] = dict(class_colours(class_names))
-    colours[None] = (0.6, 0.6, 0.6, 1.0)
-    return DirectLabelColormap(color_dict=colours)
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..phantom import make_phantom
+from .layers import CLASS_NAMES, SPATIAL_UNITS, label_colormap
 
 SAMPLE_SHAPE = (96, 256, 256)
 SAMPLE_SEED = 7
@@ -12,8 +13,6 @@ SAMPLE_SEED = 7
 
 def make_sample() -> list[tuple[Any, dict[str, Any], str]]:
     """The sample scan as an Image layer and its ground truth as a hidden Labels layer."""
-    from .reader import _label_colormap
-
     ph = make_phantom(SAMPLE_SHAPE, seed=SAMPLE_SEED)
     scale = tuple(ph.spacing)
     return [
@@ -22,8 +21,9 @@ def make_sample() -> list[tuple[Any, dict[str, Any], str]]:
             {
                 "name": "microfossil sample",
                 "scale": scale,
+                "units": SPATIAL_UNITS,
                 "colormap": "gray",
-                "metadata": {"class_names": list(ph.class_names), "seed": SAMPLE_SEED},
+                "metadata": {CLASS_NAMES: list(ph.class_names), "seed": SAMPLE_SEED},
             },
             "image",
         ),
@@ -32,9 +32,10 @@ def make_sample() -> list[tuple[Any, dict[str, Any], str]]:
             {
                 "name": "ground truth",
                 "scale": scale,
+                "units": SPATIAL_UNITS,
                 "visible": False,
-                "colormap": _label_colormap(ph.class_names),
-                "metadata": {"class_names": list(ph.class_names)},
+                "colormap": label_colormap(ph.class_names),
+                "metadata": {CLASS_NAMES: list(ph.class_names)},
             },
             "labels",
         ),

@@ -2,7 +2,7 @@
 
 The widget gathers options, checks them on the GUI thread (so a mistake is reported at
 once, not after the model has loaded), then drains
-:func:`~napari_microfossil.inference.iter_segment` in a napari ``thread_worker``. Each
+:func:`~napari_microfossil.segmentation.iter_segment` in a napari ``thread_worker``. Each
 :class:`~napari_microfossil._progress.Progress` moves napari's progress bar; Cancel asks
 the worker to stop at the next yield (within one batch of tiles) and no layer is added.
 On success a Labels layer ``"<image> fossils"`` (and optionally an Image layer
@@ -67,8 +67,8 @@ AXES_CHOICES = (
 def _segment_job(
     volume: Any, model_path: str, *, device: str, **options: Any
 ) -> Generator[Progress, None, Any]:
-    from ..inference import iter_segment
     from ..model import load_model
+    from ..segmentation import iter_segment
 
     yield Progress("load model", 0, 1)
     model = load_model(model_path, device=device)
@@ -77,8 +77,8 @@ def _segment_job(
 
 
 def _suggest_job(volume: Any, model_path: str, *, device: str) -> Generator[Progress, None, Any]:
-    from ..inference import iter_suggest_smoothing
     from ..model import load_model
+    from ..segmentation import iter_suggest_smoothing
 
     yield Progress("load model", 0, 1)
     model = load_model(model_path, device=device)
@@ -399,8 +399,8 @@ class SegmentWidget(QWidget):
         from napari.utils.notifications import show_error, show_info
 
         from ..device import resolve_device
-        from ..inference import iter_segment
         from ..model import read_spec
+        from ..segmentation import iter_segment
 
         if self.runner.running:
             show_info("Segment: already running; cancel it first")
@@ -500,7 +500,7 @@ class SegmentWidget(QWidget):
     def _add_result(self, seg: Any, job: dict[str, Any]) -> None:
         from napari.layers import Labels
 
-        from .reader import _label_colormap
+        from .layers import label_colormap
 
         common: dict[str, Any] = {"scale": job["scale"], "translate": job["translate"]}
         if job["units"] is not None:
@@ -539,7 +539,7 @@ class SegmentWidget(QWidget):
             job["target"],
             "labels",
             seg.labels,
-            colormap=_label_colormap(tuple(seg.class_names)),
+            colormap=label_colormap(tuple(seg.class_names)),
             metadata=metadata,
             **common,
         )

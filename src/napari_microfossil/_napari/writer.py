@@ -4,7 +4,7 @@ napari (npe2) calls ``writer(path, data, meta)`` with the layer's data and its s
 (``scale``, ``translate``, ``units``, ``metadata``, ...) and expects the list of paths
 written. Both writers keep the voxel size: the TIFF stores it (and the class names) as
 :func:`~napari_microfossil.io.write_tiff` does; the mesh is written in µm, (x, y, z), the
-convention of :mod:`napari_microfossil.mesh`.
+convention of :mod:`napari_microfossil.fossils.mesh`.
 """
 
 from __future__ import annotations

@@ -34,17 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from . import normalise
-from ._progress import Progress, drain
-from .errors import InputError
-from .model import LoadedModel, ModelSpec, Predictor
+from .. import normalise
+from .._progress import Progress, drain
+from ..axes import AXES, plane_index, take_plane
+from ..errors import InputError
+from ..model import SIZE_MULTIPLE, LoadedModel, ModelSpec, Predictor, check_size_multiple
 
 log = logging.getLogger(__name__)
 
-AXES = "zyx"
 BLEND_KINDS = ("gaussian", "constant")
-#: Multiple of which every tile edge must be (the U-Net downsamples 5 times).
-TILE_MULTIPLE = 32
 #: Largest accepted tile overlap (exclusive): more would multiply the work > 100 times.
 MAX_OVERLAP = 0.9
 #: Weight floor of the Gaussian window, relative to its centre: keeps every pixel's
@@ -58,14 +56,7 @@ _QUANT = 255
 
 
 def _check_tiling(tile: int, overlap: float, batch_size: int | None = None) -> None:
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)):
-        raise InputError(f"tile: expected an integer multiple of {TILE_MULTIPLE}, got {tile!r}")
-    if tile < TILE_MULTIPLE or tile % TILE_MULTIPLE:
-        lower = max(TILE_MULTIPLE, int(tile) // TILE_MULTIPLE * TILE_MULTIPLE)
-        raise InputError(
-            f"tile: expected a multiple of {TILE_MULTIPLE} (>= {TILE_MULTIPLE}), got {tile}; "
-            f"try {lower}"
-        )
+    check_size_multiple(tile, "tile")
     if not (isinstance(overlap, (int, float, np.floating)) and 0.0 <= overlap < MAX_OVERLAP):
         raise InputError(f"overlap: expected a fraction in [0, {MAX_OVERLAP}), got {overlap!r}")
     if batch_size is not None and (
@@ -209,8 +200,8 @@ def _prepare(
     h, w = arr.shape
     # A plane smaller than the tile gets a tile just big enough (next multiple of 32)
     # rather than a full tile of padding.
-    th = min(tile, _ceil_to(h, TILE_MULTIPLE))
-    tw = min(tile, _ceil_to(w, TILE_MULTIPLE))
+    th = min(tile, _ceil_to(h, SIZE_MULTIPLE))
+    tw = min(tile, _ceil_to(w, SIZE_MULTIPLE))
     hp, wp = max(h, th), max(w, tw)
     if (hp, wp) != (h, w):
         # numpy's reflect mode reflects repeatedly when the pad exceeds the plane and
@@ -450,18 +441,6 @@ def _resolve_spec(
     return ModelSpec(class_names=tuple(class_names))
 
 
-def _plane(volume: Any, axis: str, i: int) -> np.ndarray:
-    if axis == "z":
-        return np.asarray(volume[i])
-    if axis == "y":
-        return np.asarray(volume[:, i, :])
-    return np.asarray(volume[:, :, i])
-
-
-def _index(axis: str, i: int) -> tuple[Any, ...]:
-    return {"z": (i,), "y": (slice(None), i), "x": (slice(None), slice(None), i)}[axis]
-
-
 def iter_segment(
     volume: Any,
     model: LoadedModel | Predictor,
@@ -614,7 +593,7 @@ def _segment(
     if smooth > 0:
         volume = yield from normalise.iter_smooth(volume, smooth)
     if isinstance(model, LoadedModel):
-        from .model import make_predictor
+        from ..model import make_predictor
 
         predictor = make_predictor(model.network, device, amp=amp)
     else:
@@ -633,7 +612,7 @@ def _segment(
 
     def planes(axis: str) -> Iterator[np.ndarray]:
         for i in range(shape[AXES.index(axis)]):
-            yield normalise.apply_normalisation(_plane(volume, axis, i), lo, hi, norm)
+            yield normalise.apply_normalisation(take_plane(volume, axis, i), lo, hi, norm)
 
     def run(axis: str) -> Iterator[Progress | np.ndarray]:
         """Probabilities of each plane along ``axis``, with progress between batches."""
@@ -661,7 +640,7 @@ def _segment(
             if isinstance(item, Progress):
                 yield item
                 continue
-            idx = _index(axes, i)
+            idx = plane_index(axes, i)
             labels[idx] = item.argmax(axis=0)
             if conf is not None:
                 conf[idx] = np.rint(item.max(axis=0) * 100.0)
@@ -690,7 +669,7 @@ def _segment(
                     yield item
                     continue
                 np.clip(item, 0.0, 1.0, out=item)
-                acc[(slice(None), *_index(axis, i))] += np.rint(item * _QUANT).astype(np.uint8)
+                acc[(slice(None), *plane_index(axis, i))] += np.rint(item * _QUANT).astype(np.uint8)
                 i += 1
         # Fuse a slab of z-planes at a time so that a memmap is never read whole.
         slab = max(1, (64 * 2**20) // (2 * num_classes * y * x))
@@ -773,7 +752,7 @@ def iter_suggest_smoothing(
     Progress
         ``stage="suggest smoothing"``, one per (sigma, plane).
     """
-    from .model import make_predictor
+    from ..model import make_predictor
 
     shape = tuple(int(n) for n in volume.shape)
     if len(shape) != 3 or min(shape) < 1:

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from ._progress import Progress, ProgressGen, drain
-from .errors import InputError
-from .metrics import IGNORE_INDEX
-from .model import ModelSpec
-from .training import AXES, SliceSet, TrainConfig, slices_from_volume, split_slices
+from .._progress import Progress, ProgressGen, drain
+from ..errors import InputError
+from ..metrics import IGNORE_INDEX
+from ..model import ModelSpec
+from . import AXES, SliceSet, TrainConfig, slices_from_volume, split_slices
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def prepare_slices(
         If the shapes differ, a slice is outside the volume, there is no training slice,
         or a label value has no class in `spec`.
     """
-    from .normalise import intensity_range, iter_presmooth
+    from ..normalise import intensity_range, iter_presmooth
 
     if count_slices(train_slices) == 0:
         raise InputError("slices: expected at least one reviewed slice to train on, got none")
@@ -307,7 +307,7 @@ def iter_finetune(
         If there is no slice, the output is not a ``.safetensors`` path, the base model
         cannot be read, or the labels do not fit its classes.
     """
-    from .training import default_score_key, evaluate, iter_train
+    from . import default_score_key, evaluate, iter_train
 
     out = Path(output)
     if out.suffix != ".safetensors":
@@ -326,7 +326,7 @@ def iter_finetune(
 
         import torch
 
-        from .device import resolve_device
+        from ..device import resolve_device
 
         dev = resolve_device(device) if not isinstance(device, torch.device) else device
         before: float | None = None
@@ -417,8 +417,8 @@ def _load_and_cut(
 
     Returns ``(spec, network, base_desc, train, val)``; `spec` carries `smooth`.
     """
-    from .model import load_model, read_spec, resolve_model_path
-    from .normalise import check_smooth, iter_presmooth
+    from ..model import load_model, read_spec, resolve_model_path
+    from ..normalise import check_smooth, iter_presmooth
 
     yield Progress("load model", 0, 1)
     base_spec = read_spec(base)
@@ -474,7 +474,7 @@ def iter_finetune_lr_find(
     -------
     LRFindResult
     """
-    from .training import iter_lr_find
+    from . import iter_lr_find
 
     train_slices, val_slices = _split_for_training(
         slices, val_fraction, min_slices_for_validation, seed

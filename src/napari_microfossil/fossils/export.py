@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ._progress import Progress, drain
-from .errors import InputError
-from .fossils import FossilTable
-from .io import atomic_path, write_tiff
+from .._progress import Progress, drain
+from ..errors import InputError
+from ..io import atomic_path, write_tiff
+from . import FossilTable
 from .mesh import mask_to_mesh
 
 logger = logging.getLogger(__name__)

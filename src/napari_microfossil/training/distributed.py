@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -129,7 +129,7 @@ def distributed_session(
     import torch
     import torch.distributed as dist
 
-    from .device import resolve_device
+    from ..device import resolve_device
 
     rank, local_rank, world = where
     if not dist.is_available():

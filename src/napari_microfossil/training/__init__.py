@@ -24,18 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._progress import Progress, ProgressGen, drain
-from .errors import InputError
-from .metrics import IGNORE_INDEX, confusion_matrix, scores_from_confusion
-from .model import ModelSpec, save_model
-from .normalise import Normalisation, apply_normalisation, intensity_range, iter_presmooth
+from .._progress import Progress, ProgressGen, drain
+from ..axes import AXES, take_plane
+from ..errors import InputError
+from ..metrics import IGNORE_INDEX, confusion_matrix, scores_from_confusion
+from ..model import ModelSpec, check_size_multiple, save_model
+from ..normalise import Normalisation, apply_normalisation, intensity_range, iter_presmooth
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-AXES = "zyx"
 AUGMENT_MODES = ("full", "light", "off")
 
 
@@ -116,8 +116,7 @@ class TrainConfig:
             raise InputError(
                 f"epochs: expected at least 1 epoch in all, got {self.epochs} (+{self.frozen_epochs} frozen)"
             )
-        if self.crop_size < 32 or self.crop_size % 32:
-            raise InputError(f"crop_size: expected a multiple of 32, got {self.crop_size}")
+        check_size_multiple(self.crop_size, "crop_size")
         if self.batch_size < 1 or self.steps_per_epoch < 1:
             raise InputError("batch_size and steps_per_epoch: expected >= 1")
         if not self.lr > 0:
@@ -178,15 +177,6 @@ def parse_slices(text: str, option: str = "--slices") -> dict[str, list[int]]:
     if not out:
         raise InputError(f"{option}: no slices in {text!r}")
     return out
-
-
-def take_plane(volume: Any, axis: str, index: int) -> np.ndarray:
-    """One 2D plane of a (Z, Y, X) volume along ``axis``."""
-    if axis == "z":
-        return np.asarray(volume[index])
-    if axis == "y":
-        return np.asarray(volume[:, index, :])
-    return np.asarray(volume[:, :, index])
 
 
 def slices_from_volume(
@@ -420,8 +410,8 @@ def evaluate(
     batch_size: int = 4,
 ) -> dict[str, float]:
     """Per-class IoU/Dice and pixel error of ``network`` on whole validation planes."""
-    from .inference import predict_planes
-    from .model import make_predictor
+    from ..model import make_predictor
+    from ..segmentation import predict_planes
 
     n = len(class_names)
     predictor = make_predictor(network, device)
@@ -499,7 +489,7 @@ def iter_train(
     distributed : bool, optional
         Train with DistributedDataParallel across the processes of a running
         torch.distributed process group (see
-        :func:`~napari_microfossil.distributed.distributed_session`). Default: when one
+        :func:`~napari_microfossil.training.distributed.distributed_session`). Default: when one
         is running. Each rank samples its own crops (``seed + rank``), DDP averages the
         gradients, and rank 0 alone validates and writes ``output`` while the others
         wait; every rank returns the same weights.
@@ -517,7 +507,7 @@ def iter_train(
     """
     import torch
 
-    from .device import resolve_device
+    from ..device import resolve_device
     from .distributed import all_reduce_float, barrier, broadcast_object, is_distributed
 
     cfg = config or TrainConfig()
@@ -536,7 +526,7 @@ def iter_train(
     rng = np.random.default_rng(cfg.seed + rank)  # but different crops and augmentations
     gen = torch.Generator().manual_seed(cfg.seed + rank)
     if network is None:
-        from .model import build_network
+        from ..model import build_network
 
         network = build_network(spec)
     network = network.to(dev)
@@ -841,7 +831,7 @@ def _final_spec(
 
 def train(train_set: SliceSet, val_set: SliceSet | None, spec: ModelSpec, **kw: Any) -> TrainResult:
     """Drain :func:`iter_train` and return its result."""
-    from ._progress import drain
+    from .._progress import drain
 
     return drain(iter_train(train_set, val_set, spec, **kw))
 
@@ -998,7 +988,7 @@ def iter_lr_find(
     """
     import torch
 
-    from .device import resolve_device
+    from ..device import resolve_device
 
     cfg = config or TrainConfig()
     if not (0 < min_lr < max_lr and math.isfinite(max_lr)):
@@ -1014,7 +1004,7 @@ def iter_lr_find(
     _check_label_ids(train, spec)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     if network is None:
-        from .model import build_network
+        from ..model import build_network
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -1099,7 +1089,7 @@ def iter_lr_find(
 
 def lr_find(train_set: SliceSet, spec: ModelSpec, **kw: Any) -> LRFindResult:
     """Drain :func:`iter_lr_find` and return its result."""
-    from ._progress import drain
+    from .._progress import drain
 
     return drain(iter_lr_find(train_set, spec, **kw))
 
@@ -1175,7 +1165,7 @@ def expand_classes(
     """
     import torch
 
-    from .model import build_network
+    from ..model import build_network
 
     new_names = tuple(str(n) for n in class_names)
     old_names = tuple(spec.class_names)

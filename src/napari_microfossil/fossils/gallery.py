@@ -1,7 +1,7 @@
 """A picture gallery of fossils: one PNG per fossil and an HTML index page.
 
 Layout written into ``OUTDIR`` (the same folder as an export, see
-:mod:`napari_microfossil.export`)::
+:mod:`napari_microfossil.fossils.export`)::
 
     OUTDIR/index.html                     thumbnail grid, summary, size histogram
     OUTDIR/gallery/fossil_NNNN.png        3D rendering + orthogonal views + numbers
@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ._progress import Progress, drain
-from .errors import InputError
+from .._progress import Progress, drain
+from ..errors import InputError
+from ..io import atomic_path
+from . import FossilTable
 from .export import fossil_stem
-from .fossils import FossilTable
-from .io import atomic_path
 from .mesh import mask_to_mesh
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def render_mesh(
     Parameters
     ----------
     vertices : (V, 3) float array
-        Vertex positions **(x, y, z) in µm**, as :func:`~napari_microfossil.mesh.mask_to_mesh`
+        Vertex positions **(x, y, z) in µm**, as :func:`~napari_microfossil.fossils.mesh.mask_to_mesh`
         makes them; z is drawn up.
     faces : (F, 3) int array
         Triangles, wound counter-clockwise seen from outside (outward normals).

@@ -36,8 +36,9 @@ from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 
-from .errors import InputError
-from .io import atomic_path, parse_spacing, read_labels, write_tiff
+from ..axes import AXES, axis_index, axis_name
+from ..errors import InputError
+from ..io import atomic_path, parse_spacing, read_labels, write_tiff
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ __all__ = [
     "slices_touched",
 ]
 
-AXES = "zyx"
 SIDECAR_SUFFIX = ".microfossil"
 STATE_FILE = "review.json"
 FORMAT_VERSION = 1
@@ -64,18 +64,6 @@ _LABELS_GLOB = "labels-*.tif"
 # Temp files of a killed save are removed by a later save once they are this old, so a
 # save running in another process at the same moment keeps its own.
 _STALE_TEMP_S = 600.0
-
-
-def _axis_index(axis: str | int) -> int:
-    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool) and 0 <= axis < 3:
-        return int(axis)
-    if isinstance(axis, str) and axis.lower() in AXES and len(axis) == 1:
-        return AXES.index(axis.lower())
-    raise ValueError(f"axis: expected 'z', 'y' or 'x' (or 0, 1, 2); got {axis!r}")
-
-
-def _axis_name(axis: str | int) -> str:
-    return AXES[_axis_index(axis)]
 
 
 # --------------------------------------------------------------------------- state
@@ -130,7 +118,7 @@ class ReviewState:
     _seq: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.axis = _axis_name(self.axis)
+        self.axis = axis_name(self.axis)
         if isinstance(self.n_slices, bool) or not isinstance(self.n_slices, (int, np.integer)):
             raise TypeError(f"n_slices: expected an int; got {self.n_slices!r}")
         self.n_slices = int(self.n_slices)
@@ -156,7 +144,7 @@ class ReviewState:
         shape = tuple(int(n) for n in shape)
         if len(shape) != 3:
             raise ValueError(f"shape: expected (Z, Y, X); got {shape!r}")
-        name = _axis_name(axis)
+        name = axis_name(axis)
         return cls(n_slices=shape[AXES.index(name)], axis=name, shape=shape)  # type: ignore[arg-type]
 
     def _check(self, i: Any) -> int:
@@ -255,7 +243,7 @@ class ReviewState:
         ValueError
             If `axis` is invalid, or differs from the current one and `shape` is unknown.
         """
-        name = _axis_name(axis)
+        name = axis_name(axis)
         if name == self.axis:
             return
         if self.shape is None:
@@ -324,7 +312,7 @@ class ReviewState:
                 edited={int(i) for i in d.get("edited", [])},
                 shape=tuple(int(n) for n in shape) if shape is not None else None,  # type: ignore[arg-type]
                 other_axes={
-                    _axis_name(k): {
+                    axis_name(k): {
                         "reviewed": [int(i) for i in v.get("reviewed", [])],
                         "edited": [int(i) for i in v.get("edited", [])],
                     }
@@ -353,7 +341,7 @@ def slice_confidence(confidence: Any, axis: str | int = "z") -> np.ndarray:
     ndarray of float64, shape (n_slices,)
         In the units of `confidence`.
     """
-    ax = _axis_index(axis)
+    ax = axis_index(axis)
     if getattr(confidence, "ndim", None) != 3:
         raise ValueError(
             f"confidence: expected a (Z, Y, X) array; got shape "
@@ -450,7 +438,7 @@ def changed_slices(before: np.ndarray, after: np.ndarray, axis: str | int = "z")
     """
     if before.shape != after.shape:
         raise ValueError(f"after: expected shape {before.shape}; got {after.shape}")
-    ax = _axis_index(axis)
+    ax = axis_index(axis)
     others = tuple(i for i in range(before.ndim) if i != ax)
     return [int(i) for i in np.flatnonzero(np.any(before != after, axis=others))]
 
@@ -487,7 +475,7 @@ def slices_touched(
         None if an atom is of an unknown form; the caller then marks what it can (the
         slice shown).
     """
-    ax = _axis_index(axis)
+    ax = axis_index(axis)
     out: set[int] = set()
     for atom in atoms:
         key = getattr(atom, "slice_key", None)
@@ -543,7 +531,7 @@ class Edit(NamedTuple):
 
 def edit_slices(edit: Edit, axis: str | int = "z") -> list[int]:
     """Slices along `axis` that `edit` changed."""
-    ax = _axis_index(axis)
+    ax = axis_index(axis)
     others = tuple(i for i in range(edit.mask.ndim) if i != ax)
     start = edit.bbox[ax].start or 0
     return [start + int(i) for i in np.flatnonzero(np.any(edit.mask, axis=others))]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from skimage.measure import marching_cubes, mesh_surface_area
 
-from .errors import InputError
+from ..errors import InputError
 
 if TYPE_CHECKING:
     import trimesh

@@ -9,24 +9,22 @@ This module is imported by napari's reader: it must not import torch, napari or 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
-import secrets
-import shutil
 import warnings
 import weakref
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from ..atomic import atomic_path
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -1095,43 +1093,6 @@ def volume_info(
 
 
 # --------------------------------------------------------------------------- writers
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
-    """Write to a temp path beside `path`, renamed over `path` only on success.
-
-    The temp name keeps the suffix (writers that choose the format by extension work)
-    and starts with a dot (folder readers skip it). On an exception the temp file or
-    folder is removed and the exception propagates; `path` is untouched. Missing
-    parent folders are created.
-
-    Raises
-    ------
-    InputError
-        If `path` exists and `overwrite` is False.
-    """
-    target = Path(path)
-    if not overwrite and target.exists():
-        raise InputError(
-            f"{target}: already exists; pass --overwrite (overwrite=True) to replace it"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise FileNotFoundError(f"{tmp}: nothing was written to the temp path")
-        if tmp.is_dir() and target.is_dir():
-            shutil.rmtree(target)  # os.replace cannot replace a non-empty folder
-        os.replace(tmp, target)
-    except BaseException:
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        raise
 
 
 def _imagej_unit(unit: str) -> str:

@@ -21,8 +21,8 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._progress import Progress, drain
-from .errors import InputError
+from .._progress import Progress, drain
+from ..errors import InputError
 from .mesh import mask_surface_area
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,131 @@
+"""What the plugin keeps on napari layers: the metadata keys (defined here once), typed
+access to them, and the one rule that finds the scan a labels layer belongs to.
+
+Every panel reads and writes layer metadata through this module; no panel spells a
+key as a string literal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..classes import class_colours
+
+# ---------------------------------------------------------------- metadata keys
+
+#: File the layer was read from (set by the reader).
+PATH = "path"
+#: Where the voxel size came from: ``"metadata"``, ``"user"`` or ``"default"``.
+SPACING_SOURCE = "spacing_source"
+#: Class names of a labels layer (index = class id).
+CLASS_NAMES = "class_names"
+#: The scan file a Segment result was made from.
+SOURCE_PATH = "source_path"
+#: Name of the Image layer a Segment result was made from; marks the layer as a result.
+SOURCE_IMAGE = "source_image"
+#: Name of the confidence Image layer of a Segment result.
+CONFIDENCE_LAYER = "confidence_layer"
+#: On a confidence layer: the name of the labels layer it scores.
+LABELS_LAYER = "labels_layer"
+#: The model file a Segment result was made with, and the options used.
+MODEL = "model"
+SEGMENT_OPTIONS = "segment_options"
+#: The Review panel's :class:`~napari_microfossil.review.ReviewState` of a labels layer.
+REVIEW = "microfossil_review"
+#: The folder the review of a labels layer autosaves to.
+REVIEW_SIDECAR = "microfossil_review_sidecar"
+#: Marks the Fossils panel's instance layer (one id per fossil, not classes).
+INSTANCES = "fossil_instances"
+#: Physical unit of an Image layer's values (``"percent"`` for confidence).
+UNIT = "unit"
+
+#: Unit of every spatial axis the plugin draws: scans carry µm voxel sizes.
+SPATIAL_UNITS = ("µm", "µm", "µm")
+
+
+def meta(layer: Any) -> dict[str, Any]:
+    """A layer's metadata dict (empty for objects without one)."""
+    md = getattr(layer, "metadata", None)
+    return md if isinstance(md, dict) else {}
+
+
+def class_names_of(layer: Any) -> list[str]:
+    """The class names recorded on a labels layer (empty if none)."""
+    return list(meta(layer).get(CLASS_NAMES) or [])
+
+
+def is_instance_layer(layer: Any) -> bool:
+    """Whether a layer is the Fossils panel's instance layer (ids, not class labels)."""
+    return bool(meta(layer).get(INSTANCES))
+
+
+def is_segment_result(layer: Any) -> bool:
+    """Whether a layer is a Segment result (class labels, :data:`SOURCE_IMAGE` set)."""
+    return bool(meta(layer).get(SOURCE_IMAGE)) and not is_instance_layer(layer)
+
+
+def source_path(layer: Any) -> str | None:
+    """Where a layer was read from: ``layer.source.path`` or ``metadata["path"]``."""
+    src = getattr(getattr(layer, "source", None), "path", None)
+    if src:
+        return str(src)
+    path = meta(layer).get(PATH)
+    return str(path) if path else None
+
+
+def volume_of(layer: Any) -> Any:
+    """A layer's full-resolution data."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def _shape(layer: Any) -> tuple[int, ...]:
+    return tuple(getattr(volume_of(layer), "shape", ()))
+
+
+def scan_path_of(layer: Any, layers: Iterable[Any] = (), *, image: Any = None) -> str | None:
+    """The scan file a labels layer belongs to, or None.
+
+    The one rule every panel uses (the review autosave is anchored there, the
+    Fine-tune output goes beside it). In order: the `image` the user chose, if it was
+    read from a file; the scan a Segment result records; the Image layer it was made
+    from (by name); an Image layer of the same shape that is not its confidence
+    map; the file the labels layer itself was read from.
+
+    Parameters
+    ----------
+    layer : napari layer
+        The labels layer.
+    layers : iterable of napari layers
+        The viewer's layers, searched for the Image layers above.
+    image : napari layer, optional
+        An Image layer chosen explicitly (e.g. in the Fine-tune panel).
+    """
+    if image is not None and source_path(image):
+        return source_path(image)
+    md = meta(layer)
+    if md.get(SOURCE_PATH):
+        return str(md[SOURCE_PATH])
+    images = [lyr for lyr in layers if _is_image(lyr)]
+    wanted = md.get(SOURCE_IMAGE)
+    for img in images:
+        if wanted and img.name == wanted and source_path(img):
+            return source_path(img)
+    conf = md.get(CONFIDENCE_LAYER)
+    for img in images:
+        if img.name != conf and _shape(img) == _shape(layer) and source_path(img):
+            return source_path(img)
+    return source_path(layer)
+
+
+def _is_image(layer: Any) -> bool:
+    return type(layer).__name__ == "Image"
+
+
+def label_colormap(class_names: Iterable[str]) -> Any:
+    """napari colormap giving each class its colour (unknown ids grey)."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colours: dict[int | None, Any] = dict(class_colours(tuple(class_names)))
+    colours[None] = (0.6, 0.6, 0.6, 1.0)
+    return DirectLabelColormap(color_dict=colours)
