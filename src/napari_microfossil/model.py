@@ -373,6 +373,26 @@ def make_predictor(
     return predict
 
 
+def default_score_key(spec: ModelSpec) -> str:
+    """The validation score training maximises by default: the first foreground class's
+    IoU (``"iou_fossil"`` for the default classes), else the mean foreground IoU."""
+    return f"iou_{spec.class_names[1]}" if spec.num_classes > 1 else "mean_iou_fg"
+
+
+def headline_score(spec: ModelSpec) -> str:
+    """The model's validation score in words, ``"IoU fossil 0.871 (validation)"``; or ``""``.
+
+    The first foreground class's IoU if it was measured, else the mean foreground IoU.
+    """
+    names = list(spec.class_names)
+    for key in (f"iou_{names[1]}", "mean_iou_fg"):
+        value = spec.metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            label = f"IoU {names[1]}" if key != "mean_iou_fg" else "mean IoU"
+            return f"{label} {float(value):.3f} (validation)"
+    return ""
+
+
 def describe(spec: ModelSpec) -> str:
     """Human-readable summary of a model's metadata (for ``microfossil info``)."""
     lines = [

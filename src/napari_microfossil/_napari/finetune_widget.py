@@ -660,8 +660,7 @@ class FinetuneWidget(QWidget):
             self._select_model(path)
 
     def _on_model_changed(self, index: int | None = None) -> None:
-        from ..model import read_spec
-        from .segment_widget import _key_metric
+        from ..model import headline_score, read_spec
 
         try:
             spec = read_spec(self.model_path())
@@ -669,7 +668,7 @@ class FinetuneWidget(QWidget):
             self.model_info.setText(f"<span style='color:#e06c6c'>{html.escape(str(exc))}</span>")
             return
         line = f"{spec.architecture} ({spec.encoder}) · classes: {', '.join(spec.class_names[1:])}"
-        metric = _key_metric(spec.metrics, spec.class_names)
+        metric = headline_score(spec)
         self.model_info.setText(html.escape(line + (f" · {metric}" if metric else "")))
         self.curve.score_name = f"val IoU {spec.class_names[1]}"
         self.curve.update()

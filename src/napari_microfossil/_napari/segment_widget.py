@@ -356,7 +356,7 @@ class SegmentWidget(QWidget):
             self.add_model(path)
 
     def _on_model_changed(self, index: int | None = None) -> None:
-        from ..model import describe, read_spec
+        from ..model import describe, headline_score, read_spec
 
         try:
             spec = read_spec(self.model_path())
@@ -369,7 +369,7 @@ class SegmentWidget(QWidget):
         self._model_ok = True
         classes = ", ".join(spec.class_names[1:])
         line = f"{spec.architecture} ({spec.encoder}) · classes: {classes}"
-        metric = _key_metric(spec.metrics, spec.class_names)
+        metric = headline_score(spec)
         self.model_info.setText(
             html.escape(line)
             + (f"<br><span style='color:gray'>{html.escape(metric)}</span>" if metric else "")
@@ -558,18 +558,6 @@ def _format_spacing(values: list[float]) -> str:
 def _split(text: str) -> list[str]:
     """The values typed in the voxel-size field (commas or spaces between them)."""
     return text.replace(",", " ").split()
-
-
-def _key_metric(metrics: dict[str, Any], class_names: Any) -> str:
-    """The model's headline score: the first class's IoU (``iou_fossil``), else the mean."""
-    names = list(class_names)
-    keys = [f"iou_{names[1]}"] if len(names) > 1 else []
-    for key in (*keys, "mean_iou_fg"):
-        value = metrics.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            label = f"IoU {names[1]}" if key != "mean_iou_fg" else "mean IoU"
-            return f"{label} {float(value):.3f} (validation)"
-    return ""
 
 
 def _never(batch: np.ndarray) -> np.ndarray:  # pragma: no cover - never called

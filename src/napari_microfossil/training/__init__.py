@@ -28,7 +28,7 @@ from .._progress import Progress, ProgressGen, drain
 from ..axes import AXES, take_plane
 from ..errors import InputError
 from ..metrics import IGNORE_INDEX, confusion_matrix, scores_from_confusion
-from ..model import ModelSpec, check_size_multiple, save_model
+from ..model import ModelSpec, check_size_multiple, default_score_key, save_model
 from ..normalise import Normalisation, apply_normalisation, intensity_range, iter_presmooth
 
 if TYPE_CHECKING:
@@ -709,12 +709,6 @@ def _scale_for(cfg: TrainConfig, epoch: int, total_epochs: int, elapsed_s: float
         done = max(done, elapsed_s / cfg.time_limit_s)
     n = len(cfg.resolutions)
     return cfg.resolutions[min(int(done * n), n - 1)]
-
-
-def default_score_key(spec: ModelSpec) -> str:
-    """The validation score training maximises by default: the first foreground class's
-    IoU (``"iou_fossil"`` for the default classes), else the mean foreground IoU."""
-    return f"iou_{spec.class_names[1]}" if spec.num_classes > 1 else "mean_iou_fg"
 
 
 def _wrap_ddp(network: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
