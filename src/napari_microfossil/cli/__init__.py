@@ -1,0 +1,52 @@
+"""The ``microfossil`` command line: the same engine as the napari plugin, headless.
+
+Every user mistake ends in one line on stderr naming the file or option, and exit code
+2; nothing half-written is left behind (all writes are atomic).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import InputError
+from . import fossils, info, sample, segment, train
+from ._common import Parser
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="microfossil", description="Find, measure and export microfossils in MicroCT scans."
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for command in (sample, segment, fossils, train, info):
+        command.add_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"microfossil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"microfossil {args.command}: cancelled; no output was written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `microfossil info MODEL | head`
+        sys.stderr.close()
+        return 0
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        print(f"microfossil {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2

@@ -1,0 +1,87 @@
+"""What every command shares: one-line argparse errors, tqdm progress for engine
+generators, and the checks of common options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+from .._progress import Progress
+from ..errors import InputError
+
+T = TypeVar("T")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def progress(gen: Generator[Progress, None, T], *, quiet: bool = False) -> T:
+    """Drain an engine generator with one tqdm bar per stage."""
+    from tqdm import tqdm
+
+    bar = None
+    stage = None
+    # In a log file (not a terminal) a bar line every few seconds is enough.
+    interval = 0.2 if sys.stderr.isatty() else 10.0
+    try:
+        while True:
+            try:
+                p = next(gen)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            if quiet:
+                continue
+            if p.stage != stage or bar is None:
+                if bar is not None:
+                    bar.close()
+                stage = p.stage
+                bar = tqdm(
+                    total=p.total,
+                    desc=p.stage,
+                    unit="step",
+                    dynamic_ncols=True,
+                    file=sys.stderr,
+                    mininterval=interval,
+                )
+            if bar.total != p.total:
+                bar.total = p.total
+            loss = p.info.get("loss")
+            if loss is not None:
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            if p.done > bar.n:
+                bar.update(p.done - bar.n)  # tqdm rate-limits the redraws
+    finally:
+        if bar is not None:
+            bar.close()
+        gen.close()
+
+
+def spacing_arg(values: Sequence[float] | None) -> tuple[float, float, float] | None:
+    if values is None:
+        return None
+    if len(values) == 1:
+        return (values[0],) * 3  # type: ignore[return-value]
+    if len(values) == 3:
+        return tuple(values)  # type: ignore[return-value]
+    raise InputError(
+        f"--voxel-size: expected 1 value (isotropic) or 3 values Z Y X in µm, got {len(values)}"
+    )
+
+
+def check_output(path: Path, overwrite: bool, option: str = "-o") -> None:
+    if path.exists() and not overwrite:
+        raise InputError(f"{option}: {path} already exists; pass --overwrite to replace it")
+    if not path.parent.exists():
+        raise InputError(f"{option}: folder {path.parent} does not exist")
+
+
+def add_common_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.add_argument("--overwrite", action="store_true", help="replace existing outputs")
