@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
+    QFrame,
     QLabel,
     QMessageBox,
     QPushButton,
+    QScrollArea,
     QWidget,
 )
 
@@ -282,6 +285,17 @@ class JobRunner:
         self.cancel_button.setEnabled(False)
         if self.after is not None:
             self.after()
+
+
+def scrolling(body: QWidget) -> QScrollArea:
+    """`body` in a frameless vertical scroll area, so that a docked panel can be shorter
+    than its form (a 1366x768 screen) and scrolls instead of growing the window."""
+    area = QScrollArea()
+    area.setWidget(body)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    return area
 
 
 def smoothing_box(parent: QWidget, tooltip: str) -> QDoubleSpinBox:

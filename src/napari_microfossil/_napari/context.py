@@ -95,6 +95,35 @@ class PluginContext(QObject):
     def notify_review_changed(self, layer: Any) -> None:
         self.review_changed.emit(layer)
 
+    # ---------------------------------------------------------------- docking
+
+    def dock_as_tab(self, panel: Any) -> None:
+        """Put `panel`'s dock in a tab beside the plugin's other docked panels.
+
+        Call from the panel's ``showEvent``: napari docks plugin widgets one under
+        the other, which with four panels grows the window past a laptop screen.
+        Does nothing when the panel is not docked, or is already tabbed with them.
+        """
+        from qtpy.QtWidgets import QDockWidget
+
+        dock = panel.parentWidget()
+        window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
+        if window is None or not isinstance(dock, QDockWidget) or dock.isFloating():
+            return
+        ours = [
+            d
+            for d in window.findChildren(QDockWidget)
+            if d is not dock
+            and d.isVisible()
+            and not d.isFloating()
+            and type(d.widget()).__module__.startswith(__package__ or "napari_microfossil")
+        ]
+        if not ours or dock in window.tabifiedDockWidgets(ours[0]):
+            return
+        window.tabifyDockWidget(ours[0], dock)
+        dock.show()
+        dock.raise_()
+
     # ---------------------------------------------------------------- segment
 
     def provide_segmenter(self, segment: Callable[[str, str | None], Any] | None) -> None:
