@@ -507,7 +507,7 @@ def _count(rng: np.random.Generator, density: float, voxels: float) -> int:
     return int(rng.poisson(max(density, 0.0) * voxels / _PER_VOXELS))
 
 
-def _validate_shape(shape: Any) -> tuple[int, int, int]:
+def validate_shape(shape: Any) -> tuple[int, int, int]:
     ok = isinstance(shape, (tuple, list)) and len(shape) == 3
     if ok:
         ok = all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape)
@@ -553,7 +553,7 @@ def make_phantom(
     >>> ph.image.dtype, ph.labels.shape
     (dtype('uint16'), (32, 64, 64))
     """
-    shape = _validate_shape(shape)
+    shape = validate_shape(shape)
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise InputError(f"seed: expected a non-negative int, got {seed!r}")
     if style is None:
