@@ -139,15 +139,19 @@ def apply_plan(base: Any, plan: Plan, key: tuple[int | slice, ...]) -> np.ndarra
     return out
 
 
-class LazyView:
-    """Read-only lazy ``(Z, Y, X)`` view of a stored array (squeezed axes, RGB → grey)."""
+class LazyArray:
+    """Array protocol shared by the lazy ``(Z, Y, X)`` volumes.
 
-    def __init__(self, base: Any, plan: Plan) -> None:
-        self.base = base
-        self.plan = plan
-        self.shape = plan.shape
-        self.dtype = np.dtype(base.dtype)
-        self.ndim = 3
+    numpy-like ``shape``, ``dtype``, ``ndim``, ``size`` and ``nbytes``; basic indexing
+    (ints, slices, ``...``) reads only what it selects and returns a numpy array; any
+    other key (fancy indexing) is applied to the whole volume, which is correct but
+    reads everything; ``np.asarray`` reads it all. Subclasses set ``shape`` and
+    ``dtype`` and implement :meth:`_read_key`.
+    """
+
+    ndim = 3
+    shape: tuple[int, int, int]
+    dtype: np.dtype
 
     @property
     def size(self) -> int:
@@ -162,13 +166,30 @@ class LazyView:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         norm = normalise_key(key, self.shape)
-        if norm is None:  # fancy indexing: correct, but reads everything
+        if norm is None:
             return np.asarray(self)[key]
-        return apply_plan(self.base, self.plan, norm)
+        return self._read_key(norm)
+
+    def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
+        """Read ``key``: one int (in range, non-negative) or slice per axis."""
+        raise NotImplementedError
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[...]
         return out if dtype is None else out.astype(dtype, copy=False)
+
+
+class LazyView(LazyArray):
+    """Read-only lazy ``(Z, Y, X)`` view of a stored array (squeezed axes, RGB → grey)."""
+
+    def __init__(self, base: Any, plan: Plan) -> None:
+        self.base = base
+        self.plan = plan
+        self.shape = plan.shape
+        self.dtype = np.dtype(base.dtype)
+
+    def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
+        return apply_plan(self.base, self.plan, key)
 
     def __repr__(self) -> str:
         return f"<lazy volume {fmt_shape(self.shape)} {self.dtype.name} of {type(self.base)}>"

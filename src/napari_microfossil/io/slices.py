@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .lazy import apply_plan, normalise_key, plan_axes, rgb_to_grey, warn_rgb
+from .lazy import LazyArray, apply_plan, plan_axes, rgb_to_grey, warn_rgb
 from .metadata import Meta, tiff_meta
 from .volume import Read, check_dtype, fmt_shape, one_line
 
@@ -88,7 +88,7 @@ def read_image_file(path: Path) -> np.ndarray:
     return a.reshape(slice_shape(a.shape, path))
 
 
-class SliceStack:
+class SliceStack(LazyArray):
     """Lazy ``(Z, Y, X)`` volume over 2D image files, one file per z-slice.
 
     Indexing reads only the files of the selected slices. Shape and dtype come from the
@@ -107,8 +107,6 @@ class SliceStack:
     InputError
         If `files` is empty, or a file cannot be read or disagrees with the first.
     """
-
-    ndim = 3
 
     def __init__(self, files: Sequence[str | os.PathLike[str]], *, check: bool = True) -> None:
         self.files: tuple[Path, ...] = tuple(Path(f) for f in files)
@@ -138,22 +136,8 @@ class SliceStack:
         self._check(self.files[i], a.shape, a.dtype)
         return rgb_to_grey(a) if self.rgb else a
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        norm = normalise_key(key, self.shape)
-        if norm is None:  # fancy indexing: correct, but reads every file
-            return np.asarray(self)[key]
-        kz, ky, kx = norm
+    def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
+        kz, ky, kx = key
         if isinstance(kz, int):
             return self._read(kz)[ky, kx]
         zs = range(*kz.indices(self.shape[0]))
@@ -162,10 +146,6 @@ class SliceStack:
         for j, z in enumerate(zs):
             out[j] = self._read(z)[ky, kx]
         return out
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self[:]
-        return out if dtype is None else out.astype(dtype, copy=False)
 
     def __repr__(self) -> str:
         return (
