@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from .metadata import finish_spacing
-from .slices import SLICE_SUFFIXES, SliceStack, read_png, read_slices
+from .slices import SliceStack, is_slice_file, read_png, read_slices
 from .tiff import TIFF_SUFFIXES, read_tiff
 from .volume import IMAGE_DTYPES, Read, Volume, parse_spacing
 from .zarr_store import is_zarr, read_zarr
@@ -41,6 +41,28 @@ def _open(
     if suffix == ".png":
         return read_png(p, allowed)
     raise InputError(f"{p}: unsupported file type {p.suffix or '(none)'!r}; expected {_SUPPORTED}")
+
+
+def _volume(
+    path: str | os.PathLike[str],
+    r: Read,
+    data: Any,
+    *,
+    user: tuple[float, float, float] | None,
+    lazy: bool,
+) -> Volume:
+    """The :class:`Volume` of `data` read from `path`, with the voxel size settled."""
+    sp, source = finish_spacing(r.meta, user, str(path))
+    return Volume(
+        data=data,
+        spacing=sp,
+        unit="µm",
+        spacing_source=source,
+        path=str(path),
+        class_names=r.meta.class_names,
+        lazy=lazy,
+        metadata=r.meta.extra,
+    )
 
 
 def read_volume(
@@ -82,17 +104,7 @@ def read_volume(
     """
     user = parse_spacing(spacing) if spacing is not None else None
     r = _open(path, lazy=lazy, lazy_threshold_bytes=lazy_threshold_bytes, allowed=IMAGE_DTYPES)
-    sp, source = finish_spacing(r.meta, user, str(path))
-    return Volume(
-        data=r.data,
-        spacing=sp,
-        unit="µm",
-        spacing_source=source,
-        path=str(path),
-        class_names=r.meta.class_names,
-        lazy=r.lazy,
-        metadata=r.meta.extra,
-    )
+    return _volume(path, r, r.data, user=user, lazy=r.lazy)
 
 
 def read_labels(
@@ -127,17 +139,7 @@ def read_labels(
             raise InputError(f"{path}: labels must be non-negative (0 = background); found {low}")
         data = data.astype(f"u{data.dtype.itemsize}")
     data = data.astype(data.dtype.newbyteorder("="), copy=False)
-    sp, source = finish_spacing(r.meta, user, str(path))
-    return Volume(
-        data=data,
-        spacing=sp,
-        unit="µm",
-        spacing_source=source,
-        path=str(path),
-        class_names=r.meta.class_names,
-        lazy=False,
-        metadata=r.meta.extra,
-    )
+    return _volume(path, r, data, user=user, lazy=False)
 
 
 def is_supported(path: Any) -> bool:
@@ -158,12 +160,7 @@ def is_supported(path: Any) -> bool:
             if is_zarr(p):
                 return True
             with os.scandir(p) as it:
-                return any(
-                    not e.name.startswith(".")
-                    and os.path.splitext(e.name)[1].lower() in SLICE_SUFFIXES
-                    and e.is_file()
-                    for e in it
-                )
+                return any(is_slice_file(e) for e in it)
         return False
     except Exception:
         return False

@@ -20,9 +20,14 @@ logger = logging.getLogger(__name__)
 SLICE_SUFFIXES = (".tif", ".tiff", ".png")
 
 
-def is_slice_file(p: Path) -> bool:
-    """True for a visible .tif/.tiff/.png file."""
-    return p.suffix.lower() in SLICE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+def is_slice_file(p: Path | os.DirEntry[str]) -> bool:
+    """True for a visible .tif/.tiff/.png file (a path or an ``os.scandir`` entry)."""
+    name = p.name
+    return (
+        not name.startswith(".")
+        and os.path.splitext(name)[1].lower() in SLICE_SUFFIXES
+        and p.is_file()
+    )
 
 
 def image_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
