@@ -10,16 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..model import METADATA_KEY
 from .volume import parse_spacing, positive
 
 logger = logging.getLogger(__name__)
 
-#: Key of this tool's own metadata (JSON) inside TIFF descriptions and zarr attributes.
-META_KEY = "napari_microfossil"
+#: Key of this tool's own metadata (JSON) inside TIFF descriptions and zarr attributes:
+#: the same key as in a model file's header.
+META_KEY = METADATA_KEY
 
 # Length units, lower-cased, to micrometres.
 _UNIT_TO_UM: dict[str, float] = {
@@ -74,6 +76,28 @@ def ours(text: Any) -> dict[str, Any] | None:
         return None
     mine = doc.get(META_KEY) if isinstance(doc, dict) else None
     return mine if isinstance(mine, dict) else None
+
+
+def ours_document(
+    *,
+    spacing: tuple[float, float, float],
+    unit: str,
+    axes: str,
+    class_names: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """This tool's record, ``{META_KEY: {...}}``, as :func:`ours` and
+    :func:`meta_from_ours` read it back; `spacing` is ``(z, y, x)`` in `unit`."""
+    return {
+        META_KEY: {
+            "version": 1,
+            "spacing": list(spacing),
+            "unit": unit,
+            "axes": axes,
+            "class_names": list(class_names) if class_names is not None else None,
+            "metadata": dict(metadata or {}),
+        }
+    }
 
 
 def meta_from_ours(mine: Mapping[str, Any]) -> Meta:

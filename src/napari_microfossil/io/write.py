@@ -12,7 +12,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from .metadata import META_KEY, unit_factor
+from .metadata import ours_document, unit_factor
 from .volume import fmt_shape, parse_spacing
 
 _IMAGEJ_DTYPES = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("float32"))
@@ -98,16 +98,11 @@ def write_tiff(
         raise TypeError(f"data: expected a boolean, integer or float dtype; got {arr.dtype}")
     if arr.dtype.kind == "b":
         arr = arr.astype(np.uint8)
-    mine: dict[str, Any] = {
-        "version": 1,
-        "spacing": list(sp),
-        "unit": unit,
-        "axes": axes,
-        "class_names": list(class_names) if class_names is not None else None,
-        "metadata": dict(metadata or {}),
-    }
+    doc = ours_document(
+        spacing=sp, unit=unit, axes=axes, class_names=class_names, metadata=metadata
+    )
     try:
-        info = json.dumps({META_KEY: mine})
+        info = json.dumps(doc)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata: expected JSON-serialisable values ({exc})") from exc
     if compression is not None and compression.lower() == "none":
@@ -131,7 +126,7 @@ def write_tiff(
             # plain TIFF readers know inch and cm only
             "resolution": (1e4 / (sp[2] * f), 1e4 / (sp[1] * f)),
             "resolutionunit": "CENTIMETER",
-            "metadata": {META_KEY: mine},
+            "metadata": doc,
         }
     with atomic_path(target, overwrite=overwrite) as tmp:
         tifffile.imwrite(tmp, arr, photometric="minisblack", compression=compression, **kwargs)
