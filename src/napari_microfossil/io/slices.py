@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,20 @@ def is_slice_file(p: Path | os.DirEntry[str]) -> bool:
     )
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn any failure to read the image file `path` into one InputError."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: cannot read image ({one_line(exc)})") from exc
+
+
 def image_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Stored shape ``(Y, X)`` or ``(Y, X, C)`` and dtype of one 2D image, without pixels."""
-    try:
+    with _reading(path):
         if path.suffix.lower() == ".png":
             from PIL import Image
 
@@ -60,10 +72,6 @@ def image_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         with tifffile.TiffFile(path) as tif:
             s = tif.series[0]
             return slice_shape(tuple(s.shape), path), np.dtype(s.dtype)
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read image ({one_line(exc)})") from exc
 
 
 def slice_shape(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
@@ -77,7 +85,7 @@ def slice_shape(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
 
 def read_image_file(path: Path) -> np.ndarray:
     """All pixels of one 2D image file, as stored (``(Y, X)`` or ``(Y, X, C)``)."""
-    try:
+    with _reading(path):
         if path.suffix.lower() == ".png":
             from PIL import Image
 
@@ -88,8 +96,6 @@ def read_image_file(path: Path) -> np.ndarray:
             import tifffile
 
             a = tifffile.imread(path)
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read image ({one_line(exc)})") from exc
     return a.reshape(slice_shape(a.shape, path))
 
 
