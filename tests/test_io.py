@@ -289,13 +289,13 @@ def test_empty_folder_and_folder_without_images(tmp_path):
 def test_slice_stack_reads_only_needed_files(tmp_path, monkeypatch):
     folder = _slices(tmp_path / "s", [f"z{i}.tif" for i in range(5)])
     opened: list[str] = []
-    real = io._read_image_file
+    real = io.slices.read_image_file
 
     def counting(path):
         opened.append(Path(path).name)
         return real(path)
 
-    monkeypatch.setattr(io, "_read_image_file", counting)
+    monkeypatch.setattr(io.slices, "read_image_file", counting)
     vol = read_volume(folder, lazy=True)
     assert isinstance(vol.data, SliceStack) and vol.lazy
     assert vol.data.shape == (5, 6, 5) and vol.data.dtype == np.uint8 and len(vol.data) == 5
@@ -427,7 +427,7 @@ def test_write_tiff_round_trip(tmp_path, dtype):
 
 def test_written_imagej_spacing_readable_without_our_json(tmp_path, monkeypatch):
     write_tiff(tmp_path / "w.tif", _vol(dtype=np.uint8), spacing=(3.0, 2.0, 0.5))
-    monkeypatch.setattr(io, "_ours", lambda text: None)
+    monkeypatch.setattr(io.metadata, "ours", lambda text: None)
     vol = read_volume(tmp_path / "w.tif")
     np.testing.assert_allclose(vol.spacing, (3.0, 2.0, 0.5))
 

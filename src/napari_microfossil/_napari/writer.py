@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..io import _unit_factor, atomic_path, write_tiff
+from ..io import atomic_path, write_tiff
+from ..io.metadata import unit_factor
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def _um_per_unit(meta: Mapping[str, Any], ndim: int) -> np.ndarray:
     units = list(units)[-ndim:]
     factors = []
     for u in units:
-        f = _unit_factor(str(u)) if u is not None else None
+        f = unit_factor(str(u)) if u is not None else None
         factors.append(1.0 if f is None else f)
     factors = [1.0] * (ndim - len(factors)) + factors
     return np.asarray(factors, dtype=float)

@@ -1,0 +1,93 @@
+"""Multi-page TIFF, BigTIFF, ImageJ and OME-TIFF files: in memory, memory-mapped or lazy."""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .lazy import LazyView, apply_plan, plan_axes
+from .metadata import tiff_meta
+from .volume import Read, check_dtype, one_line
+
+logger = logging.getLogger(__name__)
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def read_tiff(path: Path, lazy: bool | None, threshold: int, allowed: Any) -> Read:
+    """The first series of a TIFF file: loaded, memory-mapped or read on demand."""
+    import tifffile
+
+    p = str(path)
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as exc:
+        raise InputError(
+            f"{p}: cannot read as TIFF ({one_line(exc)}); the file may be corrupt or truncated"
+        ) from exc
+    keep_open = False
+    try:
+        try:
+            series = tif.series[0]
+            shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
+        except Exception as exc:
+            raise InputError(f"{p}: cannot read as TIFF ({one_line(exc)})") from exc
+        fmt = "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
+        if len(tif.series) > 1:
+            logger.info("%s: %d image series; reading the first", p, len(tif.series))
+        plan = plan_axes(shape, axes, p)
+        check_dtype(dtype, p, allowed)
+        meta = tiff_meta(tif, p)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        offset = series.dataoffset
+        if offset is not None and offset + nbytes > path.stat().st_size:
+            raise InputError(
+                f"{p}: file is truncated: expected {nbytes} bytes of pixels from byte "
+                f"{offset}, the file has {path.stat().st_size}"
+            )
+        if lazy is None:
+            big = nbytes > threshold
+            ram = _physical_memory()
+            lazy = big and (offset is not None or (ram is not None and nbytes > ram // 2))
+        if lazy and not plan.add_z:
+            mm = None
+            if offset is not None:
+                try:
+                    mm = tifffile.memmap(path, series=0, mode="r").reshape(shape)
+                except Exception as exc:  # read on demand instead
+                    logger.info("%s: cannot memory-map (%s)", p, one_line(exc))
+            if mm is not None:
+                if plan.rgb:
+                    return Read(LazyView(mm, plan), True, meta, fmt)
+                return Read(mm.reshape(plan.shape), True, meta, fmt)
+            import zarr
+
+            store = series.aszarr(level=0)
+            view = LazyView(zarr.open(store=store, mode="r"), plan)
+            weakref.finalize(view, tif.close)
+            keep_open = True
+            return Read(view, True, meta, fmt)
+        try:
+            arr = series.asarray()
+        except Exception as exc:
+            raise InputError(
+                f"{p}: cannot read pixels ({one_line(exc)}); the file may be corrupt or truncated"
+            ) from exc
+        arr = apply_plan(arr, plan, (slice(None),) * 3)
+        return Read(arr, False, meta, fmt)
+    finally:
+        if not keep_open:
+            tif.close()
