@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from .._progress import Progress, drain
+from ..atomic import atomic_path
 from ..errors import InputError
-from ..io import atomic_path, write_tiff
-from . import FossilTable
+from ..io import write_tiff
 from .mesh import mask_to_mesh
+from .table import FossilTable
 
 logger = logging.getLogger(__name__)
 
