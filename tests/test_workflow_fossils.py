@@ -52,7 +52,7 @@ def test_fossil_class_by_name_id_and_without_names():
         fossil_class(CLASSES, "background")
     with pytest.raises(InputError, match="background"):
         fossil_class((), 0)
-    with pytest.raises(InputError, match="0..2"):
+    with pytest.raises(InputError, match=r"0\.\.2"):
         fossil_class(CLASSES, 5)
 
 
@@ -185,7 +185,7 @@ def test_fossils_request_checks_before_reading(files):
     lab = files / "lab.tif"
     with pytest.raises(InputError, match="no such file"):
         FossilsRequest(files / "missing.tif", files / "o")
-    with pytest.raises(InputError, match="image: .*no such file"):
+    with pytest.raises(InputError, match=r"image: .*no such file"):
         FossilsRequest(lab, files / "o", image=files / "missing.tif")
     with pytest.raises(InputError, match="not a folder"):
         FossilsRequest(lab, lab)
@@ -203,7 +203,7 @@ def test_fossils_request_checks_before_reading(files):
 def test_fossils_refuses_an_earlier_export_before_work(files):
     out = files / "out"
     drain(iter_fossils(FossilsRequest(files / "lab.tif", out)))
-    with pytest.raises(InputError, match="already exists.*--overwrite"):
+    with pytest.raises(InputError, match=r"already exists.*--overwrite"):
         FossilsRequest(files / "lab.tif", out)
     again = drain(iter_fossils(FossilsRequest(files / "lab.tif", out, overwrite=True)))
     assert again.table.ids == (1, 2)
