@@ -16,16 +16,26 @@ Edits of a table (delete, merge, re-measure) are methods of
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._progress import Progress
+import numpy as np
+
+from .._progress import ProgressGen
 from ..classes import PHANTOM_CLASS_NAMES, class_index
 from ..errors import InputError
-from ..fossils import ExportResult, FossilTable, GalleryResult
+from ..fossils import (
+    ExportResult,
+    FossilTable,
+    GalleryResult,
+    iter_export_fossils,
+    iter_extract_fossils,
+    iter_write_gallery,
+)
 from ..fossils.export import check_mesh_format
+from ..io import parse_spacing, read_labels, read_volume
 
 #: Files whose presence in a folder means it already holds an export (or a gallery).
 EXPORT_MARKERS = ("fossils.csv", "index.html")
@@ -136,8 +146,6 @@ class ExtractRequest:
     class_label: str = field(init=False)
 
     def __post_init__(self) -> None:
-        from ..io import parse_spacing
-
         shape = tuple(getattr(self.labels, "shape", ()))
         if len(shape) != 3:
             raise InputError(f"labels: expected a 3D (Z, Y, X) volume, got shape {shape}")
@@ -158,7 +166,7 @@ class ExtractRequest:
         _flag(self.fill_cavities, "fill_cavities")
 
 
-def iter_extract(request: ExtractRequest) -> Generator[Progress, None, FossilTable]:
+def iter_extract(request: ExtractRequest) -> ProgressGen[FossilTable]:
     """Extract the fossils of a checked request; yields the engine's progress.
 
     Returns
@@ -166,10 +174,6 @@ def iter_extract(request: ExtractRequest) -> Generator[Progress, None, FossilTab
     FossilTable
         See :func:`~napari_microfossil.fossils.iter_extract_fossils`.
     """
-    import numpy as np
-
-    from ..fossils import iter_extract_fossils
-
     image = None if request.image is None else np.asarray(request.image)
     return (
         yield from iter_extract_fossils(
@@ -226,7 +230,10 @@ class ExportRequest:
         object.__setattr__(self, "mesh_format", check_mesh_format(self.mesh_format))
         _check_folder(self.outdir)
         if self.ids is not None:
-            ids = tuple(dict.fromkeys(int(i) for i in self.ids))
+            try:
+                ids = tuple(dict.fromkeys(int(i) for i in self.ids))
+            except (TypeError, ValueError):
+                raise InputError(f"ids: expected fossil ids (integers), got {self.ids!r}") from None
             if not ids:
                 raise InputError("ids: expected at least one fossil id, got none")
             unknown = [i for i in ids if i not in set(self.table.ids)]
@@ -252,10 +259,8 @@ class ExportDone:
     gallery: GalleryResult | None = None
 
 
-def iter_export(request: ExportRequest) -> Generator[Progress, None, ExportDone]:
+def iter_export(request: ExportRequest) -> ProgressGen[ExportDone]:
     """Export a checked request's fossils, then the gallery; yields the engine's progress."""
-    from ..fossils import iter_export_fossils, iter_write_gallery
-
     r = request
     written = yield from iter_export_fossils(
         r.table,
@@ -325,8 +330,6 @@ class FossilsRequest:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        from ..io import parse_spacing
-
         for name in ("labels", "outdir", "image"):
             value = getattr(self, name)
             if value is not None:
@@ -378,7 +381,7 @@ class FossilsResult:
     spacing: tuple[float, float, float]
 
 
-def iter_fossils(request: FossilsRequest) -> Generator[Progress, None, FossilsResult]:
+def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
     """Read the labels (and scan), extract the fossils and export them, yielding progress.
 
     The voxel size is the labels' unless they carry none and the scan does. Only
@@ -389,8 +392,6 @@ def iter_fossils(request: FossilsRequest) -> Generator[Progress, None, FossilsRe
     InputError
         From reading the files, an unknown class, or a scan of another shape.
     """
-    from ..io import read_labels, read_volume
-
     r = request
     labels = read_labels(r.labels, spacing=r.voxel_size)
     cid, name = fossil_class(labels.class_names or (), r.which)
