@@ -33,7 +33,8 @@ def _ids(table: FossilTable, ids: Iterable[Any], *, least: int) -> list[int]:
         wanted = sorted({int(i) for i in ids})
     except (TypeError, ValueError):
         raise InputError(f"ids: expected fossil ids (integers), got {ids!r}") from None
-    unknown = [i for i in wanted if i not in set(table.ids)]
+    known = set(table.ids)
+    unknown = [i for i in wanted if i not in known]
     if unknown:
         raise InputError(
             f"ids: expected fossil ids of the table (1..{max(table.ids, default=0)}), "
@@ -84,12 +85,12 @@ def delete_fossils(table: FossilTable, ids: Iterable[int], *, copy: bool = True)
     InputError
         If `ids` is empty or names a fossil that is not in the table.
     """
-    gone = _ids(table, ids, least=1)
+    gone = set(_ids(table, ids, least=1))
     inst = table.instances.copy() if copy else table.instances
     for fid in gone:
         crop = inst[table.bbox(fid)]
         crop[crop == fid] = 0
-    rows = tuple(r for r in table.rows if int(r["id"]) not in set(gone))
+    rows = tuple(r for r in table.rows if int(r["id"]) not in gone)
     return FossilTable(instances=inst, rows=rows, spacing=table.spacing, columns=table.columns)
 
 
@@ -146,7 +147,7 @@ def merge_fossils(
         if fid == target:
             if merged is not None:
                 rows.append(merged)
-        elif fid not in set(others):
+        elif fid not in others:
             rows.append(r)
     return FossilTable(
         instances=inst, rows=tuple(rows), spacing=table.spacing, columns=table.columns
@@ -210,7 +211,8 @@ def iter_remeasure_fossils(
         raise InputError(f"ids: expected fossil ids (integers), got {ids!r}") from None
     slices = ndi.find_objects(inst) if inst.size else []
     present = {i: s for i, s in enumerate(slices, start=1) if s is not None}
-    unknown = [i for i in wanted if i not in present and i not in set(table.ids)]
+    known = set(table.ids)
+    unknown = [i for i in wanted if i not in present and i not in known]
     if unknown:
         raise InputError(
             f"ids: expected ids of the table or of the volume, got unknown {unknown[:5]}"

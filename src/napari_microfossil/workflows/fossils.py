@@ -236,7 +236,8 @@ class ExportRequest:
                 raise InputError(f"ids: expected fossil ids (integers), got {self.ids!r}") from None
             if not ids:
                 raise InputError("ids: expected at least one fossil id, got none")
-            unknown = [i for i in ids if i not in set(self.table.ids)]
+            known = set(self.table.ids)
+            unknown = [i for i in ids if i not in known]
             if unknown:
                 raise InputError(
                     f"ids: expected fossil ids of the table, got unknown {unknown[:5]}"
