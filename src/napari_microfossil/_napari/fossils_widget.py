@@ -222,11 +222,7 @@ class FossilsWidget(QWidget):
             self.class_name.addItem("1")
         if layer is not None:
             src = layers.meta(layer).get(layers.SOURCE_IMAGE)
-            base = (
-                layer.name.removesuffix(_RESULT_SUFFIX)
-                if layer.name.endswith(_RESULT_SUFFIX)
-                else None
-            )
+            base = layer.name[: -len(_RESULT_SUFFIX)] if layer.name.endswith(_RESULT_SUFFIX) else ""
             for name in (src, base):
                 if name and name in self.viewer.layers:
                     self.image.set_layer(name)
