@@ -294,3 +294,32 @@ def test_table_takes_the_dock_height(make_napari_viewer, qtbot):
     row = tw.rowHeight(0)
     # what napari gives the dock, less the other boxes, goes to the table
     assert tw.viewport().height() >= 10 * row, (tw.viewport().height(), row, dock.height())
+
+
+def test_panel_fits_a_laptop_screen(setup):
+    _, widget = setup
+    # The form scrolls: the panel's minimum height is not the sum of its boxes.
+    assert widget.minimumSizeHint().height() <= 600
+    assert widget.fossils_box.minimumSizeHint().height() > 200  # the table keeps its rows
+
+
+def test_bad_class_is_reported_not_run(setup):
+    viewer, widget = setup
+    viewer.layers["scan fossils"].metadata.pop("class_names")
+    widget._on_labels_changed()
+    assert widget.class_name.isEditable() and widget.class_name.currentText() == "1"
+    widget.class_name.setEditText("0")
+    assert widget.extract() is None
+    assert "background" in widget.status.text()
+    assert widget.table is None
+
+
+def test_edits_need_a_selection(setup, qtbot):
+    _, widget = setup
+    extract(qtbot, widget)
+    widget.select_rows([1])
+    widget.merge_selected()  # one fossil: nothing to merge
+    assert widget.table.ids == (1, 2, 3)
+    widget.delete_selected([2, 3])
+    assert widget.table.ids == (1,)
+    assert np.unique(widget.instances_layer.data).tolist() == [0, 1]

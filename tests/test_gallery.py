@@ -12,15 +12,10 @@ from PIL import Image
 from napari_microfossil._progress import Progress
 from napari_microfossil.errors import InputError
 from napari_microfossil.fossils import FossilTable, extract_fossils
-from napari_microfossil.fossils.gallery import (
-    GALLERY_DIR,
-    iter_write_gallery,
-    render_fossil,
-    render_histogram,
-    render_mesh,
-    write_gallery,
-)
+from napari_microfossil.fossils.gallery import GALLERY_DIR, iter_write_gallery, write_gallery
 from napari_microfossil.fossils.mesh import mask_to_mesh
+from napari_microfossil.fossils.picture import render_fossil
+from napari_microfossil.fossils.render import render_histogram, render_mesh
 
 SPACING = (2.0, 1.0, 1.0)
 

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from .._progress import Progress, drain
+from ..atomic import atomic_path
 from ..errors import InputError
-from ..io import atomic_path, write_tiff
-from . import FossilTable
+from ..io import write_tiff
 from .mesh import mask_to_mesh
+from .table import FossilTable
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,14 @@ def fossil_stem(fossil_id: int) -> str:
     return f"fossil_{int(fossil_id):04d}"
 
 
-def _check_mesh_format(mesh_format: str | None) -> str | None:
+def check_mesh_format(mesh_format: str | None) -> str | None:
+    """A mesh format as a lower-case extension of :data:`MESH_FORMATS`, or None for none.
+
+    Raises
+    ------
+    InputError
+        If it is not one of them (suggesting the closest).
+    """
     if mesh_format is None:
         return None
     if not isinstance(mesh_format, str):
@@ -200,7 +208,7 @@ def iter_export_fossils(
         On a bad ``mesh_format``, ``margin`` or ``ids``, an ``image`` of another shape,
         or existing output files without ``overwrite``.
     """
-    fmt = _check_mesh_format(mesh_format)
+    fmt = check_mesh_format(mesh_format)
     if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
         raise InputError(f"margin: expected an integer >= 0 (voxels), got {margin!r}")
     instances = table.instances

@@ -1,0 +1,439 @@
+"""Extract fossils from a segmentation, and export them: the rules both front ends share.
+
+- :class:`ExtractRequest` / :func:`iter_extract`: fossils of one class of an in-memory
+  (or lazy) label volume -- the Fossils panel's Extract, and the first half of
+  :func:`iter_fossils`. The class is given by name or id and checked against the
+  labels' class names; the background is never a fossil class.
+- :class:`ExportRequest` / :func:`iter_export`: a table's meshes, crops, ``fossils.csv``
+  and ``instances.tif``, then optionally the picture gallery.
+- :class:`FossilsRequest` / :func:`iter_fossils`: ``microfossil fossils`` -- read a
+  labels file (and the scan), extract, export.
+
+Edits of a table (delete, merge, re-measure) are methods of
+:class:`~napari_microfossil.fossils.FossilTable`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._progress import ProgressGen
+from ..classes import PHANTOM_CLASS_NAMES, class_index
+from ..errors import InputError
+from ..fossils import (
+    ExportResult,
+    FossilTable,
+    GalleryResult,
+    iter_export_fossils,
+    iter_extract_fossils,
+    iter_write_gallery,
+)
+from ..fossils.export import check_mesh_format
+from ..io import parse_spacing, read_labels, read_volume
+
+#: Files whose presence in a folder means it already holds an export (or a gallery).
+EXPORT_MARKERS = ("fossils.csv", "index.html")
+
+
+def fossil_class(class_names: Sequence[str], which: str | int) -> tuple[int, str]:
+    """The class whose bodies are fossils, as ``(id, name)``.
+
+    Parameters
+    ----------
+    class_names : sequence of str
+        The labels' class names (index = id); empty when the file has none, in which
+        case names are those of the sample (:data:`~napari_microfossil.classes.PHANTOM_CLASS_NAMES`)
+        and any id 1..255 is accepted.
+    which : str or int
+        A class name (case-insensitive) or id.
+
+    Raises
+    ------
+    InputError
+        For an unknown name or id (suggesting the closest name), or the background (0).
+    """
+    names = [str(n) for n in class_names]
+    text = str(which).strip()
+    if not names and text.isdigit():
+        cid = int(text)
+        if not 0 <= cid <= 255:
+            raise InputError(f"class: expected an id in 1..255, got {which!r}")
+    else:
+        cid = class_index(names or list(PHANTOM_CLASS_NAMES), text)
+    if cid == 0:
+        raise InputError("class: expected a foreground class, got the background (0)")
+    known = names or list(PHANTOM_CLASS_NAMES)
+    return cid, known[cid] if cid < len(known) else str(cid)
+
+
+def _whole(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"{name}: expected an integer >= 0, got {value!r}")
+    return value
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{name}: expected True or False, got {value!r}")
+    return value
+
+
+def _check_min_volume(value: Any) -> None:
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise InputError(f"min_volume_um3: expected a number >= 0 or None, got {value!r}")
+
+
+def _check_folder(outdir: Path) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"outdir: {outdir} exists and is not a folder")
+
+
+def earlier_export(outdir: str | Path) -> Path | None:
+    """The first file of an earlier export in `outdir` (:data:`EXPORT_MARKERS`), or None."""
+    found = [Path(outdir) / name for name in EXPORT_MARKERS if (Path(outdir) / name).exists()]
+    return found[0] if found else None
+
+
+# ---------------------------------------------------------------- extract
+
+
+@dataclass(frozen=True, eq=False)
+class ExtractRequest:
+    """Find the fossils of one class in a label volume.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) array-like of int
+        Class id per voxel; may be lazy (it is read when the use case runs).
+    class_names : sequence of str
+        The labels' class names (index = id), or empty.
+    which : str or int
+        The fossil class, by name or id (see :func:`fossil_class`).
+    spacing : 3 floats
+        Voxel size ``(z, y, x)`` in µm.
+    image : (Z, Y, X) array-like, optional
+        The scan, same shape as `labels`, for ``mean_intensity``.
+    min_voxels, min_volume_um3, split, fill_cavities
+        As :func:`~napari_microfossil.fossils.iter_extract_fossils`.
+
+    Raises
+    ------
+    InputError
+        On construction: a labels volume that is not 3D, an unknown or background
+        class, a bad voxel size or size limit, or a scan of another shape.
+    """
+
+    labels: Any
+    class_names: tuple[str, ...] = ()
+    which: str | int = "fossil"
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    image: Any = None
+    min_voxels: int = 0
+    min_volume_um3: float | None = None
+    split: bool = False
+    fill_cavities: bool = True
+    class_id: int = field(init=False)
+    class_label: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        shape = tuple(getattr(self.labels, "shape", ()))
+        if len(shape) != 3:
+            raise InputError(f"labels: expected a 3D (Z, Y, X) volume, got shape {shape}")
+        names = tuple(str(n) for n in (self.class_names or ()))
+        object.__setattr__(self, "class_names", names)
+        cid, label = fossil_class(names, self.which)
+        object.__setattr__(self, "class_id", cid)
+        object.__setattr__(self, "class_label", label)
+        object.__setattr__(self, "spacing", parse_spacing(self.spacing))
+        if self.image is not None and tuple(getattr(self.image, "shape", ())) != shape:
+            raise InputError(
+                f"image: expected the labels' shape {shape}, "
+                f"got {tuple(getattr(self.image, 'shape', ()))}"
+            )
+        _whole(self.min_voxels, "min_voxels")
+        _check_min_volume(self.min_volume_um3)
+        _flag(self.split, "split")
+        _flag(self.fill_cavities, "fill_cavities")
+
+
+def iter_extract(request: ExtractRequest) -> ProgressGen[FossilTable]:
+    """Extract the fossils of a checked request; yields the engine's progress.
+
+    Returns
+    -------
+    FossilTable
+        See :func:`~napari_microfossil.fossils.iter_extract_fossils`.
+    """
+    image = None if request.image is None else np.asarray(request.image)
+    return (
+        yield from iter_extract_fossils(
+            np.asarray(request.labels),
+            class_id=request.class_id,
+            spacing=request.spacing,
+            min_voxels=request.min_voxels,
+            min_volume_um3=request.min_volume_um3,
+            split=request.split,
+            fill_cavities=request.fill_cavities,
+            image=image,
+        )
+    )
+
+
+# ---------------------------------------------------------------- export
+
+
+@dataclass(frozen=True, eq=False)
+class ExportRequest:
+    """Write a table's fossils to a folder (see :mod:`napari_microfossil.fossils.export`).
+
+    Parameters
+    ----------
+    table : FossilTable
+    outdir : path
+        The export folder (created if missing; must not be a file).
+    image : (Z, Y, X) array-like, optional
+        The scan, for the crops and the gallery's slices.
+    ids : sequence of int, optional
+        Only these fossils (at least one); default all.
+    mesh_format : {"stl", "ply", "obj", "none", None}
+    crops, gallery, overwrite : bool
+        Write cropped TIFFs; write the picture gallery; replace existing files.
+
+    Raises
+    ------
+    InputError
+        On construction: a bad mesh format, an outdir that is a file, or ids that are
+        empty or not in the table.
+    """
+
+    table: FossilTable
+    outdir: Path
+    image: Any = None
+    ids: tuple[int, ...] | None = None
+    mesh_format: str | None = "stl"
+    crops: bool = True
+    gallery: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outdir", Path(self.outdir))
+        object.__setattr__(self, "mesh_format", check_mesh_format(self.mesh_format))
+        _check_folder(self.outdir)
+        if self.ids is not None:
+            try:
+                ids = tuple(dict.fromkeys(int(i) for i in self.ids))
+            except (TypeError, ValueError):
+                raise InputError(f"ids: expected fossil ids (integers), got {self.ids!r}") from None
+            if not ids:
+                raise InputError("ids: expected at least one fossil id, got none")
+            known = set(self.table.ids)
+            unknown = [i for i in ids if i not in known]
+            if unknown:
+                raise InputError(
+                    f"ids: expected fossil ids of the table, got unknown {unknown[:5]}"
+                )
+            object.__setattr__(self, "ids", ids)
+        for name in ("crops", "gallery", "overwrite"):
+            _flag(getattr(self, name), name)
+
+    @property
+    def count(self) -> int:
+        """How many fossils are exported."""
+        return len(self.table) if self.ids is None else len(self.ids)
+
+
+@dataclass(frozen=True)
+class ExportDone:
+    """What :func:`iter_export` wrote: the export, and the gallery if one was asked for."""
+
+    export: ExportResult
+    gallery: GalleryResult | None = None
+
+
+def iter_export(request: ExportRequest) -> ProgressGen[ExportDone]:
+    """Export a checked request's fossils, then the gallery; yields the engine's progress."""
+    r = request
+    written = yield from iter_export_fossils(
+        r.table,
+        r.outdir,
+        image=r.image,
+        mesh_format=r.mesh_format,
+        crops=r.crops,
+        ids=r.ids,
+        overwrite=r.overwrite,
+    )
+    pictures = None
+    if r.gallery:
+        pictures = yield from iter_write_gallery(
+            r.table, r.outdir, image=r.image, ids=r.ids, overwrite=r.overwrite
+        )
+    return ExportDone(export=written, gallery=pictures)
+
+
+# ---------------------------------------------------------------- files in, files out
+
+
+@dataclass(frozen=True)
+class FossilsRequest:
+    """Extract the fossils of a labels file and export them (``microfossil fossils``).
+
+    Parameters
+    ----------
+    labels : path
+        The label volume (a segmentation).
+    outdir : path
+        The export folder (created if missing; must not be a file).
+    image : path, optional
+        The scan, for the crops and ``mean_intensity``; same shape as the labels.
+    which : str or int
+        The fossil class, by name or id.
+    min_voxels, min_volume_um3, split, fill_cavities
+        As :func:`~napari_microfossil.fossils.iter_extract_fossils`.
+    mesh_format : {"stl", "ply", "obj", "none", None}
+    crops : bool
+        Write a cropped TIFF (scan + mask) per fossil.
+    voxel_size : float or (z, y, x), optional
+        Voxel size in µm, overriding the files' metadata.
+    overwrite : bool
+        Replace the files of an earlier export.
+
+    Raises
+    ------
+    InputError
+        On construction, before anything is read: a missing input, an outdir that is
+        a file or already holds an export (without `overwrite`), a bad mesh format,
+        voxel size or size limit. The class is checked against the labels' names
+        and the scan's shape against the labels' when the use case starts, before
+        any work.
+    """
+
+    labels: Path
+    outdir: Path
+    image: Path | None = None
+    which: str | int = "fossil"
+    min_voxels: int = 0
+    min_volume_um3: float | None = None
+    split: bool = False
+    fill_cavities: bool = True
+    mesh_format: str | None = "stl"
+    crops: bool = False
+    voxel_size: tuple[float, float, float] | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("labels", "outdir", "image"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        for name in ("labels", "image"):
+            path = getattr(self, name)
+            if path is not None and not path.exists():
+                raise InputError(f"{name}: {path}: no such file or folder")
+        _check_folder(self.outdir)
+        object.__setattr__(self, "mesh_format", check_mesh_format(self.mesh_format))
+        if self.voxel_size is not None:
+            object.__setattr__(self, "voxel_size", parse_spacing(self.voxel_size))
+        if not str(self.which).strip():
+            raise InputError("class: expected a class name or id, got an empty text")
+        _whole(self.min_voxels, "min_voxels")
+        _check_min_volume(self.min_volume_um3)
+        for name in ("split", "fill_cavities", "crops", "overwrite"):
+            _flag(getattr(self, name), name)
+        if not self.overwrite:
+            existing = [self.outdir / n for n in ("fossils.csv", "instances.tif")]
+            existing = [p for p in existing if p.exists()]
+            if existing:
+                raise InputError(
+                    f"outdir: {str(existing[0])!r} already exists; "
+                    "choose another folder or pass overwrite=True (--overwrite)"
+                )
+
+
+@dataclass(frozen=True, eq=False)
+class FossilsResult:
+    """What :func:`iter_fossils` found and wrote.
+
+    Parameters
+    ----------
+    request : FossilsRequest
+    table : FossilTable
+    export : ExportResult
+    class_id : int
+    class_name : str
+    spacing : (float, float, float)
+        The voxel size used, µm (the scan's when the labels carry none).
+    """
+
+    request: FossilsRequest
+    table: FossilTable
+    export: ExportResult
+    class_id: int
+    class_name: str
+    spacing: tuple[float, float, float]
+
+
+def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
+    """Read the labels (and scan), extract the fossils and export them, yielding progress.
+
+    The voxel size is the labels' unless they carry none and the scan does. Only
+    headers are read before the class and the scan's shape are checked.
+
+    Raises
+    ------
+    InputError
+        From reading the files, an unknown class, or a scan of another shape.
+    """
+    r = request
+    labels = read_labels(r.labels, spacing=r.voxel_size)
+    cid, name = fossil_class(labels.class_names or (), r.which)
+    spacing = labels.spacing
+    image = None
+    if r.image is not None:
+        vol = read_volume(r.image, spacing=r.voxel_size, lazy=True)
+        if vol.shape != labels.shape:
+            raise InputError(
+                f"image: expected the labels' shape {labels.shape}, got {vol.shape} in {r.image}"
+            )
+        image = vol.load()
+        if labels.spacing_source == "default" and vol.spacing_source != "default":
+            spacing = vol.spacing
+    extract = ExtractRequest(
+        labels.load(),
+        class_names=labels.class_names or (),
+        which=cid,
+        spacing=spacing,
+        image=image,
+        min_voxels=r.min_voxels,
+        min_volume_um3=r.min_volume_um3,
+        split=r.split,
+        fill_cavities=r.fill_cavities,
+    )
+    table = yield from iter_extract(extract)
+    done = yield from iter_export(
+        ExportRequest(
+            table,
+            r.outdir,
+            image=image,
+            mesh_format=r.mesh_format,
+            crops=r.crops,
+            overwrite=r.overwrite,
+        )
+    )
+    return FossilsResult(
+        request=r,
+        table=table,
+        export=done.export,
+        class_id=cid,
+        class_name=name,
+        spacing=spacing,
+    )
