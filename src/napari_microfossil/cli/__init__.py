@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import InputError
 from . import fossils, info, sample, segment, train
-from ._common import Parser
+from ._common import Parser, in_cli_terms
 
 __all__ = ["build_parser", "main"]
 
@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except InputError as exc:
-        print(f"microfossil {args.command}: error: {exc}", file=sys.stderr)
+        message = in_cli_terms(str(exc), getattr(args, "options", {}))
+        print(f"microfossil {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"microfossil {args.command}: cancelled; no output was written", file=sys.stderr)

@@ -85,3 +85,15 @@ def check_output(path: Path, overwrite: bool, option: str = "-o") -> None:
 def add_common_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     sp.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def in_cli_terms(message: str, options: dict[str, str]) -> str:
+    """An engine message ``"outdir: ..."`` as the user typed it: ``"-o: ..."``.
+
+    Workflow requests name their fields; `options` maps those names to the command's
+    options (``{"outdir": "-o"}``), so an error names what the user can change.
+    """
+    name, sep, rest = message.partition(":")
+    if sep and name in options:
+        return f"{options[name]}:{rest}"
+    return message

@@ -7,6 +7,18 @@ from typing import Any
 
 from ._common import add_common_options, progress, spacing_arg
 
+#: Request fields named as this command's options, for error messages.
+OPTIONS = {
+    "outdir": "-o",
+    "image": "--image",
+    "class": "--class",
+    "min_voxels": "--min-voxels",
+    "min_volume_um3": "--min-volume",
+    "mesh_format": "--mesh",
+    "voxel_size": "--voxel-size",
+    "labels": "LABELS",
+}
+
 
 def add_parser(sub: Any) -> None:
     s = sub.add_parser("fossils", help="extract, measure and export each fossil")
@@ -28,7 +40,7 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--no-fill-cavities", action="store_true", help="do not fill enclosed chambers")
     s.add_argument("--voxel-size", type=float, nargs="+", metavar="UM")
     add_common_options(s)
-    s.set_defaults(func=run)
+    s.set_defaults(func=run, options=OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
