@@ -27,9 +27,11 @@ def check_tiling(tile: Any, overlap: Any, batch_size: Any = None) -> None:
     ------
     InputError
         Naming ``tile`` (not a multiple of 32), ``overlap`` (outside ``[0, 0.9)``) or
-        ``batch_size`` (not an integer >= 1; not checked when None).
+        ``batch_size`` (not an integer >= 1). ``tile`` or ``batch_size`` None (the
+        model's tile, a default batch) is not checked.
     """
-    check_size_multiple(tile, "tile")
+    if tile is not None:
+        check_size_multiple(tile, "tile")
     if not (isinstance(overlap, (int, float, np.floating)) and 0.0 <= overlap < MAX_OVERLAP):
         raise InputError(f"overlap: expected a fraction in [0, {MAX_OVERLAP}), got {overlap!r}")
     if batch_size is not None and (
