@@ -15,6 +15,7 @@ stops it before its next predictor call, and nothing is written.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,6 +206,32 @@ class SegmentRequest:
         if not scan.exists():
             raise InputError(f"scan: {scan}: no such file or folder")
         _model_spec(self.model)
+
+
+def parse_voxel_size(text: str) -> tuple[float, float, float]:
+    """A voxel size as typed: one value in µm (isotropic) or three, ``z, y, x`` (commas
+    or spaces between).
+
+    Raises
+    ------
+    InputError
+        Naming ``spacing``, unless one or three finite numbers > 0 were typed.
+    """
+    from ..io import parse_spacing
+
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        return parse_spacing(text)  # not numbers: refused, naming the text
+    return parse_spacing(values[0] if len(values) == 1 else values)
+
+
+def voxel_size_text(zyx: Any) -> str:
+    """A voxel size ``(z, y, x)`` as :func:`parse_voxel_size` reads it: one value when
+    the three are equal."""
+    values = [float(v) for v in zyx]
+    same = all(math.isclose(v, values[0], rel_tol=1e-9) for v in values)
+    return ", ".join(f"{v:g}" for v in (values[:1] if same else values))
 
 
 def _same_file(a: Path, b: Path) -> bool:
