@@ -290,11 +290,11 @@ def _segment_loaded(
 ) -> ProgressGen[tuple[Segmentation, SmoothingSuggestion | None]]:
     """Suggest a smoothing if asked for, then segment: the rule both use cases share."""
     found = None
-    sigma = None if options.smooth is None else options.smooth
+    sigma = options.smooth
     if options.auto_smooth:
         found = yield from iter_suggest_smoothing(volume, model, device=options.device)
         sigma = found.sigma
-    assert not isinstance(sigma, str)
+    assert not isinstance(sigma, str)  # "auto" was replaced just above
     seg = yield from iter_segment(
         volume, model, confidence=confidence, **options.engine_options(sigma)
     )
