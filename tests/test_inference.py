@@ -207,9 +207,9 @@ def test_blending_removes_seams():
     plane = np.zeros((256, 256), dtype=np.float32)
     kw = dict(num_classes=1, tile=64, overlap=0.5, batch_size=8)
     blended = next(predict_planes([plane], border_biased, **kw))[0]
-    from napari_microfossil import segmentation as inference
+    from napari_microfossil.segmentation.predict import predict_events
 
-    events = inference._predict_events([plane], border_biased, kind="constant", **kw)
+    events = predict_events([plane], border_biased, kind="constant", **kw)
     naive = next(v for k, v in events if k == "plane")[0]
     inner = (slice(16, -16), slice(16, -16))  # the image border has one tile only
     jump_blended = np.abs(np.diff(blended, axis=1))[inner].max()

@@ -388,3 +388,51 @@ def test_suggest_smoothing_needs_an_image(make_napari_viewer):
     widget = SegmentWidget(make_napari_viewer())
     assert widget.suggest_smoothing() is None
     assert "Suggest smoothing: image: choose an Image layer" in widget.status.text()
+
+
+def test_panel_fits_a_laptop_screen(make_napari_viewer):
+    from napari_microfossil._napari.segment_widget import SegmentWidget
+
+    widget = SegmentWidget(make_napari_viewer())
+    assert widget.minimumSizeHint().height() <= 600
+
+
+def test_models_come_from_the_plugin_context(make_napari_viewer, model_file, tmp_path):
+    """Models registered before the panel opened are listed; later ones follow the signal."""
+    from napari_microfossil._napari.context import PluginContext
+    from napari_microfossil._napari.segment_widget import SegmentWidget
+
+    viewer = make_napari_viewer()
+    ctx = PluginContext.of(viewer)
+    ctx.add_model(model_file, select=False)
+    widget = SegmentWidget(viewer)
+    assert widget.model.findData(str(model_file.resolve())) > 0
+    assert widget.model_path() == "default"
+
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(model_file.read_bytes())
+    ctx.add_model(other, select=False)
+    assert widget.model.findData(str(other.resolve())) > 0 and widget.model_path() == "default"
+    ctx.add_model(other, select=True)
+    assert widget.model_path() == str(other.resolve())
+    widget.add_model(model_file)  # the panel's own method goes through the context
+    assert str(model_file.resolve()) in ctx.models
+    assert widget.model_path() == str(model_file.resolve())
+
+
+def test_context_segment_runs_the_panel(setup, qtbot, model_file):
+    """Another panel (Fine-tune) segments through the context, naming model and image."""
+    from napari_microfossil._napari.context import PluginContext
+
+    viewer, widget = setup
+    viewer.add_image(np.zeros(SHAPE, np.uint16), name="other")
+    widget.image.set_layer("other")
+    widget.model.setCurrentIndex(0)  # "default"
+    ctx = PluginContext.of(viewer)
+    assert ctx.can_segment
+    worker = ctx.segment(model_file, "scan")
+    assert worker is widget.worker and worker is not None
+    assert widget.model_path() == str(model_file.resolve())
+    assert widget.image.layer().name == "scan"
+    wait_idle(qtbot, widget)
+    assert viewer.layers["scan fossils"].metadata["model"] == str(model_file.resolve())

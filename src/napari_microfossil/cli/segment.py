@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
-from ._common import add_common_options, check_output, progress, spacing_arg
+from ._common import add_common_options, progress, spacing_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -48,59 +47,37 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from ..io import read_volume, write_tiff
-    from ..model import load_model
     from ..normalise import check_smooth
-    from ..segmentation import iter_segment, iter_suggest_smoothing
+    from ..workflows.segment import SegmentOptions, SegmentRequest, iter_segment_scan
 
-    out = Path(args.output)
-    check_output(out, args.overwrite)
-    auto = args.smooth is not None and str(args.smooth).strip().lower() == "auto"
-    smooth = None if args.smooth is None or auto else check_smooth(args.smooth, "--smooth")
-    conf_path = Path(args.confidence) if args.confidence else None
-    if conf_path is not None:
-        check_output(conf_path, args.overwrite, "--confidence")
-    vol = read_volume(args.scan, spacing=spacing_arg(args.voxel_size))
-    model = load_model(args.model, device=args.device)
-    t0 = time.perf_counter()
-    if auto:
-        found = progress(
-            iter_suggest_smoothing(vol.data, model, device=args.device), quiet=args.quiet
-        )
-        smooth = found.sigma
-        print(found.describe())
-    seg = progress(
-        iter_segment(
-            vol.data,
-            model,
+    smooth = args.smooth
+    if smooth is not None and str(smooth).strip().lower() != "auto":
+        smooth = check_smooth(smooth, "--smooth")  # parse the text; the request checks the rest
+    request = SegmentRequest(
+        scan=Path(args.scan),
+        output=Path(args.output),
+        confidence=Path(args.confidence) if args.confidence else None,
+        model=args.model,
+        options=SegmentOptions(
             axes=args.axes,
             tile=args.tile,
             overlap=args.overlap,
             batch_size=args.batch_size,
             device=args.device,
-            confidence=conf_path is not None,
             flips=args.flips,
             smooth=smooth,
         ),
-        quiet=args.quiet,
+        voxel_size=spacing_arg(args.voxel_size),
+        overwrite=args.overwrite,
     )
-    dt = time.perf_counter() - t0
-    write_tiff(
-        out, seg.labels, spacing=vol.spacing, class_names=seg.class_names, overwrite=args.overwrite
-    )
-    if conf_path is not None and seg.confidence is not None:
-        write_tiff(conf_path, seg.confidence, spacing=vol.spacing, overwrite=args.overwrite)
-    counts = np.bincount(seg.labels.ravel(), minlength=len(seg.class_names))
-    shares = ", ".join(
-        f"{n} {100 * c / seg.labels.size:.1f}%"
-        for n, c in zip(seg.class_names, counts, strict=False)
-    )
-    nvox = seg.labels.size
+    result = progress(iter_segment_scan(request), quiet=args.quiet)
+    if result.smoothing is not None:
+        print(result.smoothing.describe())
+    dt = result.seconds
+    shares = ", ".join(f"{name} {100 * f:.1f}%" for name, f in result.shares.items())
     print(
-        f"Segmented {'x'.join(map(str, seg.labels.shape))} voxels along {seg.axes} in {dt:.1f} s "
-        f"({nvox / dt / 1e6:.2f} Mvoxel/s): {shares}\n  labels     {out}"
-        + (f"\n  confidence {conf_path}" if conf_path else "")
+        f"Segmented {'x'.join(map(str, result.shape))} voxels along {result.axes} in {dt:.1f} s "
+        f"({result.voxels / dt / 1e6:.2f} Mvoxel/s): {shares}\n  labels     {result.labels_path}"
+        + (f"\n  confidence {result.confidence_path}" if result.confidence_path else "")
     )
     return 0
