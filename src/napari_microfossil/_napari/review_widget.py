@@ -30,8 +30,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..axes import AXES
 from ..review import (
-    AXES,
     Marks,
     ReviewState,
     Sidecar,
