@@ -10,6 +10,8 @@ as plain functions and classes on arrays (the napari widget only wires them to l
 - :func:`slices_touched` and :func:`changed_slices` say which slices an edit touched.
 - :func:`erase_object` zeroes one 3D connected component; :class:`UndoStack` undoes it,
   keeping only the changed bounding-box crops, within a memory budget.
+- :class:`ReviewSession` ties these together for one volume under review (state,
+  edits, undo, the autosave schedule, change events), with no display.
 - :class:`Sidecar` autosaves labels and review state beside the scan
   (``<scan>.microfossil/``) so that a crash loses nothing that was saved: every save
   writes a new labels file, then replaces ``review.json`` (which names that file and
@@ -24,6 +26,7 @@ from .edits import (
     erase_object,
     slices_touched,
 )
+from .session import Change, ReviewSession, Snapshot, sidecar_for
 from .sidecar import SIDECAR_SUFFIX, STATE_FILE, Sidecar
 from .state import Marks, ReviewState
 from .suggest import next_slice_to_review, slice_confidence
@@ -31,15 +34,19 @@ from .suggest import next_slice_to_review, slice_confidence
 __all__ = [
     "SIDECAR_SUFFIX",
     "STATE_FILE",
+    "Change",
     "Edit",
     "Marks",
+    "ReviewSession",
     "ReviewState",
     "Sidecar",
+    "Snapshot",
     "UndoStack",
     "changed_slices",
     "edit_slices",
     "erase_object",
     "next_slice_to_review",
+    "sidecar_for",
     "slice_confidence",
     "slices_touched",
 ]
