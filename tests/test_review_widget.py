@@ -346,7 +346,7 @@ def test_napari_undo_and_layer_removal_are_saved(make_napari_viewer, qtbot, tmp_
     widget.flush()
     assert np.asarray(Sidecar(scan).load()[0]).any()
     layer.undo()  # napari's own undo emits no paint event
-    assert widget._dirty
+    assert widget.session.dirty
     viewer.layers.remove(layer)  # removing the layer saves at once
     assert widget.state is None
     labels, state, _ = Sidecar(scan).load()

@@ -24,6 +24,7 @@ from .edits import (
     changed_slices,
     edit_slices,
     erase_object,
+    first_labelled_on_ray,
     slices_touched,
 )
 from .session import Change, ReviewSession, Snapshot, sidecar_for
@@ -45,6 +46,7 @@ __all__ = [
     "changed_slices",
     "edit_slices",
     "erase_object",
+    "first_labelled_on_ray",
     "next_slice_to_review",
     "sidecar_for",
     "slice_confidence",

@@ -225,6 +225,35 @@ def erase_object(
     return Edit(bbox, mask, old)
 
 
+def first_labelled_on_ray(
+    labels: Any, start: Sequence[float], end: Sequence[float]
+) -> np.ndarray | None:
+    """The first point from `start` to `end` that lies on a labelled (non-zero) voxel.
+
+    What a click in a 3D view hits: the ray through the volume is walked in steps of
+    at most half a voxel.
+
+    Parameters
+    ----------
+    labels : array-like, shape (Z, Y, X)
+    start, end : sequence of 3 float
+        The ray's ends, in voxels (data coordinates).
+
+    Returns
+    -------
+    ndarray of float, shape (3,), or None
+        None if the ray crosses background only.
+    """
+    a, b = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+    n = int(np.ceil(np.linalg.norm(b - a))) * 2 + 1
+    for p in np.linspace(a, b, n):
+        idx = tuple(round(float(v)) for v in p)
+        inside = all(0 <= v < m for v, m in zip(idx, labels.shape, strict=True))
+        if inside and labels[idx] != 0:
+            return p
+    return None
+
+
 class UndoStack:
     """Undo for edits napari's own undo does not know about (e.g. :func:`erase_object`).
 

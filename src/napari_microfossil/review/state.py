@@ -178,6 +178,13 @@ class ReviewState:
     def is_reviewed(self, i: int) -> bool:
         return int(i) in self.reviewed
 
+    def slice_status(self, i: int) -> str:
+        """``"edited"``, ``"reviewed"`` or ``"not reviewed"``: what slice `i` is."""
+        i = int(i)
+        return (
+            "edited" if i in self.edited else "reviewed" if i in self.reviewed else "not reviewed"
+        )
+
     def summary(self) -> str:
         """``"k of N slices reviewed"``."""
         return f"{len(self.reviewed)} of {self.n_slices} slices reviewed"
