@@ -1,12 +1,11 @@
 """Review & correct: a view of a :class:`~napari_microfossil.review.ReviewSession`.
 
-The user paints with napari's own Labels tools. This panel keeps a session for the
-chosen labels layer, forwards the layer's events and the buttons into it, and draws it;
-the rules (what an edit marks, undo, the autosave schedule, restoring) are the session's.
-Its :class:`~napari_microfossil.review.ReviewState` is kept on the layer
-(:data:`layers.REVIEW`); other panels hear of changes through :class:`PluginContext`.
-A timer polls :meth:`ReviewSession.save_due`; a save's snapshot is taken here and written
-in a worker thread.
+The user paints with napari's own Labels tools. The panel keeps a session for the chosen
+labels layer, forwards the layer's events and its buttons into it, and draws it; the
+rules (what an edit marks, undo, the autosave schedule, restoring) are the session's.
+The state is kept on the layer (:data:`layers.REVIEW`); other panels hear of changes
+through :class:`PluginContext`. A timer polls :meth:`ReviewSession.save_due`; a save's
+snapshot is taken here and written in a worker thread.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from .layers import REVIEW as STATE_KEY  # the key other panels (and tests) read
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Image, Labels
+    from napari.layers import Labels
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +75,19 @@ class ReviewWidget(QWidget):
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self._window_filtered: QObject | None = None
-        self.viewer = napari_viewer
-        self.ctx = PluginContext.of(napari_viewer)
+        self.viewer, self.ctx = napari_viewer, PluginContext.of(napari_viewer)
         self.confirm: Callable[[str, str], bool] = confirm or self._ask
-        self.cache_dir = cache_dir
-        self.autosave_delay_s = autosave_delay_ms / 1000
+        self.cache_dir, self.autosave_delay_s = cache_dir, autosave_delay_ms / 1000
         self.session: ReviewSession | None = None
-        self._unsubscribe: Callable[[], None] | None = None
-        self._layer: Labels | None = None
-        self._offered: set[int] = set()  # layers (by id) offered their autosave once
-        self._history_len: tuple[int, int] = (0, 0)
         self.save_worker: Any = None
         self.last_error: str | None = None
-        self._conf_layer: Image | None = None  # the chosen confidence layer (follows renames)
+        self._layer: Labels | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._offered: set[int] = set()  # layers (by id) offered their autosave once
+        self._history_len = (0, 0)
+        self._conf_layer: Any = None  # the chosen confidence layer (renames are followed)
         self._mode_before_erase: str | None = None  # set while the erase mode is on
+        self._window_filtered: QObject | None = None
         self._timer = QTimer(self)  # polls the session's autosave schedule
         self._timer.setInterval(max(10, min(250, autosave_delay_ms // 4)))
         self._timer.timeout.connect(self._poll)
@@ -101,14 +98,14 @@ class ReviewWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
         self.viewer.dims.events.current_step.connect(self._update_labels)
-        app = QApplication.instance()
-        if app is not None:
+        if (app := QApplication.instance()) is not None:
             app.aboutToQuit.connect(self.flush)
         self._refresh_choices()
 
     def _build(self) -> None:
-        self.labels_combo, self.conf_combo = QComboBox(), QComboBox()
-        self.axis_combo, self.class_combo = QComboBox(), QComboBox()
+        self.labels_combo, self.conf_combo, self.axis_combo, self.class_combo = (
+            QComboBox() for _ in range(4)
+        )
         self.axis_combo.addItems(list(AXES))
         self.progress_label, self.slice_label = QLabel("no labels layer"), QLabel("")
         self.save_label = QLabel("")
@@ -129,31 +126,24 @@ class ReviewWidget(QWidget):
             f"erased. Or press {ERASE_KEY} with the mouse over it."
         )
         self.undo_button = QPushButton("Undo erase")
-
         body = QWidget()
-        column = QVBoxLayout(body)
-        form = QFormLayout()
+        form = QFormLayout(body)
         form.addRow("Labels", self.labels_combo)
         form.addRow("Confidence", self.conf_combo)
         form.addRow("Axis", self.axis_combo)
         form.addRow("Class", self.class_combo)
-        column.addLayout(form)
-        column.addWidget(self.progress_label)
-        column.addWidget(self.slice_label)
-        for row in (
-            (self.mark_button, self.unmark_button, self.next_button),
-            (self.erase_button, self.undo_button),
-        ):
+        form.addRow(self.progress_label)
+        form.addRow(self.slice_label)
+        for row in ((self.mark_button, self.unmark_button, self.next_button),
+                    (self.erase_button, self.undo_button)):  # fmt: skip
             buttons = QHBoxLayout()
             for button in row:
                 buttons.addWidget(button)
-            column.addLayout(buttons)
-        column.addWidget(self.save_label)
-        column.addStretch(1)
+            form.addRow(buttons)
+        form.addRow(self.save_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scrolling(body))
-
         self.labels_combo.currentIndexChanged.connect(self._on_labels_choice)
         self.conf_combo.currentIndexChanged.connect(self._on_conf_choice)
         self.axis_combo.currentTextChanged.connect(self.set_axis)
@@ -194,16 +184,13 @@ class ReviewWidget(QWidget):
 
     def _sync_state(self) -> None:
         """Take up a state another panel put on the layer, or start afresh if it dropped it."""
-        layer, session = self._layer, self.session
-        assert layer is not None and session is not None
-        st = layers.meta(layer).get(layers.REVIEW)
-        if st is session.state:
-            return
-        if isinstance(st, ReviewState):
-            session.adopt(st)
-        else:
-            session.follow_scan(layers.meta(layer).get(layers.SOURCE_PATH))
-            session.reset()
+        assert self._layer is not None and self.session is not None
+        st = layers.meta(self._layer).get(layers.REVIEW)
+        if isinstance(st, ReviewState) and st is not self.session.state:
+            self.session.adopt(st)
+        elif st is not self.session.state:
+            self.session.follow_scan(layers.meta(self._layer).get(layers.SOURCE_PATH))
+            self.session.reset()
 
     def _on_session(self, change: Change) -> None:
         if change != "saved" and self._layer is not None and self.session is not None:
@@ -213,21 +200,21 @@ class ReviewWidget(QWidget):
 
     # ------------------------------------------------------------------ layers
 
-    def _layers(self, kind: str) -> list[Any]:
-        from napari.layers import Image, Labels
+    def _labels_layers(self) -> list[Labels]:
+        from napari.layers import Labels
 
-        if kind == "image":
-            return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
         # The Fossils panel's instance layer holds fossil ids, not classes: not reviewable.
-        return [
-            ly
-            for ly in self.viewer.layers
-            if isinstance(ly, Labels) and ly.ndim == 3 and not layers.is_instance_layer(ly)
-        ]
+        found = [ly for ly in self.viewer.layers if isinstance(ly, Labels) and ly.ndim == 3]
+        return [ly for ly in found if not layers.is_instance_layer(ly)]
+
+    def _images(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
 
     def _refresh_choices(self) -> None:
         current = self._layer.name if self._layer is not None else None
-        found = self._layers("labels")
+        found = self._labels_layers()
         names = [ly.name for ly in found]
         self.labels_combo.blockSignals(True)
         self.labels_combo.clear()
@@ -243,9 +230,9 @@ class ReviewWidget(QWidget):
             self._select(results[-1] if results else found[0] if found else None)
 
     def _refresh_confidence(self) -> None:
-        """Fill the confidence chooser; keep the chosen layer (by identity: renames are
-        followed) or, with none chosen, take the one the labels name."""
-        images = self._layers("image")
+        """Fill the confidence chooser; keep the chosen layer or, with none chosen, take
+        the one the labels name."""
+        images = self._images()
         chosen = self._conf_layer if any(ly is self._conf_layer for ly in images) else None
         if chosen is None and self._layer is not None:
             wanted = layers.meta(self._layer).get(layers.CONFIDENCE_LAYER)
@@ -259,7 +246,7 @@ class ReviewWidget(QWidget):
 
     def _on_conf_choice(self, index: int) -> None:
         name = self.conf_combo.currentText()
-        self._conf_layer = next((ly for ly in self._layers("image") if ly.name == name), None)
+        self._conf_layer = next((ly for ly in self._images() if ly.name == name), None)
         self._update_labels()
 
     def _on_renamed(self, event: Any = None) -> None:
@@ -267,7 +254,7 @@ class ReviewWidget(QWidget):
         self._update_labels()
 
     def _on_labels_choice(self, index: int) -> None:
-        found = self._layers("labels")
+        found = self._labels_layers()
         if 0 <= index < len(found):
             self._select(found[index])
 
@@ -276,10 +263,12 @@ class ReviewWidget(QWidget):
         layer.events.name.connect(self._on_renamed)
         self._refresh_choices()
         current = self._layer
-        if layer is self._layer or not any(ly is layer for ly in self._layers("labels")):
+        if (
+            current is None
+            or layer is current
+            or all(ly is not layer for ly in self._labels_layers())
+        ):
             return  # chosen already, or not reviewable (e.g. the Fossils instance layer)
-        if current is None:
-            return
         if layers.is_segment_result(layer) and not layers.is_segment_result(current):
             # Segment added a result: it is what the user corrects, not (say) the
             # sample's ground truth. A Segment result already chosen stays.
@@ -306,10 +295,7 @@ class ReviewWidget(QWidget):
             (layer.events.set_data, self._on_set_data),
             (layer.events.selected_label, self._sync_class),
         ):
-            if on:
-                emitter.connect(cb)
-            else:
-                emitter.disconnect(cb)
+            (emitter.connect if on else emitter.disconnect)(cb)
 
     def _select(self, layer: Labels | None) -> None:
         if layer is self._layer:
@@ -326,11 +312,10 @@ class ReviewWidget(QWidget):
             self._update_labels()
             return
         st = layers.meta(layer).get(layers.REVIEW)
-        fresh = not isinstance(st, ReviewState)
         scan = layers.scan_path_of(layer, self.viewer.layers)
         session = self.session = ReviewSession(
             layer.data,
-            state=None if fresh else st,
+            state=st if isinstance(st, ReviewState) else None,
             axis=self.axis_combo.currentText() or "z",
             scan_path=scan,
             name=layer.name,
@@ -339,7 +324,7 @@ class ReviewWidget(QWidget):
         )
         layer.metadata[layers.REVIEW] = session.state
         self._unsubscribe = session.subscribe(self._on_session)
-        if fresh and id(layer) not in self._offered:
+        if not isinstance(st, ReviewState) and id(layer) not in self._offered:
             self._offered.add(id(layer))
             self._offer_restore(layer, session)
         folder = session.sidecar.folder if session.sidecar is not None else None
@@ -347,8 +332,9 @@ class ReviewWidget(QWidget):
         self._history_len = self._history_lengths(layer)
         self._connect(layer, True)
         wanted = layers.meta(layer).get(layers.CONFIDENCE_LAYER)
-        named = [ly for ly in self._layers("image") if wanted and ly.name == wanted]
-        self._conf_layer = named[0] if named else self._conf_layer
+        self._conf_layer = next(
+            (ly for ly in self._images() if wanted and ly.name == wanted), self._conf_layer
+        )
         self._refresh_confidence()
         self._fill_classes(layer)
         self.labels_combo.blockSignals(True)
@@ -357,7 +343,7 @@ class ReviewWidget(QWidget):
         self._show_axis(session.state.axis)
         where = "beside the scan" if scan else "in the cache (no scan path)"
         self.save_label.setText(f"Autosave {where}: {folder}")
-        self.ctx.set_review_layer(layer)
+        self.ctx.set_review_layer(layer)  # once its state is on it (restored or not)
         self._update_labels()
 
     def _offer_restore(self, layer: Labels, session: ReviewSession) -> None:
@@ -373,11 +359,10 @@ class ReviewWidget(QWidget):
             self.save_label.setText(f"Earlier autosave kept in {session.decline_restore()}")
             return
         try:
-            labels = session.restore()
+            layer.data = session.restore()  # before the layer's events are connected
         except (OSError, ValueError) as exc:
             self._report(f"could not restore the autosave: {exc}")
             return
-        layer.data = labels  # before the layer's events are connected: not an edit
         session.replace_labels(layer.data, edited=False)
 
     # ------------------------------------------------------------------ axis and slices
@@ -395,11 +380,10 @@ class ReviewWidget(QWidget):
 
     def set_axis(self, axis: str) -> None:
         """Step through slices along `axis` ("z", "y" or "x")."""
-        if self.state is None or self.session is None or axis not in AXES:
-            return
-        self.session.switch_axis(axis)
-        self._show_axis(axis)
-        self._update_labels()
+        if self.state is not None and self.session is not None and axis in AXES:
+            self.session.switch_axis(axis)
+            self._show_axis(axis)
+            self._update_labels()
 
     def current_slice(self) -> int | None:
         """Index of the slice shown, along the review axis, in the layer's voxels."""
@@ -407,18 +391,16 @@ class ReviewWidget(QWidget):
         if layer is None or st is None:
             return None
         pos = layer.world_to_data(self.viewer.dims.point)
-        i = int(np.round(pos[AXES.index(st.axis)]))
-        return min(max(i, 0), st.n_slices - 1)
+        return min(max(int(np.round(pos[AXES.index(st.axis)])), 0), st.n_slices - 1)
 
     def go_to_slice(self, i: int) -> None:
         layer, st = self._layer, self.state
-        if layer is None or st is None:
-            return
-        k = AXES.index(st.axis)
-        pos = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
-        pos[k] = i
-        world = layer.data_to_world(pos)
-        self.viewer.dims.set_point(self.viewer.dims.ndim - 3 + k, float(world[k]))
+        if layer is not None and st is not None:
+            k = AXES.index(st.axis)
+            pos = np.asarray(layer.world_to_data(self.viewer.dims.point), dtype=float)
+            pos[k] = i
+            world = layer.data_to_world(pos)
+            self.viewer.dims.set_point(self.viewer.dims.ndim - 3 + k, float(world[k]))
 
     # ------------------------------------------------------------------ review actions
 
@@ -446,7 +428,9 @@ class ReviewWidget(QWidget):
             return None
         conf = conf if conf is not None and conf in self.viewer.layers else None
         try:
-            i = session.next_slice(conf and conf.data, current=self.current_slice())
+            i = session.next_slice(
+                None if conf is None else conf.data, current=self.current_slice()
+            )
         except ValueError:
             self.slice_label.setText(f"'{conf.name}' does not match the labels' shape; ignored")
             i = session.next_slice(None, current=self.current_slice())
@@ -468,14 +452,12 @@ class ReviewWidget(QWidget):
         self._sync_class()
 
     def _on_class_choice(self, index: int) -> None:
-        value = self.class_combo.itemData(index)
-        if value is not None:
+        if (value := self.class_combo.itemData(index)) is not None:
             self.select_class(int(value))
 
     def select_class(self, value: int | str) -> None:
         """Paint with class `value` (an id or a class name)."""
-        layer = self._layer
-        if layer is None:
+        if (layer := self._layer) is None:
             return
         if isinstance(value, str):
             from ..classes import class_index
@@ -496,26 +478,23 @@ class ReviewWidget(QWidget):
     def set_erase_mode(self, on: bool) -> None:
         """While on, the next click on the canvas erases the object under it; the layer
         is in pan/zoom mode meanwhile (the click must not paint), then gets its mode back."""
-        layer, on = self._layer, bool(on) and self._layer is not None
-        callbacks = self.viewer.mouse_drag_callbacks
-        if on and self._mode_before_erase is None and layer is not None:
-            if self._on_erase_click not in callbacks:
-                callbacks.append(self._on_erase_click)
-            self._mode_before_erase = str(layer.mode)
-            if layer.mode != "pan_zoom":
-                layer.mode = "pan_zoom"
+        layer, was = self._layer, self._mode_before_erase
+        on = bool(on) and layer is not None
+        if on and was is None and layer is not None:
+            if self._on_erase_click not in self.viewer.mouse_drag_callbacks:
+                self.viewer.mouse_drag_callbacks.append(self._on_erase_click)
+            self._mode_before_erase, layer.mode = str(layer.mode), "pan_zoom"
             self.slice_label.setText("click the object to erase")
-        elif not on and self._mode_before_erase is not None:
+        elif not on and was is not None:
             # napari is iterating over the callbacks when a click ends the mode: drop ours
             # after that loop (removing it now would skip the next callback).
             QTimer.singleShot(0, self._drop_erase_callback)
-            mode, self._mode_before_erase = self._mode_before_erase, None
+            self._mode_before_erase = None
             if layer is not None and layer.mode == "pan_zoom":
-                layer.mode = mode
-        if self.erase_button.isChecked() != on:
-            self.erase_button.blockSignals(True)
-            self.erase_button.setChecked(on)
-            self.erase_button.blockSignals(False)
+                layer.mode = was
+        self.erase_button.blockSignals(True)
+        self.erase_button.setChecked(on)
+        self.erase_button.blockSignals(False)
 
     def _drop_erase_callback(self) -> None:
         callbacks = self.viewer.mouse_drag_callbacks
@@ -524,8 +503,9 @@ class ReviewWidget(QWidget):
 
     def _on_erase_click(self, viewer: Any, event: Any) -> None:
         """Viewer mouse-press callback of the erase mode: erase where the user clicked."""
-        if self._mode_before_erase is None or getattr(event, "type", "mouse_press") != (
-            "mouse_press"
+        if (
+            self._mode_before_erase is None
+            or getattr(event, "type", "mouse_press") != "mouse_press"
         ):
             return  # the mode ended (the callback goes next), or not a press
         try:
@@ -540,16 +520,14 @@ class ReviewWidget(QWidget):
     def _clicked_point(self, layer: Labels, event: Any) -> np.ndarray | None:
         """The clicked voxel (data coordinates); in 3D, the first labelled one on the ray."""
         pos = np.asarray(layer.world_to_data(event.position), dtype=float)
-        displayed = list(getattr(event, "dims_displayed", []) or [])
-        if self.viewer.dims.ndisplay != 3 or len(displayed) != 3:
+        shown = list(getattr(event, "dims_displayed", []) or [])
+        if self.viewer.dims.ndisplay != 3 or len(shown) != 3:
             return pos
-        start, end = layer.get_ray_intersections(
-            event.position, event.view_direction, displayed, world=True
-        )
-        if start is None or end is None:
+        ends = layer.get_ray_intersections(event.position, event.view_direction, shown, world=True)
+        if ends[0] is None or ends[1] is None:
             return None
         a, b = pos.copy(), pos.copy()
-        a[displayed], b[displayed] = start, end
+        a[shown], b[shown] = ends
         return first_labelled_on_ray(layer.data, a, b)
 
     def erase_under_cursor(self) -> bool:
@@ -618,8 +596,7 @@ class ReviewWidget(QWidget):
             return
         edited = f", {len(st.edited)} edited" if st.edited else ""
         self.progress_label.setText(f"{st.summary()} ({st.axis}){edited}")
-        i = self.current_slice()
-        if i is not None:
+        if (i := self.current_slice()) is not None:
             self.slice_label.setText(f"{st.axis} = {i}: {st.slice_status(i)}")
             done = st.is_reviewed(i)
             self.mark_button.setText("✓ Slice reviewed" if done else "Mark slice reviewed")
@@ -631,14 +608,14 @@ class ReviewWidget(QWidget):
 
     def _save_options(self) -> dict[str, Any]:
         """Follow a new scan the layer names; what a save records beside the labels."""
-        layer, session = self._layer, self.session
-        assert layer is not None and session is not None
-        session.follow_scan(layers.meta(layer).get(layers.SOURCE_PATH))
+        assert self._layer is not None and self.session is not None
+        md = layers.meta(self._layer)
+        self.session.follow_scan(md.get(layers.SOURCE_PATH))
         self._sync_state()
         return {
-            "spacing": tuple(abs(float(s)) or 1.0 for s in layer.scale[-3:]),
-            "class_names": layers.meta(layer).get(layers.CLASS_NAMES),
-            "extra": {"layer": layer.name},
+            "spacing": tuple(abs(float(s)) or 1.0 for s in self._layer.scale[-3:]),
+            "class_names": md.get(layers.CLASS_NAMES),
+            "extra": {"layer": self._layer.name},
         }
 
     def _poll(self) -> None:
@@ -650,21 +627,16 @@ class ReviewWidget(QWidget):
         session = self.session
         if session is None or not session.dirty:
             return
-        snap = session.snapshot(**self._save_options())
-        if snap is None:
+        if (snap := session.snapshot(**self._save_options())) is None:
             return  # a save is running: the next is due when it ends
         from napari.qt.threading import create_worker
-
-        def saved(path: Path) -> None:
-            session.saved(path)
-            self._show_saved(path)
 
         def failed(exc: BaseException) -> None:
             session.save_failed(exc)
             self._report(f"autosave failed: {exc}")
 
         worker = create_worker(snap.save, _ignore_errors=True)
-        worker.returned.connect(saved)
+        worker.returned.connect(lambda path: (session.saved(path), self._show_saved(path)))
         worker.errored.connect(failed)
         self.save_worker = worker
         worker.start()
@@ -682,9 +654,8 @@ class ReviewWidget(QWidget):
     def flush(self) -> None:
         """Save now, on this thread, if anything is unsaved (on close or layer removal)."""
         session = self.session
-        if session is None or self._layer is None:
+        if session is None or self._layer is None or not session.wait_for_save():
             return
-        session.wait_for_save()
         if not session.dirty:
             return
         try:
