@@ -288,7 +288,7 @@ class ReviewWidget(QWidget):
         self._refresh_choices()
 
     def _connect(self, layer: Labels, on: bool) -> None:
-        layer.bind_key(ERASE_KEY, (lambda _: self.erase_under_cursor()) if on else None)
+        layer.bind_key(ERASE_KEY, self._erase_key if on else None, overwrite=True)
         for emitter, cb in (
             (layer.events.paint, self._on_paint),
             (layer.events.data, self._on_data),
@@ -529,6 +529,10 @@ class ReviewWidget(QWidget):
         a, b = pos.copy(), pos.copy()
         a[shown], b[shown] = ends
         return first_labelled_on_ray(layer.data, a, b)
+
+    def _erase_key(self, layer: Any = None) -> None:
+        # A key press comes with the mouse over the canvas: the cursor is where the user looks.
+        self.erase_under_cursor()
 
     def erase_under_cursor(self) -> bool:
         """Erase the 3D connected object under the mouse cursor (``Shift-E``)."""
