@@ -134,8 +134,10 @@ class ReviewWidget(QWidget):
         form.addRow("Class", self.class_combo)
         form.addRow(self.progress_label)
         form.addRow(self.slice_label)
-        for row in ((self.mark_button, self.unmark_button, self.next_button),
-                    (self.erase_button, self.undo_button)):  # fmt: skip
+        for row in (
+            (self.mark_button, self.unmark_button, self.next_button),
+            (self.erase_button, self.undo_button),
+        ):
             buttons = QHBoxLayout()
             for button in row:
                 buttons.addWidget(button)

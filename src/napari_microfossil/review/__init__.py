@@ -18,6 +18,7 @@ as plain functions and classes on arrays (the napari widget only wires them to l
   holds its hash) in one atomic rename; a save torn by a crash is never read back.
 """
 
+from .autosave import AutosaveSchedule, Snapshot, sidecar_for
 from .edits import (
     Edit,
     UndoStack,
@@ -27,7 +28,7 @@ from .edits import (
     first_labelled_on_ray,
     slices_touched,
 )
-from .session import Change, ReviewSession, Snapshot, sidecar_for
+from .session import Change, ReviewSession
 from .sidecar import SIDECAR_SUFFIX, STATE_FILE, Sidecar
 from .state import Marks, ReviewState
 from .suggest import next_slice_to_review, slice_confidence
@@ -35,6 +36,7 @@ from .suggest import next_slice_to_review, slice_confidence
 __all__ = [
     "SIDECAR_SUFFIX",
     "STATE_FILE",
+    "AutosaveSchedule",
     "Change",
     "Edit",
     "Marks",

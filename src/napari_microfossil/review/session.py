@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ..errors import InputError
+from .autosave import AutosaveSchedule, Snapshot, sidecar_for
 from .edits import Edit, UndoStack, edit_slices, erase_object, slices_touched
 from .sidecar import Sidecar
 from .state import Marks, ReviewState
@@ -42,64 +41,6 @@ logger = logging.getLogger(__name__)
 #: sidecar) and ``"saved"`` (the only one that leaves the review record as it was).
 Change = Literal["edited", "labels", "marked", "undone", "axis", "reset", "restored", "saved"]
 Listener = Callable[[Change], None]
-
-
-def sidecar_for(
-    scan_path: str | os.PathLike[str] | None,
-    *,
-    name: str,
-    cache_dir: str | os.PathLike[str] | None = None,
-) -> Sidecar:
-    """The sidecar of labels of the scan at `scan_path`; with none, a cache folder keyed
-    by `name` (e.g. the layer name)."""
-    if scan_path:
-        return Sidecar(scan_path, cache_dir=cache_dir)
-    return Sidecar(name=name, cache_dir=cache_dir)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A copy of the labels and the state, taken for one save.
-
-    Attributes
-    ----------
-    sidecar : Sidecar
-    labels : ndarray, shape (Z, Y, X), unsigned int
-    state : ReviewState
-        A copy: the session goes on editing its own.
-    spacing : (z, y, x)
-        Voxel size in µm.
-    class_names : tuple of str, optional
-    extra : dict
-        Stored in ``review.json`` as is (e.g. the layer name).
-    """
-
-    sidecar: Sidecar
-    labels: np.ndarray
-    state: ReviewState
-    spacing: tuple[float, float, float]
-    class_names: tuple[str, ...] | None
-    extra: dict[str, Any]
-    _done: threading.Event = field(repr=False, compare=False)
-
-    def save(self) -> Path:
-        """Write the snapshot to its sidecar (any thread); returns ``review.json``'s path.
-
-        Raises
-        ------
-        OSError
-            If no folder is writable.
-        """
-        try:
-            return self.sidecar.save(
-                self.labels,
-                self.state,
-                spacing=self.spacing,
-                class_names=self.class_names,
-                extra=self.extra,
-            )
-        finally:
-            self._done.set()
 
 
 class ReviewSession:
@@ -144,8 +85,6 @@ class ReviewSession:
             raise ValueError(
                 f"labels: expected a (Z, Y, X) array; got shape {getattr(labels, 'shape', None)}"
             )
-        if autosave_delay_s < 0:
-            raise ValueError(f"autosave_delay_s: expected >= 0; got {autosave_delay_s}")
         self.labels = labels
         self.state = state if state is not None else ReviewState.for_volume(labels.shape, axis)
         self._fill_shape()
@@ -156,16 +95,9 @@ class ReviewSession:
             else None
         )
         self.undo_stack = UndoStack()
-        self.autosave_delay_s = float(autosave_delay_s)
-        self.clock = clock
+        self.autosave = AutosaveSchedule(delay_s=autosave_delay_s, clock=clock)
         self._listeners: list[Listener] = []
-        self._dirty = False
-        self._due_at: float | None = None
-        self._done = threading.Event()
-        self._done.set()
         self._conf: tuple[Any, str, np.ndarray] | None = None
-        #: Why the last save failed (None once one succeeds).
-        self.save_error: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"ReviewSession({self.state.summary()}, axis={self.state.axis!r}, {self.sidecar})"
@@ -199,8 +131,7 @@ class ReviewSession:
 
     def _changed(self, change: Change, *, dirty: bool = True) -> None:
         if dirty:
-            self._dirty = True
-            self._due_at = self.clock() + self.autosave_delay_s
+            self.autosave.changed()
         self._emit(change)
 
     # ---------------------------------------------------------------- labels
@@ -427,7 +358,7 @@ class ReviewSession:
         self.state = state
         self._fill_shape()
         self.undo_stack.clear()
-        self._dirty, self._due_at = False, None
+        self.autosave.clear()
         logger.info("restored review from %s", self.sidecar.folder)
         self._changed("restored", dirty=False)
         return self.labels
@@ -441,22 +372,21 @@ class ReviewSession:
     @property
     def dirty(self) -> bool:
         """Whether something changed since the last save began."""
-        return self._dirty
+        return self.autosave.dirty
 
     @property
     def saving(self) -> bool:
         """Whether a save (a :class:`Snapshot` taken, not yet written) is running."""
-        return not self._done.is_set()
+        return self.autosave.saving
+
+    @property
+    def save_error(self) -> BaseException | None:
+        """Why the last save failed (None once one succeeds)."""
+        return self.autosave.error
 
     def save_due(self, now: float | None = None) -> bool:
-        """Whether to start a save now: a change was followed by `autosave_delay_s` of
-        quiet, no save is running, and there is a sidecar.
-
-        After a failed save, the next is due only after the next change.
-        """
-        if self._due_at is None or self.sidecar is None or self.saving:
-            return False
-        return (self.clock() if now is None else now) >= self._due_at
+        """Whether to start a save now (:meth:`AutosaveSchedule.due`), given a sidecar."""
+        return self.sidecar is not None and self.autosave.due(now)
 
     def snapshot(
         self,
@@ -479,14 +409,12 @@ class ReviewSession:
         extra : dict, optional
             JSON-serialisable values for ``review.json``.
         """
-        if not self._dirty or self.sidecar is None or self.saving:
+        if not self.dirty or self.sidecar is None or self.saving:
             return None
         labels = np.array(self.labels, copy=True)
         if labels.dtype.kind == "i":
             labels = labels.astype(f"u{labels.dtype.itemsize}")
         z, y, x = (float(s) for s in spacing)
-        self._dirty, self._due_at = False, None
-        self._done.clear()
         return Snapshot(
             sidecar=self.sidecar,
             labels=labels,
@@ -494,27 +422,23 @@ class ReviewSession:
             spacing=(z, y, x),
             class_names=tuple(class_names) if class_names is not None else None,
             extra=dict(extra or {}),
-            _done=self._done,
+            _done=self.autosave.begin(),
         )
 
     def saved(self, path: Path) -> None:
         """A snapshot was written to `path` (call on the thread that edits)."""
-        self.save_error = None
+        self.autosave.succeeded()
         self._changed("saved", dirty=False)
 
     def save_failed(self, exc: BaseException) -> None:
-        """A snapshot could not be written: the changes count as unsaved again.
-
-        No save is due until the next change (a failing disk is not retried in a loop);
-        :meth:`save` still tries.
-        """
-        self._done.set()
-        self._dirty = True
-        self.save_error = exc
+        """A snapshot could not be written: the changes count as unsaved again; no save
+        is due until the next change (a failing disk is not retried in a loop), but
+        :meth:`save` still tries."""
+        self.autosave.failed(exc)
 
     def wait_for_save(self, timeout: float | None = 60.0) -> bool:
         """Block until a running save ends; True if none is running then."""
-        return self._done.wait(timeout)
+        return self.autosave.wait(timeout)
 
     def save(
         self,
