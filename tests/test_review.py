@@ -26,6 +26,7 @@ from napari_microfossil.review import (
     changed_slices,
     edit_slices,
     erase_object,
+    first_labelled_on_ray,
     next_slice_to_review,
     slice_confidence,
     slices_touched,
@@ -271,6 +272,17 @@ def test_erase_object_larger_than_first_search_box():
         erase_object(labels, (8, 0, 0))
     with pytest.raises(ValueError, match="connectivity"):
         erase_object(labels, (6, 6, 50), connectivity=5)
+
+
+def test_first_labelled_on_ray_and_slice_status():
+    labels = np.zeros((8, 8, 8), np.uint8)
+    labels[5, 3, 3] = 2
+    hit = first_labelled_on_ray(labels, (-2.0, 3.0, 3.0), (10.0, 3.0, 3.0))
+    assert hit is not None and round(hit[0]) == 5 and tuple(np.round(hit[1:])) == (3, 3)
+    assert first_labelled_on_ray(labels, (10.0, 3.0, 3.0), (-2.0, 3.0, 3.0))[0] >= 4.5
+    assert first_labelled_on_ray(labels, (0.0, 0.0, 0.0), (7.0, 7.0, 0.0)) is None
+    state = ReviewState(n_slices=8, reviewed={1}, edited={2})
+    assert [state.slice_status(i) for i in (1, 2, 3)] == ["reviewed", "edited", "not reviewed"]
 
 
 def test_undo_keeps_later_edits_and_budget():

@@ -346,7 +346,7 @@ def test_napari_undo_and_layer_removal_are_saved(make_napari_viewer, qtbot, tmp_
     widget.flush()
     assert np.asarray(Sidecar(scan).load()[0]).any()
     layer.undo()  # napari's own undo emits no paint event
-    assert widget._dirty
+    assert widget.session.dirty
     viewer.layers.remove(layer)  # removing the layer saves at once
     assert widget.state is None
     labels, state, _ = Sidecar(scan).load()
@@ -572,3 +572,36 @@ def test_autosave_goes_beside_the_scan_segment_names(make_napari_viewer, tmp_pat
     widget = ReviewWidget(viewer, confirm=_fail_question, cache_dir=tmp_path / "cache")
     assert widget.layer is layer
     assert widget.sidecar is not None and widget.sidecar.scan_path == b
+
+
+def test_panel_fits_a_small_screen(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    _, _, widget = _setup(viewer, tmp_path)
+    assert widget.minimumSizeHint().height() <= 600  # a 1366x768 screen, with napari's bars
+
+
+def test_other_panels_hear_of_the_review_through_the_context(make_napari_viewer, tmp_path):
+    from napari_microfossil._napari.context import PluginContext
+
+    viewer = make_napari_viewer()
+    ctx = PluginContext.of(viewer)
+    chosen, changed = [], []
+    ctx.review_layer_changed.connect(chosen.append)
+    ctx.review_changed.connect(changed.append)
+    _, layer, widget = _setup(viewer, tmp_path, labels=_erase_labels(), delay=60_000)
+    assert ctx.review_layer is layer and chosen == [layer] and changed == []
+
+    widget.go_to_slice(1)
+    widget.mark_current_reviewed()
+    layer.paint((2, 30, 30), 2)
+    assert widget.erase_at(layer.data_to_world((3, 6, 6)))
+    assert widget.undo_erase()
+    widget.axis_combo.setCurrentText("y")
+    assert changed == [layer] * 5  # marked, painted, erased, undone, axis switched
+    assert widget.state.reviewed_slices() == {"z": [1, 2]}
+
+    layer.metadata.pop(STATE_KEY)  # what Segment does before it replaces the labels
+    assert widget.state is layer.metadata[STATE_KEY] and not widget.state.reviewed
+    assert len(changed) == 6  # a fresh record is a change too
+    viewer.layers.remove(layer)
+    assert ctx.review_layer is None and chosen[-1] is None

@@ -1,0 +1,345 @@
+"""Autosave of a review beside its scan (``<scan>.microfossil/``).
+
+A crash loses nothing that was saved: every save writes a new labels file, then
+replaces ``review.json`` (which names that file and holds its hash) in one atomic
+rename; a save torn by a crash is never read back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import atomic_path, parse_spacing, read_labels, write_tiff
+from .state import ReviewState
+
+logger = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".microfossil"
+STATE_FILE = "review.json"
+FORMAT_VERSION = 1
+_LABELS_GLOB = "labels-*.tif"
+# Temp files of a killed save are removed by a later save once they are this old, so a
+# save running in another process at the same moment keeps its own.
+_STALE_TEMP_S = 600.0
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "napari-microfossil"
+
+
+def _digest(labels: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(f"{labels.dtype.str}{labels.shape}".encode())
+    h.update(np.ascontiguousarray(labels).view(np.uint8).data)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    # A crash of napari keeps what the OS has buffered; this also survives power loss.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _writable_dir(folder: Path) -> bool:
+    """Whether files can be created in `folder` (created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+class Sidecar:
+    """Autosaved labels and review state of one scan.
+
+    They live in the folder ``<scan path>.microfossil/`` beside the scan (for a folder
+    of slices: beside that folder). If that is not writable, or there is no scan path,
+    in ``~/.cache/napari-microfossil/<hash>/`` (``$XDG_CACHE_HOME`` is honoured).
+
+    A save writes ``labels-<id>.tif`` (a new name each time), then ``review.json``
+    naming that file with its shape, dtype and hash, each through a temp file renamed
+    into place; only then are older labels files deleted. At any moment, even after a
+    kill mid-save, ``review.json`` names a complete labels file.
+
+    Parameters
+    ----------
+    scan_path : str or path, optional
+        The scan the labels belong to.
+    name : str, optional
+        With no `scan_path`: a key (e.g. the layer name) for a folder in the cache.
+    cache_dir : str or path, optional
+        Root of the fallback folders; ``~/.cache/napari-microfossil`` by default.
+    """
+
+    def __init__(
+        self,
+        scan_path: str | os.PathLike[str] | None = None,
+        *,
+        name: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if scan_path is None and not name:
+            raise ValueError("scan_path, name: expected a scan path or a name; got neither")
+        self.scan_path = Path(os.path.abspath(os.fspath(scan_path))) if scan_path else None
+        self.name = name
+        self.cache_root = Path(cache_dir) if cache_dir is not None else _cache_root()
+        key = str(self.scan_path) if self.scan_path is not None else f"name:{name}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.cache_folder = self.cache_root / digest
+        self.beside_folder = (
+            self.scan_path.with_name(self.scan_path.name + SIDECAR_SUFFIX)
+            if self.scan_path is not None
+            else None
+        )
+        self._folder: Path | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Sidecar({self.folder})"
+
+    @property
+    def candidates(self) -> list[Path]:
+        """Folders a save may be in, preferred first."""
+        out = [self.beside_folder] if self.beside_folder is not None else []
+        return [*out, self.cache_folder]
+
+    @property
+    def folder(self) -> Path:
+        """Where the next save goes (the last one's folder once saved or loaded)."""
+        if self._folder is not None:
+            return self._folder
+        if self.beside_folder is not None:
+            parent = self.beside_folder.parent
+            there = self.beside_folder if self.beside_folder.exists() else parent
+            if os.access(there, os.W_OK | os.X_OK):
+                return self.beside_folder
+        return self.cache_folder
+
+    def _choose_folder(self) -> Path:
+        if self._folder is not None and _writable_dir(self._folder):
+            return self._folder
+        for folder in self.candidates:
+            if _writable_dir(folder):
+                if folder != self.candidates[0]:
+                    logger.warning(
+                        "%s is not writable; autosaving review to %s",
+                        self.candidates[0],
+                        folder,
+                    )
+                else:
+                    logger.info("autosaving review to %s", folder)
+                self._folder = folder
+                if not (folder / "README.txt").exists():
+                    _write_readme(folder, self.scan_path)
+                return folder
+        raise OSError(f"no writable folder for the review autosave among {self.candidates}")
+
+    # ---------------------------------------------------------------- save
+
+    def save(
+        self,
+        labels: np.ndarray,
+        state: ReviewState,
+        *,
+        spacing: float | tuple[float, float, float] = (1.0, 1.0, 1.0),
+        class_names: Sequence[str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Save `labels` and `state` atomically; returns the ``review.json`` path.
+
+        Parameters
+        ----------
+        labels : ndarray, shape (Z, Y, X), unsigned int
+            A snapshot: don't modify it while the save runs (another thread).
+        state : ReviewState
+        spacing : float or (z, y, x)
+            Voxel size in µm, kept in the labels file.
+        class_names : sequence of str, optional
+        extra : dict, optional
+            JSON-serialisable values stored in ``review.json`` (e.g. the layer name).
+
+        Raises
+        ------
+        ValueError
+            If `labels` is not 3D integers.
+        OSError
+            If no folder is writable.
+        """
+        labels = np.asarray(labels)
+        if labels.ndim != 3 or labels.dtype.kind not in "biu":
+            raise ValueError(
+                f"labels: expected a (Z, Y, X) integer array; got {labels.dtype} {labels.shape}"
+            )
+        state_dict = state.to_dict()  # before any slow work: the caller may edit `state` next
+        with self._lock:
+            folder = self._choose_folder()
+            token = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            labels_name = f"labels-{token}.tif"
+            digest = _digest(labels)
+            path = write_tiff(
+                folder / labels_name,
+                labels,
+                spacing=spacing,
+                class_names=class_names,
+                # zstd: 4x faster than zlib on labels, read by tifffile (imagecodecs).
+                compression="zstd",
+                metadata={"review_save": token},
+            )
+            _fsync(path)
+            now = datetime.now(timezone.utc)
+            record = {
+                "format": "napari-microfossil review",
+                "version": FORMAT_VERSION,
+                "scan_path": str(self.scan_path) if self.scan_path else None,
+                "name": self.name,
+                "saved_at": now.isoformat(),
+                "labels_file": labels_name,
+                "shape": list(labels.shape),
+                "dtype": labels.dtype.name,
+                "sha256": digest,
+                "spacing": list(parse_spacing(spacing)),
+                "class_names": list(class_names) if class_names is not None else None,
+                "state": state_dict,
+                "extra": dict(extra or {}),
+            }
+            target = folder / STATE_FILE
+            with atomic_path(target) as tmp:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump(record, f, indent=1)
+                    f.flush()
+                    os.fsync(f.fileno())
+            self._cleanup(folder, keep=labels_name)
+        logger.debug("review autosaved to %s", target)
+        return target
+
+    @staticmethod
+    def _cleanup(folder: Path, *, keep: str) -> None:
+        now = time.time()
+        for p in folder.glob(_LABELS_GLOB):
+            if p.name != keep:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        for p in folder.glob(".*.tmp.*"):
+            with contextlib.suppress(OSError):
+                if now - p.stat().st_mtime > _STALE_TEMP_S:
+                    p.unlink()
+
+    # ---------------------------------------------------------------- load
+
+    def _record(self, folder: Path) -> dict[str, Any] | None:
+        try:
+            with open(folder / STATE_FILE, encoding="utf-8") as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(rec, dict) or rec.get("version") != FORMAT_VERSION:
+            return None
+        name = rec.get("labels_file")
+        if not isinstance(name, str) or not (folder / name).is_file():
+            return None
+        return rec
+
+    def _latest(self) -> tuple[Path, dict[str, Any]] | None:
+        found = [(f, r) for f in self.candidates if (r := self._record(f)) is not None]
+        if not found:
+            return None
+        return max(found, key=lambda fr: str(fr[1].get("saved_at", "")))
+
+    def exists(self) -> bool:
+        """Whether a save is there (cheap: the labels are not read or checked)."""
+        return self._latest() is not None
+
+    @property
+    def saved_at(self) -> datetime | None:
+        """When the last save finished (UTC), or None."""
+        latest = self._latest()
+        if latest is None:
+            return None
+        with contextlib.suppress(ValueError, TypeError):
+            return datetime.fromisoformat(latest[1]["saved_at"])
+        return None
+
+    def load(self) -> tuple[np.ndarray, ReviewState, dict[str, Any]]:
+        """The last save: labels, review state and the rest of ``review.json``.
+
+        Raises
+        ------
+        InputError
+            If there is no save, or the labels file does not match the hash, shape and
+            dtype ``review.json`` recorded (a damaged file).
+        """
+        latest = self._latest()
+        if latest is None:
+            raise InputError(f"{self.folder}: no autosaved review found")
+        folder, rec = latest
+        path = folder / rec["labels_file"]
+        labels = read_labels(path).data
+        if labels.dtype.name != rec.get("dtype"):
+            labels = labels.astype(rec["dtype"])
+        if list(labels.shape) != rec.get("shape") or _digest(labels) != rec.get("sha256"):
+            raise InputError(
+                f"{path}: autosaved labels do not match {folder / STATE_FILE} (shape "
+                f"{labels.shape}, expected {tuple(rec.get('shape', ()))}, or a different "
+                f"hash); the file is damaged"
+            )
+        self._folder = folder
+        meta = {k: v for k, v in rec.items() if k != "state"}
+        meta["folder"] = str(folder)
+        return labels, ReviewState.from_dict(rec["state"]), meta
+
+    def archive(self) -> Path | None:
+        """Move the last save into a dated subfolder, so the next save does not replace it.
+
+        Used when the user declines to restore: their earlier work stays on disk.
+        """
+        latest = self._latest()
+        if latest is None:
+            return None
+        folder, rec = latest
+        dest = folder / f"declined-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        dest.mkdir()
+        os.replace(folder / rec["labels_file"], dest / rec["labels_file"])
+        os.replace(folder / STATE_FILE, dest / STATE_FILE)
+        logger.info("previous autosave kept in %s", dest)
+        return dest
+
+    def remove(self) -> None:
+        """Delete every save of this scan (all candidate folders)."""
+        for folder in self.candidates:
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+        self._folder = None
+
+
+def _write_readme(folder: Path, scan: Path | None) -> None:
+    text = (
+        "Autosaved corrections of napari-microfossil's Review & correct widget"
+        + (f" for {scan}" if scan else "")
+        + ".\nreview.json names the current labels file; reopen the scan in napari to "
+        "restore them, or read the labels-*.tif file directly.\n"
+    )
+    with contextlib.suppress(OSError):
+        (folder / "README.txt").write_text(text, encoding="utf-8")

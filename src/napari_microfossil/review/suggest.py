@@ -1,0 +1,110 @@
+"""Where to look next: the unreviewed slice where the model was least confident."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ..axes import axis_index
+from .state import ReviewState
+
+
+def slice_confidence(confidence: Any, axis: str | int = "z") -> np.ndarray:
+    """Mean confidence of each slice along `axis`.
+
+    Parameters
+    ----------
+    confidence : array-like, shape (Z, Y, X)
+        Per-voxel confidence, e.g. ``Segmentation.confidence`` (uint8, percent). Lazy
+        arrays (zarr, memory maps) are read one slice at a time.
+    axis : {"z", "y", "x"}
+
+    Returns
+    -------
+    ndarray of float64, shape (n_slices,)
+        In the units of `confidence`.
+    """
+    ax = axis_index(axis)
+    if getattr(confidence, "ndim", None) != 3:
+        raise ValueError(
+            f"confidence: expected a (Z, Y, X) array; got shape "
+            f"{getattr(confidence, 'shape', type(confidence))}"
+        )
+    others = tuple(i for i in range(3) if i != ax)
+    if type(confidence) is np.ndarray:
+        # float64 accumulation is buffered: no float copy of the volume is made.
+        return np.asarray(np.mean(confidence, axis=others, dtype=np.float64))
+    n = int(confidence.shape[ax])
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        key: list[Any] = [slice(None)] * 3
+        key[ax] = i
+        out[i] = float(np.mean(np.asarray(confidence[tuple(key)]), dtype=np.float64))
+    return out
+
+
+def _spread_pick(candidates: np.ndarray, reviewed: Iterable[int], n: int) -> int:
+    """The candidate farthest from every reviewed slice (the middle when none is)."""
+    done = np.array(sorted(reviewed), dtype=np.int64)
+    if done.size == 0:
+        return int(candidates[np.argmin(np.abs(candidates - (n - 1) / 2))])
+    pos = np.searchsorted(done, candidates)
+    left = np.where(pos > 0, candidates - done[np.maximum(pos - 1, 0)], np.iinfo(np.int64).max)
+    right = np.where(
+        pos < done.size, done[np.minimum(pos, done.size - 1)] - candidates, np.iinfo(np.int64).max
+    )
+    return int(candidates[np.argmax(np.minimum(left, right))])
+
+
+def next_slice_to_review(
+    state: ReviewState,
+    confidence: Any = None,
+    *,
+    current: int | None = None,
+) -> int | None:
+    """The unreviewed slice most worth the user's time.
+
+    Parameters
+    ----------
+    state : ReviewState
+    confidence : array-like, optional
+        Per-voxel confidence ``(Z, Y, X)``, or per-slice confidence along ``state.axis``
+        (1-D, length ``state.n_slices``, e.g. from :func:`slice_confidence`, cached by
+        the caller). The unreviewed slice with the lowest mean is chosen.
+    current : int, optional
+        The slice shown now; breaks ties (and, with no confidence, decides) in favour of
+        the nearest unreviewed slice. Without it, ties go to the slice farthest from any
+        reviewed one, so the picks spread evenly through the volume.
+
+    Returns
+    -------
+    int or None
+        None when every slice is reviewed.
+    """
+    n = state.n_slices
+    reviewed = np.zeros(n, dtype=bool)
+    if state.reviewed:
+        reviewed[np.fromiter(state.reviewed, dtype=np.int64)] = True
+    candidates = np.flatnonzero(~reviewed)
+    if candidates.size == 0:
+        return None
+    if confidence is not None:
+        per = np.asarray(confidence, dtype=np.float64) if np.ndim(confidence) == 1 else None
+        if per is None:
+            per = slice_confidence(confidence, state.axis)
+        if per.shape != (n,):
+            raise ValueError(
+                f"confidence: expected {n} values along {state.axis!r} (or a volume with "
+                f"{n} slices along it); got shape {per.shape}"
+            )
+        score = per[candidates]
+        finite = np.isfinite(score)
+        if finite.any():
+            low = np.min(score[finite])
+            tie = finite & np.isclose(score, low, rtol=0.0, atol=1e-9)
+            candidates = candidates[tie]
+    if current is not None:
+        return int(candidates[np.argmin(np.abs(candidates - int(current)))])
+    return _spread_pick(candidates, state.reviewed, n)
