@@ -126,9 +126,21 @@ class PluginContext(QObject):
 
     # ---------------------------------------------------------------- segment
 
-    def provide_segmenter(self, segment: Callable[[str, str | None], Any] | None) -> None:
-        """Segment registers how to segment an image layer (by name) with a model file."""
+    def provide_segmenter(
+        self, segment: Callable[[str, str | None], Any] | None, *, owner: QObject | None = None
+    ) -> None:
+        """Segment registers how to segment an image layer (by name) with a model file.
+
+        With `owner` (the Segment panel), the registration ends when it is destroyed,
+        so a closed panel is never asked to segment.
+        """
         self._segmenter = segment
+        if owner is not None and segment is not None:
+            owner.destroyed.connect(lambda *_: self._drop_segmenter(segment))
+
+    def _drop_segmenter(self, segment: Callable[[str, str | None], Any]) -> None:
+        if self._segmenter is segment:
+            self._segmenter = None
 
     @property
     def can_segment(self) -> bool:

@@ -169,7 +169,7 @@ class SegmentWidget(QWidget):
         for path in ctx.models:
             self._show_model(path, select=False)
         ctx.model_added.connect(self._show_model)
-        ctx.provide_segmenter(self.segment_with)
+        ctx.provide_segmenter(self.segment_with, owner=self)
         self._on_model_changed()
 
     def showEvent(self, event: Any) -> None:

@@ -6,11 +6,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Generator, Sequence
-from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from .._progress import Progress
 from ..errors import InputError
+from ..workflows.outputs import check_output
+
+__all__ = [
+    "Parser",
+    "add_common_options",
+    "check_output",
+    "in_cli_terms",
+    "progress",
+    "spacing_arg",
+]
 
 T = TypeVar("T")
 
@@ -73,13 +82,6 @@ def spacing_arg(values: Sequence[float] | None) -> tuple[float, float, float] | 
     raise InputError(
         f"--voxel-size: expected 1 value (isotropic) or 3 values Z Y X in µm, got {len(values)}"
     )
-
-
-def check_output(path: Path, overwrite: bool, option: str = "-o") -> None:
-    if path.exists() and not overwrite:
-        raise InputError(f"{option}: {path} already exists; pass --overwrite to replace it")
-    if not path.parent.exists():
-        raise InputError(f"{option}: folder {path.parent} does not exist")
 
 
 def add_common_options(sp: argparse.ArgumentParser) -> None:

@@ -35,23 +35,10 @@ from ..segmentation import (
     iter_segment,
     iter_suggest_smoothing,
 )
+from .outputs import check_output
 
 #: The ``smooth`` value that asks for :func:`~napari_microfossil.segmentation.iter_suggest_smoothing`.
 AUTO = "auto"
-
-
-def check_output(path: Path, overwrite: bool, option: str = "-o") -> None:
-    """Refuse an output that exists (unless `overwrite`) or whose folder does not.
-
-    Raises
-    ------
-    InputError
-        Naming `option`, the path, and how to fix it.
-    """
-    if path.exists() and not overwrite:
-        raise InputError(f"{option}: {path} already exists; pass --overwrite to replace it")
-    if not path.parent.exists():
-        raise InputError(f"{option}: folder {path.parent} does not exist")
 
 
 @dataclass(frozen=True)
