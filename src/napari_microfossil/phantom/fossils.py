@@ -18,6 +18,7 @@ from .geometry import (
     coverage,
     half_extent,
     offsets,
+    random_direction,
     random_rotation,
     signed_distance,
 )
@@ -80,8 +81,7 @@ def place_fossils(
         if placed and rng.random() < 0.15:
             # a neighbour touching an earlier fossil, to exercise instance splitting
             other = placed[int(rng.integers(len(placed)))]
-            v = rng.standard_normal(3)
-            v /= np.linalg.norm(v) or 1.0
+            v = random_direction(rng)
             gap = 0.5 * (other["size_voxels"] + size) * rng.uniform(0.55, 0.8)
             centre = np.asarray(other["centre"]) + v * gap
         else:
@@ -95,7 +95,7 @@ def place_fossils(
                 uniform(rng, (style.wall_thickness[0], min(style.wall_thickness[1], 2.5))),
                 0.2 * size,
             )
-        fill = parts[0].fill if kind == "ostracod" else fossil_fill(parts)
+        fill = fossil_fill(parts)
         geopetal = (float(rng.uniform(-0.5, 0.4)), str(rng.choice(["spar", "empty"])))
         hinge = float(rng.uniform(0.0, 0.35))
         half_ext = np.max(
@@ -123,9 +123,7 @@ def place_fossils(
             continue
         fid = len(placed) + 1
         inst[solid & (inst == 0)] = fid
-        free = 1.0 - cover_all[fbox]
-        value_all[fbox] += value * free
-        cover_all[fbox] += cover * free
+        _add_under(cover_all, value_all, fbox, cover, value)
         fossil_vox += n_solid - clash
         misses = 0  # count consecutive failures only: a crowded volume stops early
         placed.append(
@@ -144,7 +142,7 @@ def place_fossils(
 def render_fossil(
     parts: list[Ellipsoid],
     centre: np.ndarray,
-    box: Box,
+    bbox: Box,
     *,
     kind: str,
     wall_t: float,
@@ -152,18 +150,45 @@ def render_fossil(
     hinge: float,
     geopetal: tuple[float, str],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw one fossil inside ``box``.
+    """Draw one fossil inside ``bbox``.
 
-    Returns the crisp body mask (voxel centres inside the outer surface), the partial
-    coverage and the coverage-weighted attenuation. Chambers are added in growth order
-    and never overwrite an earlier chamber, so the walls of earlier chambers stay as
-    septa between them.
+    Chambers are added in growth order and never overwrite an earlier chamber, so the
+    walls of earlier chambers stay as septa between them.
+
+    Parameters
+    ----------
+    parts : list of Ellipsoid
+        The fossil's chambers (or carapace), relative to ``centre``.
+    centre : ndarray, shape (3,)
+        The fossil's centre (z, y, x) in the volume, in voxels.
+    bbox : (slice, slice, slice)
+        The box of the volume to draw in.
+    kind : str
+        ``"foraminifer"`` or ``"ostracod"`` (only ostracods have a hinge).
+    wall_t : float
+        Wall thickness, in voxels.
+    mat : Materials
+        The volume's attenuations.
+    hinge : float
+        Ostracods: how much fainter the wall is along the dorsal hinge (0 to 1).
+    geopetal : (float, str)
+        For ``"mixed"`` chambers: the level of the settled mud, as a fraction of the
+        chamber's smallest semi-axis from its centre along z, and the fill above it.
+
+    Returns
+    -------
+    solid : ndarray of bool, shape of ``bbox``
+        Voxel centres inside the outer surface (the truth).
+    cover : ndarray of float32, shape of ``bbox``
+        Partial coverage of each voxel.
+    value : ndarray of float32, shape of ``bbox``
+        Attenuation, premultiplied by ``cover``.
     """
-    shape = tuple(s.stop - s.start for s in box)
+    shape = tuple(s.stop - s.start for s in bbox)
     solid = np.zeros(shape, dtype=bool)
     cover = np.zeros(shape, dtype=np.float32)
     value = np.zeros(shape, dtype=np.float32)  # premultiplied by cover
-    origin = np.array([s.start for s in box], dtype=float)
+    origin = np.array([s.start for s in bbox], dtype=float)
     for part in parts:
         c_world = centre + part.centre
         sub = bounding_box(c_world - origin, half_extent(part.rot, part.axes * 1.25), shape)
@@ -187,18 +212,29 @@ def render_fossil(
         else:
             fill = np.float32(getattr(mat, part.fill))
         v = wall * (c_out - c_in) + fill * c_in
-        free = 1.0 - cover[sub]
-        value[sub] += v * free
-        cover[sub] += c_out * free
+        _add_under(cover, value, sub, c_out, v)
         solid[sub] |= sdist <= 0
     return solid, cover, value
 
 
-def _crowded(inst: np.ndarray, centre: np.ndarray, box: Box) -> bool:
+def _add_under(
+    cover: np.ndarray, value: np.ndarray, where: Box, c: np.ndarray, v: np.ndarray
+) -> None:
+    """Add a body of coverage ``c`` and premultiplied value ``v`` under what is drawn.
+
+    Whatever is already drawn wins: the body shows only in the part of each voxel that
+    ``cover`` leaves free.
+    """
+    free = 1.0 - cover[where]
+    value[where] += v * free
+    cover[where] += c * free
+
+
+def _crowded(inst: np.ndarray, centre: np.ndarray, bbox: Box) -> bool:
     """Cheap test before drawing a fossil: is its centre already inside another one?"""
     c = tuple(
         min(max(round(float(v)) - s.start, 0), s.stop - s.start - 1)
-        for v, s in zip(centre, box, strict=True)
+        for v, s in zip(centre, bbox, strict=True)
     )
     return bool(inst[c] > 0)
 

@@ -30,6 +30,13 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     )
 
 
+def random_direction(rng: np.random.Generator) -> np.ndarray:
+    """Uniformly random unit vector (z, y, x)."""
+    v = rng.standard_normal(3)
+    v /= np.linalg.norm(v) or 1.0
+    return v
+
+
 def half_extent(rot: np.ndarray, axes: np.ndarray) -> np.ndarray:
     """Half size along each world axis of the box around a rotated ellipsoid."""
     return np.sqrt(((rot * axes[None, :]) ** 2).sum(axis=1))

@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from ..classes import PHANTOM_CLASS_NAMES
 from .geometry import (
+    Box,
     Core,
     bounding_box,
     coverage,
@@ -27,7 +28,7 @@ from .style import Look, PhantomStyle, log_uniform, uniform
 #: Densities are per this many voxels, i.e. per (100 voxel)^3.
 _PER_VOXELS = 1e6
 #: Matrix attenuation; every other material is relative to it.
-MATRIX = 1.0
+_MATRIX = 1.0
 #: Class id of pores in the labels.
 PORE = PHANTOM_CLASS_NAMES.index("pore")
 
@@ -51,11 +52,11 @@ def draw_rock(
     attenuation : ndarray of float32, shape (Z, Y, X)
         In matrix units, before the scanner.
     labels : ndarray of uint8, shape (Z, Y, X)
-        ``2`` (pore) inside pores, 0 elsewhere.
+        :data:`PORE` inside pores, 0 elsewhere.
     """
     shape = core.shape
     labels = np.zeros(shape, dtype=np.uint8)
-    bg = np.full(shape, MATRIX, dtype=np.float32)
+    bg = np.full(shape, _MATRIX, dtype=np.float32)
     bg += np.float32(look.texture) * (
         0.7 * _smooth_noise(rng, shape, rng.uniform(16, 32))
         + 0.5 * _smooth_noise(rng, shape, rng.uniform(4, 8))
@@ -70,8 +71,7 @@ def draw_rock(
         if grain is None:
             continue
         bbox, sdist = grain
-        c = coverage(sdist)
-        bg[bbox] += (np.float32(val) - bg[bbox]) * c
+        _paint(bg, bbox, sdist, val)
 
     n_ooids = _count(rng, uniform(rng, style.ooid_density), core_vox)
     for _ in range(n_ooids):
@@ -85,11 +85,15 @@ def draw_rock(
         if pore is None:
             continue
         bbox, sdist = pore
-        c = coverage(sdist)
-        bg[bbox] += (np.float32(val) - bg[bbox]) * c
+        _paint(bg, bbox, sdist, val)
         lab = labels[bbox]
         lab[sdist <= 0] = PORE
     return bg, labels
+
+
+def _paint(bg: np.ndarray, bbox: Box, sdist: np.ndarray, value: float) -> None:
+    """Replace the matrix by ``value`` inside a blob, by the part of each voxel it covers."""
+    bg[bbox] += (np.float32(value) - bg[bbox]) * coverage(sdist)
 
 
 def _add_ooid(

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import Box, bounding_box, half_extent, offsets, random_rotation, signed_distance
+from .geometry import (
+    Box,
+    bounding_box,
+    half_extent,
+    offsets,
+    random_direction,
+    random_rotation,
+    signed_distance,
+)
 
 
 @dataclass(frozen=True)
@@ -140,8 +148,7 @@ def blob(
     axes = np.maximum(axes, 1.0)
     bumps = []
     for _ in range(2):
-        v = rng.standard_normal(3)
-        v /= np.linalg.norm(v) or 1.0
+        v = random_direction(rng)
         bumps.append((rng.uniform(0.05, 0.2), rng.uniform(2.0, 5.0), v, rng.uniform(0, 2 * np.pi)))
     bbox = bounding_box(centre, half_extent(rot, axes) * 1.45, shape)
     if bbox is None:
