@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 
 from .._progress import Progress, ProgressGen, drain
+from ..axes import AXES
 from ..errors import InputError
 from ..metrics import IGNORE_INDEX
 from ..model import ModelSpec
-from . import AXES, SliceSet, TrainConfig, slices_from_volume, split_slices
+from .config import TrainConfig
+from .slices import SliceSet, slices_from_volume, split_slices
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +309,8 @@ def iter_finetune(
         If there is no slice, the output is not a ``.safetensors`` path, the base model
         cannot be read, or the labels do not fit its classes.
     """
-    from . import default_score_key, evaluate, iter_train
+    from ..model import default_score_key
+    from . import evaluate, iter_train
 
     out = Path(output)
     if out.suffix != ".safetensors":
