@@ -29,6 +29,7 @@ def iter_finetune(image, labels, slices, *, output, **kw):
 def iter_finetune_lr_find(image, labels, slices, *, output, **kw):
     return iter_find_lr(TrainRequest(image, labels, output, slices=slices, **kw))
 
+
 DAY = datetime.date(2025, 3, 7)
 
 

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+from ..training import AUGMENT_MODES
 from ..workflows.train import DEFAULT_LR
 from ._common import add_common_options, progress
 
@@ -68,13 +69,20 @@ def add_parser(sub: Any) -> None:
         "higher ids found in the labels)",
     )
     add_recipe_options(s)
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    s.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the validation split, crops, augmentation and a new head (default 0)",
+    )
     add_common_options(s)
     s.set_defaults(func=run)
 
 
 def add_recipe_options(s: argparse.ArgumentParser) -> None:
     """The training recipe's options (epochs, crops, learning rate, LR finder, time
-    limit, augmentation, smoothing, device, seed); read back with :func:`config_from_args`."""
+    limit, augmentation, smoothing); read back with :func:`config_from_args`."""
     s.add_argument(
         "--epochs",
         type=int,
@@ -139,7 +147,7 @@ def add_recipe_options(s: argparse.ArgumentParser) -> None:
     )
     s.add_argument(
         "--augment",
-        choices=["full", "light", "off"],
+        choices=list(AUGMENT_MODES),
         default="light",
         help="full: rotations, shear, zoom, flips, gain, noise and blur, for a model meant "
         "for many scans; light: 90-degree turns, flips and gain, for fine-tuning on the "
@@ -152,13 +160,6 @@ def add_recipe_options(s: argparse.ArgumentParser) -> None:
         metavar="SIGMA",
         help="3D Gaussian smoothing of the scan before training, sigma in voxels; the model "
         "records it and segment applies it (default: the base model's)",
-    )
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    s.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seeds the validation split, crops, augmentation and a new head (default 0)",
     )
 
 
@@ -178,9 +179,22 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
         lr=args.lr if args.lr is not None else DEFAULT_LR,
         time_limit_s=args.time_limit,
         augment=args.augment,
-        seed=args.seed,
+        seed=getattr(args, "seed", 0),
         **extra,
     )
+
+
+def recipe_from_args(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    """The :class:`~napari_microfossil.workflows.train.TrainRequest` fields that
+    :func:`add_recipe_options` sets: ``config`` (see :func:`config_from_args`, `extra`
+    for its other fields), ``smooth`` and the LR finder's."""
+    return {
+        "config": config_from_args(args, **extra),
+        "smooth": args.smooth,
+        "lr_find": args.lr_find,
+        "lr_find_steps": args.lr_find_steps,
+        "use_lr_suggestion": args.lr is None,
+    }
 
 
 def request_from_args(args: argparse.Namespace) -> TrainRequest:
@@ -190,7 +204,6 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
     classes = None
     if args.classes:
         classes = tuple(n.strip() for n in args.classes.split(",") if n.strip())
-    config = config_from_args(args)
     return TrainRequest(
         image=args.image,
         labels=args.labels,
@@ -199,15 +212,11 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
         val_slices=args.val_slices,
         base=args.base,
         classes=classes,
-        config=config,
-        smooth=args.smooth,
-        lr_find=args.lr_find,
-        lr_find_steps=args.lr_find_steps,
-        use_lr_suggestion=args.lr is None,
         device=args.device,
         seed=args.seed,
         overwrite=args.overwrite,
         option_names=OPTION_NAMES,
+        **recipe_from_args(args),
     )
 
 

@@ -579,7 +579,7 @@ def iter_train_slices(
 def _in_budget_units(gen: Any, cfg: TrainConfig, key: str) -> Any:
     """Re-yield :func:`~napari_microfossil.training.iter_train`'s progress, counting
     seconds under a time limit (the step count does not end such a run, so a bar of
-    steps would never fill); ``"validate"`` records keep epoch, loss and score."""
+    steps would never fill); ``"validate"`` records keep epoch, loss, score and seconds."""
     limit = cfg.time_limit_s
     t0 = time.monotonic()
     while True:
@@ -588,7 +588,7 @@ def _in_budget_units(gen: Any, cfg: TrainConfig, key: str) -> Any:
         except StopIteration as stop:
             return stop.value
         if p.stage == "validate":
-            info = {k: p.info[k] for k in ("epoch", "loss", key) if k in p.info}
+            info = {k: p.info[k] for k in ("epoch", "loss", key, "seconds") if k in p.info}
         else:
             info = {k: v for k, v in p.info.items() if k in ("epoch", "loss", "lr")}
         if limit is not None:
