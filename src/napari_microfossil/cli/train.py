@@ -30,6 +30,7 @@ OPTION_NAMES = {
     "classes": "--classes",
     "smooth": "--smooth",
     "lr_find_steps": "--lr-find-steps",
+    "overwrite": "--overwrite",
 }
 
 
