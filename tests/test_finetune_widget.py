@@ -316,6 +316,10 @@ def test_cancel_before_an_epoch_ends_writes_nothing(setup, qtbot):
     assert not out.exists()
     assert not list(out.parent.glob(f".{out.name}*"))  # no temp file left either
     assert "no model written" in widget.status.text()
+    # The words of the workflow's cancel report, as the command line prints them.
+    assert "cancelled before the first epoch ended; no model was written" in (
+        widget.result_label.text().lower()
+    )
     assert widget.model_path_out is None and not widget.segment_button.isEnabled()
     assert segment.model.count() == models_before
     assert widget.run_button.isEnabled()
@@ -470,3 +474,21 @@ def test_panel_fits_a_laptop_screen_and_imports_no_other_panel(setup):
     assert widget.minimumSizeHint().height() <= 600
     source = inspect.getsource(module)
     assert "review_widget" not in source and "segment_widget" not in source
+
+
+def test_panel_and_cli_build_the_same_request(setup, tmp_path):
+    """The split, the classes and the recipe's checks are the workflow's: the panel hands
+    it the reviewed slices and the layer's class names, as the CLI hands its options."""
+    from napari_microfossil.cli import build_parser
+    from napari_microfossil.cli.train import request_from_args
+    from napari_microfossil.workflows.train import split_for_training
+
+    _, labels, _, widget = setup
+    request = widget.request()
+    assert request.slices == {"z": [2, 7, 10, 12]} and request.overwrite
+    assert request.classes == tuple(labels.metadata["class_names"])
+    argv = ["train", "--image", "s.tif", "--labels", "l.tif", "--slices", "z:12,2,10,7"]
+    argv += ["-o", str(tmp_path / "cli.safetensors"), "--classes", "background,fossil,pore"]
+    cli = request_from_args(build_parser().parse_args(argv))
+    assert split_for_training(cli, cli.slices) == split_for_training(request, request.slices)
+    assert cli.classes == request.classes

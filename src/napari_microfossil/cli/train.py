@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
 
     before = output_stamp(request.output)
     try:
-        run = progress(iter_run_training(request, notify=say), quiet=args.quiet or not is_main)
+        result = progress(iter_run_training(request, notify=say), quiet=args.quiet or not is_main)
     except KeyboardInterrupt:
         if is_main:
             report = cancel_report(request.output, before)
@@ -265,14 +265,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{'epoch':>5} {'loss':>8} "
-        + " ".join(f"{k:>14}" for k in run.history[-1] if k.startswith("iou_"))
+        + " ".join(f"{k:>14}" for k in result.history[-1] if k.startswith("iou_"))
     )
-    for h in run.history:
+    for h in result.history:
         print(
             f"{h['epoch']:>5} {h['loss']:>8.4f} "
             + " ".join(f"{h[k]:>14.4f}" for k in h if k.startswith("iou_"))
         )
     print(
-        f"Best epoch {run.best_epoch} ({run.stopped}); lr {run.lr:.3g}; model written to {run.path}"
+        f"Best epoch {result.best_epoch} ({result.stopped}); lr {result.lr:.3g}; model written to {result.path}"
     )
     return 0

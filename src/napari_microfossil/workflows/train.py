@@ -132,6 +132,7 @@ class TrainRequest:
 
     def __post_init__(self) -> None:
         from ..device import resolve_device
+        from ..model import read_spec
         from ..normalise import check_smooth
 
         out = Path(self.output).expanduser()
@@ -187,6 +188,8 @@ class TrainRequest:
                 f"{self.lr_find_steps}"
             )
         resolve_device(self.device)
+        if str(self.base) not in NEW_NETWORK_BASES:
+            read_spec(self.base)  # a readable model file (its header only)
         if not _is_path(self.image) and not _is_path(self.labels):
             self._check_arrays()
 
