@@ -30,7 +30,6 @@ OPTION_NAMES = {
     "classes": "--classes",
     "smooth": "--smooth",
     "lr_find_steps": "--lr-find-steps",
-    "overwrite": "--overwrite",
 }
 
 

@@ -97,8 +97,7 @@ class TrainRequest:
     provenance : dict
         Extra entries for the model's provenance.
     option_names : dict
-        How a front end names the fields in error messages (``{"output": "-o"}``);
-        ``overwrite`` defaults to ``"overwrite=True"``.
+        How a front end names the fields in error messages (``{"output": "-o"}``).
 
     Raises
     ------
@@ -128,7 +127,7 @@ class TrainRequest:
 
     def opt(self, key: str) -> str:
         """The front end's name of field `key` (for messages)."""
-        return self.option_names.get(key, "overwrite=True" if key == "overwrite" else key)
+        return self.option_names.get(key, key)
 
     def __post_init__(self) -> None:
         from ..device import resolve_device
@@ -138,9 +137,7 @@ class TrainRequest:
         out = Path(self.output).expanduser()
         o = self.opt("output")
         if out.exists() and not self.overwrite:
-            raise InputError(
-                f"{o}: {out} already exists; pass {self.opt('overwrite')} to replace it"
-            )
+            raise InputError(f"{o}: {out} already exists; pass --overwrite to replace it")
         if not out.parent.exists():
             raise InputError(f"{o}: folder {out.parent} does not exist")
         if out.suffix != ".safetensors":
