@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -36,11 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from napari_microfossil._progress import drain
+from napari_microfossil.cli.train import add_recipe_options, recipe_from_args
 from napari_microfossil.metrics import confusion_matrix, scores_from_confusion
 from napari_microfossil.model import load_model
 from napari_microfossil.phantom import PhantomStyle, make_phantom
 from napari_microfossil.segmentation import iter_segment
-from napari_microfossil.training import TrainConfig, iter_train, slices_from_volume
+from napari_microfossil.workflows.train import TrainRequest, iter_run_training
 
 
 def modes(args) -> list[tuple[str, bool]]:
@@ -74,8 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=4000)
     p.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256))
     p.add_argument("--n-slices", type=int, default=3)
-    p.add_argument("--time-limit", type=float, default=300.0)
-    p.add_argument("--smooth", type=float, default=0.7, help="sigma in voxels (0 = none)")
     p.add_argument("--axes", nargs="+", default=["z"], help="slicing axes when scoring, e.g. z zyx")
     p.add_argument("--flips", action="store_true", help="also score with test-time flip averaging")
     p.add_argument(
@@ -83,12 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also score the base model on the default-style phantom of the same seed",
     )
-    p.add_argument("--epochs", type=int, default=1000, help="the time limit usually rules")
-    p.add_argument("--steps-per-epoch", type=int, default=25)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--augment", default="light", choices=["full", "light", "off"])
+    add_recipe_options(p)  # the train command's recipe options; the time limit usually rules
+    p.set_defaults(epochs=1000, time_limit=300.0, smooth=0.7)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--smooth-sweep",
@@ -123,34 +117,22 @@ def main(argv: list[str] | None = None) -> int:
         in_domain = scores(base, easy.image, easy.labels, keep, names, args)
     smoothed = scores(base, ph.image, ph.labels, keep, names, args, smooth=args.smooth)
 
-    norm = dataclasses.replace(base.spec.normalisation, smooth=args.smooth)
-    spec = dataclasses.replace(base.spec, normalisation=norm)
-    data = slices_from_volume(
-        ph.image, ph.labels, {"z": picks}, normalisation=norm, name="harder phantom"
-    )
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size,
-        crop_size=args.crop_size,
-        lr=args.lr,
-        augment=args.augment,
-        time_limit_s=args.time_limit,
-    )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "finetuned.safetensors"
         t0 = time.perf_counter()
-        result = drain(
-            iter_train(
-                data,
-                None,
-                spec,
-                network=base.network,
-                config=cfg,
-                device=args.device,
-                output=str(out),
-            )
+        # The training path of `microfossil train` and the Fine-tune panel (fewer than
+        # four corrected slices: all of them train, none is held out).
+        request = TrainRequest(
+            ph.image,
+            ph.labels,
+            out,
+            slices={"z": picks},
+            base=args.base,
+            **recipe_from_args(args),
+            device=args.device,
+            name="harder phantom",
         )
+        result = drain(iter_run_training(request))
         dt = time.perf_counter() - t0
         tuned = load_model(out, device=args.device)
         assert tuned.spec.normalisation.smooth == args.smooth  # Segment will smooth alike
@@ -163,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"fine-tuned {dt:.0f} s (limit {args.time_limit:.0f} s): {len(result.history)} epochs, "
-        f"{steps} steps of {args.batch_size} x {args.crop_size}^2 crops, lr {args.lr:g}, "
+        f"{steps} steps of {args.batch_size} x {args.crop_size}^2 crops, lr {result.lr:g}, "
         f"augment {args.augment}, smoothing {args.smooth:g}; stopped: {result.stopped}"
     )
     for mode in before:

@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 
 from napari_microfossil._progress import drain
-from napari_microfossil.cli import main as cli_main
+from napari_microfossil.cli.train import add_recipe_options, recipe_from_args
 from napari_microfossil.io import write_tiff
 from napari_microfossil.metrics import confusion_matrix, scores_from_confusion
 from napari_microfossil.model import load_model
 from napari_microfossil.segmentation import iter_segment
+from napari_microfossil.workflows.train import TrainRequest, iter_run_training
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
@@ -87,11 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dataset", choices=sorted(LOADERS))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--base", default="default")
-    p.add_argument("--time-limit", type=float, default=300.0)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--augment", default="light", choices=["full", "light", "off"])
+    add_recipe_options(p)  # the train command's recipe options; the time limit usually rules
+    p.set_defaults(epochs=1000, time_limit=300.0)
     p.add_argument("--device", default="auto")
     p.add_argument("--keep", type=Path, help="keep the stacks and the model in this folder")
     args = p.parse_args(argv)
@@ -106,43 +104,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         model_path = work / f"{args.dataset}_model.safetensors"
         t0 = time.perf_counter()
-        rc = cli_main(
-            [
-                "train",
-                "--image",
-                str(scan),
-                "--labels",
-                str(lab),
-                "--slices",
-                "z:" + ",".join(map(str, train)),
-                "--val-slices",
-                "z:" + ",".join(map(str, val)),
-                "--base",
-                args.base,
-                "--classes",
-                ",".join(classes),
-                "-o",
-                str(model_path),
-                "--overwrite",
-                "--epochs",
-                "1000",
-                "--time-limit",
-                str(args.time_limit),
-                "--batch-size",
-                str(args.batch_size),
-                "--crop-size",
-                str(args.crop_size),
-                "--lr",
-                str(args.lr),
-                "--augment",
-                args.augment,
-                "--device",
-                args.device,
-                "--quiet",
-            ]
+        # What `microfossil train --slices ... --val-slices ... --classes ...` runs.
+        request = TrainRequest(
+            scan,
+            lab,
+            model_path,
+            slices={"z": train},
+            val_slices={"z": val},
+            base=args.base,
+            classes=classes,
+            **recipe_from_args(args),
+            device=args.device,
+            overwrite=True,
         )
-        if rc:
-            return rc
+        drain(iter_run_training(request))
         dt = time.perf_counter() - t0
         model = load_model(model_path, device=args.device)
         seg = drain(iter_segment(image[val], model, axes="z", device=args.device)).labels

@@ -26,10 +26,12 @@ import numpy as np
 
 from napari_microfossil._progress import drain
 from napari_microfossil.classes import PHANTOM_CLASS_NAMES
+from napari_microfossil.cli.train import add_recipe_options, config_from_args
 from napari_microfossil.model import ModelSpec, default_model_path
 from napari_microfossil.normalise import Normalisation
 from napari_microfossil.phantom import make_phantom
-from napari_microfossil.training import SliceSet, TrainConfig, iter_train, slices_from_volume
+from napari_microfossil.training import SliceSet, slices_from_volume
+from napari_microfossil.workflows.train import iter_train_slices
 
 TRAIN_SEED0, VAL_SEED0 = 1000, 2000
 
@@ -61,13 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-val", type=int, default=4)
     p.add_argument("--shape", type=int, nargs=3, default=(96, 192, 192))
     p.add_argument("--per-axis", type=int, default=12, help="planes per axis per training phantom")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--steps-per-epoch", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop-size", type=int, default=160)
-    p.add_argument("--lr", type=float, default=3e-3)
+    add_recipe_options(p)  # the train command's recipe options, with this model's defaults
+    p.set_defaults(epochs=30, steps_per_epoch=60, crop_size=160, lr=3e-3, augment="full")
     p.add_argument("--encoder", default="resnet18")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--init", default=None, help="continue from this model file (same architecture)")
@@ -108,17 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "encoder_weights": "random init (no ImageNet: offline)",
         },
     )
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size,
-        crop_size=args.crop_size,
-        lr=args.lr,
-        pct_start=args.pct_start,
-        foreground_fraction=0.6,
-        time_limit_s=args.time_limit,
-        seed=0,
-    )
+    cfg = config_from_args(args, pct_start=args.pct_start, foreground_fraction=0.6)
 
     def show(pr: object) -> None:
         from napari_microfossil._progress import Progress
@@ -127,11 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         if pr.stage == "validate":
             info = pr.info
             logging.info(
-                "epoch %d  loss %.4f  IoU fossil %.4f  pore %.4f  (%.0f s)",
+                "epoch %d  loss %.4f  IoU fossil %.4f  (%.0f s)",
                 info["epoch"],
                 info["loss"],
                 info.get("iou_fossil", float("nan")),
-                info.get("iou_pore", float("nan")),
                 info["seconds"],
             )
 
@@ -145,9 +132,19 @@ def main(argv: list[str] | None = None) -> int:
             arch_kwargs=init.spec.arch_kwargs,
             provenance={**spec.provenance, "continued_from": init.spec.provenance.get("recipe")},
         )
+    # The common tail of every training run (torchrun, LR finder, memory released).
     result = drain(
-        iter_train(
-            train, val, spec, network=network, config=cfg, device=args.device, output=args.output
+        iter_train_slices(
+            train,
+            val,
+            spec,
+            network=network,
+            config=cfg,
+            output=args.output,
+            device=args.device,
+            score_base=network is not None,
+            lr_find_steps=args.lr_find_steps if args.lr_find else None,
+            use_lr_suggestion=args.lr is None,
         ),
         show,
     )

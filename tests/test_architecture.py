@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import napari_microfossil
 
 PKG = Path(napari_microfossil.__file__).parent
@@ -117,7 +115,6 @@ def test_layers_only_import_downward():
     assert not problems, problems
 
 
-@pytest.mark.xfail(strict=True, reason="Fine-tune still imports Review and Segment")
 def test_no_panel_imports_another_panel():
     panels = sorted((PKG / "_napari").glob("*_widget.py"))
     assert len(panels) >= 4

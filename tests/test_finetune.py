@@ -1,5 +1,5 @@
 """Fine-tuning helpers: the validation split, the training planes, the output path, and
-:func:`iter_finetune` under a time limit and when closed early."""
+the training workflow on reviewed slices under a time limit and when closed early."""
 
 from __future__ import annotations
 
@@ -13,10 +13,22 @@ from napari_microfossil.training.finetune import (
     count_slices,
     default_output_path,
     describe_slices,
-    iter_finetune,
     prepare_slices,
     split_reviewed,
 )
+from napari_microfossil.workflows.train import TrainRequest, iter_find_lr, iter_run_training
+
+
+def iter_finetune(image, labels, slices, *, output, **kw):
+    """The panel's way into the workflow: arrays, reviewed slices, classes checked."""
+    if "class_names" in kw:
+        kw["classes"] = kw.pop("class_names")
+    return iter_run_training(TrainRequest(image, labels, output, slices=slices, **kw))
+
+
+def iter_finetune_lr_find(image, labels, slices, *, output, **kw):
+    return iter_find_lr(TrainRequest(image, labels, output, slices=slices, **kw))
+
 
 DAY = datetime.date(2025, 3, 7)
 
@@ -103,11 +115,13 @@ def test_iter_finetune_refuses_bad_input(tmp_path, scan_and_base):
         next(iter_finetune(ph.image, ph.labels, {}, output=out, base=base))
     with pytest.raises(InputError, match="safetensors"):
         next(iter_finetune(ph.image, ph.labels, {"z": [1]}, output=tmp_path / "m.pt", base=base))
-    gen = iter_finetune(
-        ph.image, ph.labels, {"z": [1]}, output=out, base=base, class_names=("bg", "shell")
-    )
+    # Two class names for labels with ids up to 2: refused before any work.
     with pytest.raises(InputError, match="classes"):
-        list(gen)
+        list(
+            iter_finetune(
+                ph.image, ph.labels, {"z": [1]}, output=out, base=base, class_names=("bg", "shell")
+            )
+        )
     assert not out.exists()
 
 
@@ -163,7 +177,6 @@ def test_lr_finder_sweeps_the_training_slices_only_and_leaves_the_base(
     import napari_microfossil.training as training
     from napari_microfossil._progress import drain
     from napari_microfossil.training import TrainConfig
-    from napari_microfossil.training.finetune import iter_finetune_lr_find
 
     ph, base = scan_and_base
     before = base.read_bytes()
@@ -180,7 +193,14 @@ def test_lr_finder_sweeps_the_training_slices_only_and_leaves_the_base(
     stages = []
     found = drain(
         iter_finetune_lr_find(
-            ph.image, ph.labels, slices, base=base, config=cfg, device="cpu", steps=10
+            ph.image,
+            ph.labels,
+            slices,
+            output=tmp_path / "unused.safetensors",
+            base=base,
+            config=cfg,
+            device="cpu",
+            lr_find_steps=10,
         ),
         lambda p: stages.append(p.stage),
     )
@@ -190,5 +210,6 @@ def test_lr_finder_sweeps_the_training_slices_only_and_leaves_the_base(
     assert stages[:2] == ["load model", "load model"] and stages.count("lr-find") == len(found.lrs)
     assert found.suggestion == pytest.approx(max(found.min_loss_lr / 10, 1e-6))
     assert base.read_bytes() == before  # the base model file is never touched
+    assert not (tmp_path / "unused.safetensors").exists()
     with pytest.raises(InputError, match="no reviewed slices"):
-        next(iter_finetune_lr_find(ph.image, ph.labels, {}, base=base))
+        next(iter_finetune_lr_find(ph.image, ph.labels, {}, output=tmp_path / "u.safetensors"))

@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_microfossil._napari._common import REVIEW_KEY, SOURCE_IMAGE_KEY
+from napari_microfossil._napari.layers import REVIEW as REVIEW_KEY
+from napari_microfossil._napari.layers import SOURCE_IMAGE as SOURCE_IMAGE_KEY
 from napari_microfossil.review import ReviewState
 
 pytestmark = [
@@ -67,6 +68,7 @@ def setup(make_napari_viewer, phantom, tmp_path, model_file):
     labels = _add_scan(viewer, phantom, tmp_path, model_file)
     segment = SegmentWidget(viewer)
     viewer.window.add_dock_widget(segment, name="Segment")
+    _wire_segment(viewer, segment)
     widget = FinetuneWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Fine-tune")
     widget.by_epochs.setChecked(True)
@@ -76,6 +78,24 @@ def setup(make_napari_viewer, phantom, tmp_path, model_file):
     widget.crop_size.setValue(64)
     widget.device.setCurrentIndex(widget.device.findData("cpu"))
     return viewer, labels, segment, widget
+
+
+def _wire_segment(viewer, segment):
+    """Connect Segment to the plugin context as the Segment panel does once it talks
+    through PluginContext (issue 10); a no-op when it already does."""
+    from napari_microfossil._napari.context import PluginContext
+
+    ctx = PluginContext.of(viewer)
+    if ctx.can_segment:
+        return
+    ctx.model_added.connect(lambda path, select: segment.add_model(path, select=select))
+
+    def run(model, image):
+        if image:
+            segment.image.set_layer(image)
+        return segment.run()
+
+    ctx.provide_segmenter(run)
 
 
 def wait_idle(qtbot, runner):
@@ -111,8 +131,8 @@ def test_defaults_follow_the_corrected_layer(setup, tmp_path, model_file):
 
 
 def test_default_is_the_layer_review_works_on(make_napari_viewer, phantom, tmp_path, model_file):
+    from napari_microfossil._napari.context import PluginContext
     from napari_microfossil._napari.finetune_widget import FinetuneWidget
-    from napari_microfossil._napari.review_widget import ReviewWidget
 
     viewer = make_napari_viewer()
     corrected = _add_scan(viewer, phantom, tmp_path, model_file)
@@ -121,16 +141,10 @@ def test_default_is_the_layer_review_works_on(make_napari_viewer, phantom, tmp_p
     viewer.add_labels(np.zeros(SHAPE, np.uint8), name="older attempt", metadata={REVIEW_KEY: state})
     widget = FinetuneWidget(viewer)
     assert widget.labels.layer().name == "older attempt"  # the last with reviews
-    review = ReviewWidget(
-        viewer,
-        confirm=lambda title, q: pytest.fail(f"unexpected question: {q}"),
-        autosave_delay_ms=60_000,
-        cache_dir=tmp_path / "cache",
-    )
-    viewer.window.add_dock_widget(review, name="Review & correct")
-    review.labels_combo.setCurrentText("scan fossils")
-    assert review.layer is corrected
-    widget.refresh()
+    # The Review panel reviews "scan fossils": it tells the context, Fine-tune follows.
+    ctx = PluginContext.of(viewer)
+    ctx.set_review_layer(corrected)
+    assert ctx.review_layer is corrected
     assert widget.labels.layer() is corrected
     assert widget.slices_label.text().startswith("4 reviewed slices")
     # Once the user picks a layer, it stays.
@@ -149,9 +163,12 @@ def test_few_slices_train_on_all(make_napari_viewer, qtbot, phantom, tmp_path, m
     qtbot.addWidget(widget)
     assert "3 reviewed slices (z: 3)" in widget.slices_label.text()
     assert "no validation" in widget.slices_label.text()
-    # Shown, it follows the review as it goes on (the Review widget edits in place).
+    # Shown, it follows the review as it goes on (Review tells the context).
+    from napari_microfossil._napari.context import PluginContext
+
     widget.show()
     labels.metadata[REVIEW_KEY].mark_reviewed(11)
+    PluginContext.of(viewer).notify_review_changed(labels)
     qtbot.waitUntil(
         lambda: widget.slices_label.text() == "4 reviewed slices (z: 4); 1 held out for validation",
         timeout=5000,
@@ -218,7 +235,7 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
 
 def test_a_model_worse_than_its_base_is_listed_but_not_chosen(setup, tmp_path, tiny_model):
     from napari_microfossil.model import read_spec, save_model
-    from napari_microfossil.training.finetune import FinetuneResult
+    from napari_microfossil.workflows.train import TrainRun as FinetuneResult
 
     _, _, segment, widget = setup
     chosen = segment.model_path()
@@ -299,6 +316,10 @@ def test_cancel_before_an_epoch_ends_writes_nothing(setup, qtbot):
     assert not out.exists()
     assert not list(out.parent.glob(f".{out.name}*"))  # no temp file left either
     assert "no model written" in widget.status.text()
+    # The words of the workflow's cancel report, as the command line prints them.
+    assert "cancelled before the first epoch ended; no model was written" in (
+        widget.result_label.text().lower()
+    )
     assert widget.model_path_out is None and not widget.segment_button.isEnabled()
     assert segment.model.count() == models_before
     assert widget.run_button.isEnabled()
@@ -348,7 +369,7 @@ def test_other_refusals(setup, tmp_path):
 
 
 def test_curve_score_axis_follows_the_scores_and_the_base(qtbot):
-    from napari_microfossil._napari.finetune_widget import TrainingCurve
+    from napari_microfossil._napari.curve import TrainingCurve
 
     curve = TrainingCurve()
     qtbot.addWidget(curve)
@@ -368,11 +389,7 @@ def test_curve_score_axis_follows_the_scores_and_the_base(qtbot):
 def test_curve_draws_loss_and_score(qtbot):
     from qtpy.QtGui import QColor
 
-    from napari_microfossil._napari.finetune_widget import (
-        LOSS_COLOR,
-        SCORE_COLOR,
-        TrainingCurve,
-    )
+    from napari_microfossil._napari.curve import LOSS_COLOR, SCORE_COLOR, TrainingCurve
 
     curve = TrainingCurve()
     qtbot.addWidget(curve)
@@ -407,7 +424,7 @@ def test_curve_draws_loss_and_score(qtbot):
 
 def test_find_learning_rate_sets_the_engines_suggestion(setup, qtbot, model_file):
     from napari_microfossil._progress import drain
-    from napari_microfossil.training.finetune import iter_finetune_lr_find
+    from napari_microfossil.workflows.train import TrainRequest, iter_find_lr
 
     viewer, labels, _, widget = setup
     before = model_file.read_bytes()
@@ -416,15 +433,18 @@ def test_find_learning_rate_sets_the_engines_suggestion(setup, qtbot, model_file
     assert worker is not None and not widget.run_button.isEnabled()
     wait_idle(qtbot, widget.runner)
     expected = drain(
-        iter_finetune_lr_find(
-            viewer.layers["scan"].data,
-            labels.data,
-            {"z": [2, 7, 10, 12]},
-            base=model_file,
-            config=widget.config(),
-            device="cpu",
-            class_names=tuple(labels.metadata["class_names"]),
-            smooth=0.0,
+        iter_find_lr(
+            TrainRequest(
+                viewer.layers["scan"].data,
+                labels.data,
+                model_file.parent / "lr.safetensors",
+                slices={"z": [2, 7, 10, 12]},
+                base=model_file,
+                config=widget.config(),
+                device="cpu",
+                classes=tuple(labels.metadata["class_names"]),
+                smooth=0.0,
+            )
         )
     )
     assert widget.lr.value() == pytest.approx(expected.suggestion, rel=1e-3, abs=1e-6)
@@ -445,3 +465,30 @@ def test_find_learning_rate_refuses_without_reviewed_slices(
     widget = FinetuneWidget(viewer)
     assert widget.find_learning_rate() is None and widget.worker is None
     assert widget.status.text().startswith("Find learning rate: no reviewed slices")
+
+
+def test_panel_fits_a_laptop_screen_and_imports_no_other_panel(setup):
+    import napari_microfossil._napari.finetune_widget as module
+
+    *_, widget = setup
+    assert widget.minimumSizeHint().height() <= 600
+    source = inspect.getsource(module)
+    assert "review_widget" not in source and "segment_widget" not in source
+
+
+def test_panel_and_cli_build_the_same_request(setup, tmp_path):
+    """The split, the classes and the recipe's checks are the workflow's: the panel hands
+    it the reviewed slices and the layer's class names, as the CLI hands its options."""
+    from napari_microfossil.cli import build_parser
+    from napari_microfossil.cli.train import request_from_args
+    from napari_microfossil.workflows.train import split_for_training
+
+    _, labels, _, widget = setup
+    request = widget.request()
+    assert request.slices == {"z": [2, 7, 10, 12]} and request.overwrite
+    assert request.classes == tuple(labels.metadata["class_names"])
+    argv = ["train", "--image", "s.tif", "--labels", "l.tif", "--slices", "z:12,2,10,7"]
+    argv += ["-o", str(tmp_path / "cli.safetensors"), "--classes", "background,fossil,pore"]
+    cli = request_from_args(build_parser().parse_args(argv))
+    assert split_for_training(cli, cli.slices) == split_for_training(request, request.slices)
+    assert cli.classes == request.classes

@@ -212,15 +212,15 @@ def test_frozen_phase_then_discriminative_rates(tiny_spec):
 
 
 def test_progressive_scale_follows_time_under_a_time_limit():
-    from napari_microfossil.training import _scale_for
+    from napari_microfossil.training.schedule import scale_for
 
     cfg = TrainConfig(epochs=1000, resolutions=(0.25, 0.5, 1.0), time_limit_s=300)
     # 3 epochs of 1000 are nothing, but 70 % of the time has gone: full resolution.
-    assert _scale_for(cfg, 3, 1000, 210.0) == 1.0
-    assert _scale_for(cfg, 3, 1000, 120.0) == 0.5
-    assert _scale_for(cfg, 0, 1000, 0.0) == 0.25
+    assert scale_for(cfg, 3, 1000, 210.0) == 1.0
+    assert scale_for(cfg, 3, 1000, 120.0) == 0.5
+    assert scale_for(cfg, 0, 1000, 0.0) == 0.25
     untimed = TrainConfig(epochs=9, resolutions=(0.25, 0.5, 1.0))
-    assert [_scale_for(untimed, e, 9, 1e6) for e in (0, 2, 3, 5, 6, 8)] == [
+    assert [scale_for(untimed, e, 9, 1e6) for e in (0, 2, 3, 5, 6, 8)] == [
         0.25,
         0.25,
         0.5,
