@@ -1,0 +1,142 @@
+"""What a training run reports, in the same words in the command line and the panel:
+the cancel report, the run summary, the learning-rate finder."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import InputError
+from ...training import LRFindResult
+from .request import TrainRun
+
+
+def output_stamp(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(mtime_ns, size)`` of a file, None if absent: tells whether a run wrote it."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    """What a cancelled run kept: the best model so far, or nothing.
+
+    ``text`` is the full sentence, ``summary`` a short status line.
+    """
+
+    path: Path
+    written: bool
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+
+    @property
+    def text(self) -> str:
+        if not self.written:
+            return "cancelled before the first epoch ended; no model was written"
+        return (
+            f"cancelled; the best model so far (epoch {self.best_epoch} of {self.epochs_run} "
+            f"run) is in {self.path}"
+        )
+
+    @property
+    def summary(self) -> str:
+        if not self.written:
+            return "cancelled before the first epoch ended; no model written"
+        return f"cancelled; the best model (epoch {self.best_epoch}) is kept"
+
+
+def cancel_report(output: str | os.PathLike[str], before: tuple[int, int] | None) -> CancelReport:
+    """What a run cancelled now leaves in `output`; `before` its :func:`output_stamp`
+    when the run started."""
+    from ...model import read_spec
+
+    path = Path(output)
+    now = output_stamp(path)
+    if now is None or now == before:
+        return CancelReport(path, written=False)
+    try:
+        prov = read_spec(path).provenance
+    except InputError:  # pragma: no cover - the engine writes atomically
+        return CancelReport(path, written=True)
+    return CancelReport(path, True, prov.get("best_epoch"), prov.get("epochs_run"))
+
+
+def run_report(run: TrainRun, *, slices: str = "the slices") -> list[str]:
+    """What a finished run did: its warnings, the validation score before and after
+    (or why there was none; `slices` describes them), how it ended and where the model is."""
+    lines = [f"Warning: {w}" for w in run.warnings]
+    if run.before is not None and run.after is not None:
+        lines.append(
+            f"Validation IoU {run.score_key.removeprefix('iou_')}: {run.before:.3f} (base) → "
+            f"{run.after:.3f} (fine-tuned, epoch {run.best_epoch})"
+        )
+        if not run.improved:
+            lines.append(
+                "Below the base model on the held-out slices: Segment keeps the model it "
+                "had. Review more slices, give more time, or try Smoothing; the new model "
+                "is in Segment's list (and Segment again uses it) if you want to see it."
+            )
+    else:
+        lines.append(
+            f"No validation: {slices} are too few to hold any out, so all trained (best "
+            f"epoch {run.best_epoch} by training loss)"
+        )
+    how = {"time-limit": "time budget used", "early-stopping": "stopped early"}.get(
+        run.stopped, f"{len(run.history)} epochs"
+    )
+    lines.append(f"Saved {run.path} ({how}).")
+    return lines
+
+
+def lr_find_report(found: LRFindResult, explicit_lr: float | None) -> list[str]:
+    """The LR finder's report: the loss per decade of rates and the suggestion, and
+    whether training uses it (`explicit_lr` None) or the rate given."""
+    lrs = np.asarray(found.lrs)
+    end = "" if found.stopped == "completed" else f", stopped at {lrs[-1]:.1e}: the loss diverged"
+    lines = [
+        f"LR finder: {len(lrs)} steps from {found.min_lr:.1e} to {found.max_lr:.1e}{end}",
+        f"{'lr':>10} {'loss':>8}  (smoothed)",
+    ]
+    # One row per decade, and the lowest loss.
+    rows = {int(np.argmin(np.abs(np.log10(lrs) - d))) for d in range(-20, 21)}
+    rows.add(int(np.argmin(found.smoothed)))
+    lines += [
+        f"{lrs[i]:>10.2e} {found.smoothed[i]:>8.4f}"
+        for i in sorted(rows)
+        if math.isfinite(found.smoothed[i])
+    ]
+    lines.append(
+        f"Lowest loss at lr {found.min_loss_lr:.2e}; steepest descent at lr {found.steepest_lr:.2e}"
+    )
+    if found.stopped == "completed" and found.min_loss_lr >= found.lrs[-1]:
+        lines.append(
+            "Note: the loss was still falling at the end of the sweep; the suggestion is cautious"
+        )
+    if explicit_lr is None:
+        lines.append(f"Suggested lr {found.suggestion:.2e} (lowest-loss lr / 10): training with it")
+    else:
+        lines.append(
+            f"Suggested lr {found.suggestion:.2e} (lowest-loss lr / 10); training with --lr "
+            f"{explicit_lr:g} as given"
+        )
+    return lines
+
+
+def lr_find_summary(found: LRFindResult) -> str:
+    """The LR finder's result in one status line."""
+    how = (
+        f"; the sweep ended at {found.lrs[-1]:.2g}, where the loss grew past 4x its lowest"
+        if found.stopped == "diverged"
+        else ""
+    )
+    return (
+        f"learning rate set to {found.suggestion:.2g} (a tenth of {found.min_loss_lr:.2g}, "
+        f"the rate with the lowest loss; steepest fall at {found.steepest_lr:.2g}){how}"
+    )
