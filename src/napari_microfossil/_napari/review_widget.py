@@ -21,7 +21,6 @@ from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import (
     QApplication,
     QComboBox,
-    QDockWidget,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -32,10 +31,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..axes import AXES
-from ..review import Change, ReviewSession, ReviewState, first_labelled_on_ray, sidecar_for
+from ..review import Change, ReviewSession, ReviewState, sidecar_for
 from . import layers
-from ._common import scrolling
+from ._common import LayerChooser, scrolling
 from .context import PluginContext
+from .erase_tool import ERASE_KEY, EraseTool
 from .layers import REVIEW as STATE_KEY  # the key other panels (and tests) read
 
 if TYPE_CHECKING:
@@ -47,8 +47,11 @@ log = logging.getLogger(__name__)
 __all__ = ["ERASE_KEY", "STATE_KEY", "ReviewWidget"]
 
 _NONE = "(none)"
-#: Key, bound on the reviewed Labels layer, that erases the object under the mouse.
-ERASE_KEY = "Shift-E"
+
+
+def _reviewable(layer: Labels) -> bool:
+    # The Fossils panel's instance layer holds fossil ids, not classes: not reviewable.
+    return bool(layer.ndim == 3 and not layers.is_instance_layer(layer))
 
 
 class ReviewWidget(QWidget):
@@ -85,27 +88,32 @@ class ReviewWidget(QWidget):
         self._unsubscribe: Callable[[], None] | None = None
         self._offered: set[int] = set()  # layers (by id) offered their autosave once
         self._history_len = (0, 0)
-        self._conf_layer: Any = None  # the chosen confidence layer (renames are followed)
-        self._mode_before_erase: str | None = None  # set while the erase mode is on
         self._window_filtered: QObject | None = None
         self._timer = QTimer(self)  # polls the session's autosave schedule
         self._timer.setInterval(max(10, min(250, autosave_delay_ms // 4)))
         self._timer.timeout.connect(self._poll)
         self._timer.start()
-        self._build()
-        for ly in self.viewer.layers:
-            ly.events.name.connect(self._on_renamed)
+        # Before the choosers connect theirs: a removed layer is let go before another is taken.
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
+        self._build()
         self.viewer.dims.events.current_step.connect(self._update_labels)
         if (app := QApplication.instance()) is not None:
             app.aboutToQuit.connect(self.flush)
-        self._refresh_choices()
+        self._select(self.labels_combo.layer())
 
     def _build(self) -> None:
-        self.labels_combo, self.conf_combo, self.axis_combo, self.class_combo = (
-            QComboBox() for _ in range(4)
+        from napari.layers import Image, Labels
+
+        # With nothing chosen: the last Segment result, else the first layer (with the
+        # sample, the hidden "ground truth" comes first and is not what the user corrects).
+        self.labels_combo = LayerChooser(
+            self.viewer, Labels, accept=_reviewable, prefer=layers.is_segment_result, keep=True
         )
+        self.conf_combo = LayerChooser(
+            self.viewer, Image, allow_none=_NONE, prefer=self._named_confidence, keep=True
+        )
+        self.axis_combo, self.class_combo = QComboBox(), QComboBox()
         self.axis_combo.addItems(list(AXES))
         self.progress_label, self.slice_label = QLabel("no labels layer"), QLabel("")
         self.save_label = QLabel("")
@@ -119,12 +127,8 @@ class ReviewWidget(QWidget):
         self.next_button.setToolTip(
             "Go to the unreviewed slice where the model was least confident"
         )
-        self.erase_button = QPushButton("Erase object (click)")
-        self.erase_button.setCheckable(True)
-        self.erase_button.setToolTip(
-            "Then click an object on the canvas: its 3D connected body (same label) is "
-            f"erased. Or press {ERASE_KEY} with the mouse over it."
-        )
+        self.eraser = EraseTool(self.viewer, erase_at=self.erase_at, say=self.slice_label.setText)
+        self.erase_button = self.eraser.button
         self.undo_button = QPushButton("Undo erase")
         body = QWidget()
         form = QFormLayout(body)
@@ -146,14 +150,15 @@ class ReviewWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scrolling(body))
-        self.labels_combo.currentIndexChanged.connect(self._on_labels_choice)
-        self.conf_combo.currentIndexChanged.connect(self._on_conf_choice)
+        self.labels_combo.currentIndexChanged.connect(
+            lambda *_: self._select(self.labels_combo.layer())
+        )
+        self.conf_combo.currentIndexChanged.connect(self._update_labels)
         self.axis_combo.currentTextChanged.connect(self.set_axis)
         self.class_combo.activated.connect(self._on_class_choice)
         self.mark_button.clicked.connect(lambda *_: self.mark_current_reviewed())
         self.unmark_button.clicked.connect(lambda *_: self.unmark_current())
         self.next_button.clicked.connect(lambda *_: self.go_to_next())
-        self.erase_button.toggled.connect(self.set_erase_mode)
         self.undo_button.clicked.connect(lambda *_: self.undo_erase())
 
     def _ask(self, title: str, question: str) -> bool:
@@ -202,95 +207,39 @@ class ReviewWidget(QWidget):
 
     # ------------------------------------------------------------------ layers
 
-    def _labels_layers(self) -> list[Labels]:
-        from napari.layers import Labels
-
-        # The Fossils panel's instance layer holds fossil ids, not classes: not reviewable.
-        found = [ly for ly in self.viewer.layers if isinstance(ly, Labels) and ly.ndim == 3]
-        return [ly for ly in found if not layers.is_instance_layer(ly)]
-
-    def _images(self) -> list[Any]:
-        from napari.layers import Image
-
-        return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
-
-    def _refresh_choices(self) -> None:
-        current = self._layer.name if self._layer is not None else None
-        found = self._labels_layers()
-        names = [ly.name for ly in found]
-        self.labels_combo.blockSignals(True)
-        self.labels_combo.clear()
-        self.labels_combo.addItems(names)
-        self.labels_combo.blockSignals(False)
-        self._refresh_confidence()
-        if current in names:
-            self.labels_combo.setCurrentText(current)
-        else:
-            # The last Segment result, else the first layer: with the sample, the
-            # hidden "ground truth" comes first and is not what the user corrects.
-            results = [ly for ly in found if layers.is_segment_result(ly)]
-            self._select(results[-1] if results else found[0] if found else None)
-
-    def _refresh_confidence(self) -> None:
-        """Fill the confidence chooser; keep the chosen layer or, with none chosen, take
-        the one the labels name."""
-        images = self._images()
-        chosen = self._conf_layer if any(ly is self._conf_layer for ly in images) else None
-        if chosen is None and self._layer is not None:
-            wanted = layers.meta(self._layer).get(layers.CONFIDENCE_LAYER)
-            chosen = next((ly for ly in images if wanted and ly.name == wanted), None)
-        self._conf_layer = chosen
-        self.conf_combo.blockSignals(True)
-        self.conf_combo.clear()
-        self.conf_combo.addItems([_NONE, *(ly.name for ly in images)])
-        self.conf_combo.setCurrentText(chosen.name if chosen is not None else _NONE)
-        self.conf_combo.blockSignals(False)
-
-    def _on_conf_choice(self, index: int) -> None:
-        name = self.conf_combo.currentText()
-        self._conf_layer = next((ly for ly in self._images() if ly.name == name), None)
-        self._update_labels()
-
-    def _on_renamed(self, event: Any = None) -> None:
-        self._refresh_choices()
-        self._update_labels()
-
-    def _on_labels_choice(self, index: int) -> None:
-        found = self._labels_layers()
-        if 0 <= index < len(found):
-            self._select(found[index])
+    def _named_confidence(self, image: Any) -> bool:
+        """Whether `image` is the confidence layer the reviewed labels name."""
+        wanted = (
+            None if self._layer is None else layers.meta(self._layer).get(layers.CONFIDENCE_LAYER)
+        )
+        return bool(wanted) and image.name == wanted
 
     def _on_inserted(self, event: Any) -> None:
         layer = event.value
-        layer.events.name.connect(self._on_renamed)
-        self._refresh_choices()
+        self.labels_combo.refresh()
         current = self._layer
         if (
             current is None
             or layer is current
-            or all(ly is not layer for ly in self._labels_layers())
+            or all(ly is not layer for ly in self.labels_combo.layers())
         ):
             return  # chosen already, or not reviewable (e.g. the Fossils instance layer)
         if layers.is_segment_result(layer) and not layers.is_segment_result(current):
             # Segment added a result: it is what the user corrects, not (say) the
             # sample's ground truth. A Segment result already chosen stays.
-            self.labels_combo.setCurrentText(layer.name)
+            self.labels_combo.set_layer(layer.name)
         elif layers.REVIEW not in layers.meta(layer):
             # A second labels layer whose scan has an autosave: offer it now.
             scan = layers.scan_path_of(layer, self.viewer.layers)
             if sidecar_for(scan, name=layer.name, cache_dir=self.cache_dir).exists():
-                self.labels_combo.setCurrentText(layer.name)
+                self.labels_combo.set_layer(layer.name)
 
     def _on_removed(self, event: Any) -> None:
-        event.value.events.name.disconnect(self._on_renamed)
-        if event.value is self._conf_layer:
-            self._conf_layer = None
         if event.value is self._layer:
             self._select(None)
-        self._refresh_choices()
+        self.labels_combo.refresh()
 
     def _connect(self, layer: Labels, on: bool) -> None:
-        layer.bind_key(ERASE_KEY, self._erase_key if on else None, overwrite=True)
         for emitter, cb in (
             (layer.events.paint, self._on_paint),
             (layer.events.data, self._on_data),
@@ -304,8 +253,8 @@ class ReviewWidget(QWidget):
             return
         if self._layer is not None:
             self.flush()
-            self.set_erase_mode(False)
             self._connect(self._layer, False)
+        self.eraser.attach(layer)
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._layer, self.session, self._unsubscribe = layer, None, None
@@ -333,15 +282,9 @@ class ReviewWidget(QWidget):
         layer.metadata[layers.REVIEW_SIDECAR] = str(folder)
         self._history_len = self._history_lengths(layer)
         self._connect(layer, True)
-        wanted = layers.meta(layer).get(layers.CONFIDENCE_LAYER)
-        self._conf_layer = next(
-            (ly for ly in self._images() if wanted and ly.name == wanted), self._conf_layer
-        )
-        self._refresh_confidence()
+        if wanted := layers.meta(layer).get(layers.CONFIDENCE_LAYER):
+            self.conf_combo.set_layer(wanted)
         self._fill_classes(layer)
-        self.labels_combo.blockSignals(True)
-        self.labels_combo.setCurrentText(layer.name)
-        self.labels_combo.blockSignals(False)
         self._show_axis(session.state.axis)
         where = "beside the scan" if scan else "in the cache (no scan path)"
         self.save_label.setText(f"Autosave {where}: {folder}")
@@ -425,10 +368,9 @@ class ReviewWidget(QWidget):
 
     def go_to_next(self) -> int | None:
         """Jump to the unreviewed slice where the model was least confident."""
-        session, conf = self.session, self._conf_layer
+        session, conf = self.session, self.conf_combo.layer()
         if self.state is None or session is None:
             return None
-        conf = conf if conf is not None and conf in self.viewer.layers else None
         try:
             i = session.next_slice(
                 None if conf is None else conf.data, current=self.current_slice()
@@ -476,65 +418,6 @@ class ReviewWidget(QWidget):
                 self.class_combo.setCurrentIndex(i)
 
     # ------------------------------------------------------------------ erase
-
-    def set_erase_mode(self, on: bool) -> None:
-        """While on, the next click on the canvas erases the object under it; the layer
-        is in pan/zoom mode meanwhile (the click must not paint), then gets its mode back."""
-        layer, was = self._layer, self._mode_before_erase
-        on = bool(on) and layer is not None
-        if on and was is None and layer is not None:
-            if self._on_erase_click not in self.viewer.mouse_drag_callbacks:
-                self.viewer.mouse_drag_callbacks.append(self._on_erase_click)
-            self._mode_before_erase, layer.mode = str(layer.mode), "pan_zoom"
-            self.slice_label.setText("click the object to erase")
-        elif not on and was is not None:
-            # napari is iterating over the callbacks when a click ends the mode: drop ours
-            # after that loop (removing it now would skip the next callback).
-            QTimer.singleShot(0, self._drop_erase_callback)
-            self._mode_before_erase = None
-            if layer is not None and layer.mode == "pan_zoom":
-                layer.mode = was
-        self.erase_button.blockSignals(True)
-        self.erase_button.setChecked(on)
-        self.erase_button.blockSignals(False)
-
-    def _drop_erase_callback(self) -> None:
-        callbacks = self.viewer.mouse_drag_callbacks
-        if self._mode_before_erase is None and self._on_erase_click in callbacks:
-            callbacks.remove(self._on_erase_click)
-
-    def _on_erase_click(self, viewer: Any, event: Any) -> None:
-        """Viewer mouse-press callback of the erase mode: erase where the user clicked."""
-        if (
-            self._mode_before_erase is None
-            or getattr(event, "type", "mouse_press") != "mouse_press"
-        ):
-            return  # the mode ended (the callback goes next), or not a press
-        try:
-            point = None if self._layer is None else self._clicked_point(self._layer, event)
-            if point is None:
-                self.slice_label.setText("no object under the click")
-            else:
-                self.erase_at(point, world=False)
-        finally:
-            self.set_erase_mode(False)
-
-    def _clicked_point(self, layer: Labels, event: Any) -> np.ndarray | None:
-        """The clicked voxel (data coordinates); in 3D, the first labelled one on the ray."""
-        pos = np.asarray(layer.world_to_data(event.position), dtype=float)
-        shown = list(getattr(event, "dims_displayed", []) or [])
-        if self.viewer.dims.ndisplay != 3 or len(shown) != 3:
-            return pos
-        ends = layer.get_ray_intersections(event.position, event.view_direction, shown, world=True)
-        if ends[0] is None or ends[1] is None:
-            return None
-        a, b = pos.copy(), pos.copy()
-        a[shown], b[shown] = ends
-        return first_labelled_on_ray(layer.data, a, b)
-
-    def _erase_key(self, layer: Any = None) -> None:
-        # A key press comes with the mouse over the canvas: the cursor is where the user looks.
-        self.erase_under_cursor()
 
     def erase_under_cursor(self) -> bool:
         """Erase the 3D connected object under the mouse cursor (``Shift-E``)."""
@@ -681,7 +564,6 @@ class ReviewWidget(QWidget):
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
-        _escape_dock_title(self)
         self.ctx.dock_as_tab(self)
         top = self.window()
         if top is not None and top is not self and top is not self._window_filtered:
@@ -702,27 +584,14 @@ class ReviewWidget(QWidget):
         self.viewer.layers.events.inserted.disconnect(self._on_inserted)
         self.viewer.layers.events.removed.disconnect(self._on_removed)
         self.viewer.dims.events.current_step.disconnect(self._update_labels)
-        for ly in self.viewer.layers:
-            ly.events.name.disconnect(self._on_renamed)
+        self.labels_combo.stop()
+        self.conf_combo.stop()
         if self._layer is not None:
-            self.set_erase_mode(False)
             self._connect(self._layer, False)
-        self._drop_erase_callback()
+        self.eraser.close()
         if self.ctx.review_layer is self._layer:
             self.ctx.set_review_layer(None)
         if self._window_filtered is not None:
             self._window_filtered.removeEventFilter(self)
             self._window_filtered = None
         super().closeEvent(event)
-
-
-def _escape_dock_title(widget: QWidget) -> None:
-    """Double the ``&`` in the title of the dock holding `widget`: Qt reads ``&`` in a
-    title as a mnemonic, so a tab named "Review & correct" would show "Review _correct".
-    Only the Qt title changes; napari's name of the dock stays."""
-    parent = widget.parentWidget()
-    while parent is not None and not isinstance(parent, QDockWidget):
-        parent = parent.parentWidget()
-    title = parent.windowTitle() if parent is not None else ""
-    if parent is not None and "&" in title and "&&" not in title:
-        parent.setWindowTitle(title.replace("&", "&&"))
