@@ -4,22 +4,18 @@ The user paints with napari's own Labels tools. The panel keeps a session for th
 labels layer, forwards the layer's events and its buttons into it, and draws it; the
 rules (what an edit marks, undo, the autosave schedule, restoring) are the session's.
 The state is kept on the layer (:data:`layers.REVIEW`); other panels hear of changes
-through :class:`PluginContext`. A timer polls :meth:`ReviewSession.save_due`; a save's
-snapshot is taken here and written in a worker thread.
+through :class:`PluginContext`. The erase gestures are an :class:`EraseTool`; saving
+(on the session's schedule, in a worker thread) is an :class:`Autosaver`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import (
-    QApplication,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -34,6 +30,8 @@ from ..axes import AXES
 from ..review import Change, ReviewSession, ReviewState, sidecar_for
 from . import layers
 from ._common import LayerChooser, scrolling
+from .autosaver import Autosaver
+from .class_picker import ClassPicker
 from .context import PluginContext
 from .erase_tool import ERASE_KEY, EraseTool
 from .layers import REVIEW as STATE_KEY  # the key other panels (and tests) read
@@ -41,8 +39,6 @@ from .layers import REVIEW as STATE_KEY  # the key other panels (and tests) read
 if TYPE_CHECKING:
     import napari
     from napari.layers import Labels
-
-log = logging.getLogger(__name__)
 
 __all__ = ["ERASE_KEY", "STATE_KEY", "ReviewWidget"]
 
@@ -82,24 +78,15 @@ class ReviewWidget(QWidget):
         self.confirm: Callable[[str, str], bool] = confirm or self._ask
         self.cache_dir, self.autosave_delay_s = cache_dir, autosave_delay_ms / 1000
         self.session: ReviewSession | None = None
-        self.save_worker: Any = None
-        self.last_error: str | None = None
         self._layer: Labels | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._offered: set[int] = set()  # layers (by id) offered their autosave once
         self._history_len = (0, 0)
-        self._window_filtered: QObject | None = None
-        self._timer = QTimer(self)  # polls the session's autosave schedule
-        self._timer.setInterval(max(10, min(250, autosave_delay_ms // 4)))
-        self._timer.timeout.connect(self._poll)
-        self._timer.start()
         # Before the choosers connect theirs: a removed layer is let go before another is taken.
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
         self._build()
         self.viewer.dims.events.current_step.connect(self._update_labels)
-        if (app := QApplication.instance()) is not None:
-            app.aboutToQuit.connect(self.flush)
         self._select(self.labels_combo.layer())
 
     def _build(self) -> None:
@@ -113,11 +100,13 @@ class ReviewWidget(QWidget):
         self.conf_combo = LayerChooser(
             self.viewer, Image, allow_none=_NONE, prefer=self._named_confidence, keep=True
         )
-        self.axis_combo, self.class_combo = QComboBox(), QComboBox()
+        self.axis_combo, self.class_combo = QComboBox(), ClassPicker()
         self.axis_combo.addItems(list(AXES))
         self.progress_label, self.slice_label = QLabel("no labels layer"), QLabel("")
         self.save_label = QLabel("")
         self.save_label.setWordWrap(True)
+        interval = max(10, min(250, int(self.autosave_delay_s * 1000) // 4))
+        self.autosave = Autosaver(self.save_label, interval_ms=interval, parent=self)
         self.mark_button = QPushButton("Mark slice reviewed")
         self.unmark_button = QPushButton("Unmark")
         self.unmark_button.setToolTip(
@@ -155,7 +144,6 @@ class ReviewWidget(QWidget):
         )
         self.conf_combo.currentIndexChanged.connect(self._update_labels)
         self.axis_combo.currentTextChanged.connect(self.set_axis)
-        self.class_combo.activated.connect(self._on_class_choice)
         self.mark_button.clicked.connect(lambda *_: self.mark_current_reviewed())
         self.unmark_button.clicked.connect(lambda *_: self.unmark_current())
         self.next_button.clicked.connect(lambda *_: self.go_to_next())
@@ -178,7 +166,7 @@ class ReviewWidget(QWidget):
         replacing the labels; the old labels' autosave is then kept aside)."""
         if self.session is None:
             return None
-        self._sync_state()
+        self.autosave.sync()
         return self.session.state
 
     @property
@@ -189,15 +177,14 @@ class ReviewWidget(QWidget):
     def undo_stack(self) -> Any:
         return None if self.session is None else self.session.undo_stack
 
-    def _sync_state(self) -> None:
-        """Take up a state another panel put on the layer, or start afresh if it dropped it."""
-        assert self._layer is not None and self.session is not None
-        st = layers.meta(self._layer).get(layers.REVIEW)
-        if isinstance(st, ReviewState) and st is not self.session.state:
-            self.session.adopt(st)
-        elif st is not self.session.state:
-            self.session.follow_scan(layers.meta(self._layer).get(layers.SOURCE_PATH))
-            self.session.reset()
+    @property
+    def save_worker(self) -> Any:
+        """The last save started in a worker thread."""
+        return self.autosave.worker
+
+    @property
+    def last_error(self) -> str | None:
+        return self.autosave.last_error
 
     def _on_session(self, change: Change) -> None:
         if change != "saved" and self._layer is not None and self.session is not None:
@@ -244,7 +231,6 @@ class ReviewWidget(QWidget):
             (layer.events.paint, self._on_paint),
             (layer.events.data, self._on_data),
             (layer.events.set_data, self._on_set_data),
-            (layer.events.selected_label, self._sync_class),
         ):
             (emitter.connect if on else emitter.disconnect)(cb)
 
@@ -255,9 +241,11 @@ class ReviewWidget(QWidget):
             self.flush()
             self._connect(self._layer, False)
         self.eraser.attach(layer)
+        self.class_combo.show_classes(layer)
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._layer, self.session, self._unsubscribe = layer, None, None
+        self.autosave.follow(None, None)
         if layer is None:
             self.ctx.set_review_layer(None)
             self._update_labels()
@@ -274,6 +262,7 @@ class ReviewWidget(QWidget):
             autosave_delay_s=self.autosave_delay_s,
         )
         layer.metadata[layers.REVIEW] = session.state
+        self.autosave.follow(layer, session)
         self._unsubscribe = session.subscribe(self._on_session)
         if not isinstance(st, ReviewState) and id(layer) not in self._offered:
             self._offered.add(id(layer))
@@ -284,7 +273,6 @@ class ReviewWidget(QWidget):
         self._connect(layer, True)
         if wanted := layers.meta(layer).get(layers.CONFIDENCE_LAYER):
             self.conf_combo.set_layer(wanted)
-        self._fill_classes(layer)
         self._show_axis(session.state.axis)
         where = "beside the scan" if scan else "in the cache (no scan path)"
         self.save_label.setText(f"Autosave {where}: {folder}")
@@ -306,7 +294,7 @@ class ReviewWidget(QWidget):
         try:
             layer.data = session.restore()  # before the layer's events are connected
         except (OSError, ValueError) as exc:
-            self._report(f"could not restore the autosave: {exc}")
+            self.autosave.report(f"could not restore the autosave: {exc}")
             return
         session.replace_labels(layer.data, edited=False)
 
@@ -385,37 +373,9 @@ class ReviewWidget(QWidget):
         self._update_labels()
         return i
 
-    def _fill_classes(self, layer: Labels) -> None:
-        names = layers.class_names_of(layer)
-        self.class_combo.clear()
-        for i, name in enumerate(names):
-            self.class_combo.addItem(f"{i}: {name}", i)
-        self.class_combo.setEnabled(bool(names))
-        if not names:
-            self.class_combo.addItem("(no class names on this layer)")
-        self._sync_class()
-
-    def _on_class_choice(self, index: int) -> None:
-        if (value := self.class_combo.itemData(index)) is not None:
-            self.select_class(int(value))
-
     def select_class(self, value: int | str) -> None:
         """Paint with class `value` (an id or a class name)."""
-        if (layer := self._layer) is None:
-            return
-        if isinstance(value, str):
-            from ..classes import class_index
-
-            value = class_index(layers.class_names_of(layer), value)
-        layer.selected_label = int(value)
-        if layer.mode in ("pan_zoom", "erase", "transform"):
-            layer.mode = "paint"
-
-    def _sync_class(self, event: Any = None) -> None:
-        if self._layer is not None:
-            i = self.class_combo.findData(int(self._layer.selected_label))
-            if i >= 0:
-                self.class_combo.setCurrentIndex(i)
+        self.class_combo.select(value)
 
     # ------------------------------------------------------------------ erase
 
@@ -430,7 +390,7 @@ class ReviewWidget(QWidget):
         if layer is None or session is None or self.state is None:
             return False
         if not session.in_memory:
-            self._report("erase needs labels held in memory (a numpy array)")
+            self.autosave.report("erase needs labels held in memory (a numpy array)")
             return False
         point = layer.world_to_data(position) if world else position
         if not all(0 <= round(p) < n for p, n in zip(point, layer.data.shape, strict=True)):
@@ -474,7 +434,7 @@ class ReviewWidget(QWidget):
 
     def _on_data(self, event: Any = None) -> None:
         if self._layer is not None and self.session is not None:
-            self._sync_state()
+            self.autosave.sync()
             self.session.replace_labels(self._layer.data)
 
     def _update_labels(self, event: Any = None) -> None:
@@ -495,92 +455,28 @@ class ReviewWidget(QWidget):
 
     # ------------------------------------------------------------------ autosave
 
-    def _save_options(self) -> dict[str, Any]:
-        """Follow a new scan the layer names; what a save records beside the labels."""
-        assert self._layer is not None and self.session is not None
-        md = layers.meta(self._layer)
-        self.session.follow_scan(md.get(layers.SOURCE_PATH))
-        self._sync_state()
-        return {
-            "spacing": tuple(abs(float(s)) or 1.0 for s in self._layer.scale[-3:]),
-            "class_names": md.get(layers.CLASS_NAMES),
-            "extra": {"layer": self._layer.name},
-        }
-
-    def _poll(self) -> None:
-        if self.session is not None and self.session.save_due():
-            self.save_now()
-
     def save_now(self) -> None:
         """Start saving the sidecar in a worker thread, if anything is unsaved."""
-        session = self.session
-        if session is None or not session.dirty:
-            return
-        if (snap := session.snapshot(**self._save_options())) is None:
-            return  # a save is running: the next is due when it ends
-        from napari.qt.threading import create_worker
-
-        def failed(exc: BaseException) -> None:
-            session.save_failed(exc)
-            self._report(f"autosave failed: {exc}")
-
-        worker = create_worker(snap.save, _ignore_errors=True)
-        worker.returned.connect(lambda path: (session.saved(path), self._show_saved(path)))
-        worker.errored.connect(failed)
-        self.save_worker = worker
-        worker.start()
-
-    def _show_saved(self, path: Path) -> None:
-        self.last_error = None
-        if self._layer is not None:
-            self._layer.metadata[layers.REVIEW_SIDECAR] = str(Path(path).parent)
-        self.save_label.setText(f"Autosaved {datetime.now():%H:%M:%S} to {Path(path).parent}")
+        self.autosave.save_now()
 
     def wait_for_save(self, timeout: float = 60.0) -> bool:
         """Block until a running save finishes; True if none is running then."""
-        return self.session is None or self.session.wait_for_save(timeout)
+        return self.autosave.wait(timeout)
 
     def flush(self) -> None:
         """Save now, on this thread, if anything is unsaved (on close or layer removal)."""
-        session = self.session
-        if session is None or self._layer is None or not session.wait_for_save():
-            return
-        if not session.dirty:
-            return
-        try:
-            path = session.save(**self._save_options())
-        except (OSError, ValueError) as exc:
-            self._report(f"autosave failed: {exc}")
-            return
-        if path is not None:
-            self._show_saved(path)
-
-    def _report(self, text: str) -> None:
-        self.last_error = text
-        log.warning("%s", text)
-        self.save_label.setText(text)
+        self.autosave.flush()
 
     # ------------------------------------------------------------------ closing
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
         self.ctx.dock_as_tab(self)
-        top = self.window()
-        if top is not None and top is not self and top is not self._window_filtered:
-            top.installEventFilter(self)
-            self._window_filtered = top
-
-    def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
-        # getattr: Qt may still deliver events while the Python side is torn down.
-        watched = getattr(self, "_window_filtered", None)
-        if watched is not None and obj is watched and event is not None:
-            if event.type() == QEvent.Type.Close:
-                self.flush()
-        return False
+        if (top := self.window()) is not self:
+            self.autosave.watch(top)  # flush when the viewer's window closes
 
     def closeEvent(self, event: Any) -> None:
-        self.flush()
-        self._timer.stop()
+        self.autosave.stop()
         self.viewer.layers.events.inserted.disconnect(self._on_inserted)
         self.viewer.layers.events.removed.disconnect(self._on_removed)
         self.viewer.dims.events.current_step.disconnect(self._update_labels)
@@ -589,9 +485,7 @@ class ReviewWidget(QWidget):
         if self._layer is not None:
             self._connect(self._layer, False)
         self.eraser.close()
+        self.class_combo.show_classes(None)
         if self.ctx.review_layer is self._layer:
             self.ctx.set_review_layer(None)
-        if self._window_filtered is not None:
-            self._window_filtered.removeEventFilter(self)
-            self._window_filtered = None
         super().closeEvent(event)
