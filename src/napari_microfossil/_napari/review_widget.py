@@ -105,7 +105,7 @@ class ReviewWidget(QWidget):
         self.progress_label, self.slice_label = QLabel("no labels layer"), QLabel("")
         self.save_label = QLabel("")
         self.save_label.setWordWrap(True)
-        interval = max(10, min(250, int(self.autosave_delay_s * 1000) // 4))
+        interval = max(10, min(250, round(self.autosave_delay_s * 1000) // 4))
         self.autosave = Autosaver(self.save_label, interval_ms=interval, parent=self)
         self.mark_button = QPushButton("Mark slice reviewed")
         self.unmark_button = QPushButton("Unmark")
