@@ -287,3 +287,17 @@ def test_unsubscribe_and_bad_arguments(tmp_path):
         ReviewSession(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="autosave_delay_s"):
         ReviewSession(_labels(), autosave_delay_s=-1)
+
+
+def test_take_up_adopts_or_starts_afresh(tmp_path):
+    session, _, seen = _session(tmp_path)
+    own = session.state
+    session.take_up(own)  # its own record: nothing happens
+    assert session.state is own and seen == []
+    other = ReviewState(n_slices=SHAPE[0], reviewed={2})
+    session.take_up(other)
+    assert session.state is other and seen == ["reset"]
+    session.take_up(None, scan_path=tmp_path / "new.tif")  # dropped: a fresh record
+    assert session.state is not other and not session.state.reviewed
+    assert session.sidecar is not None and session.sidecar.scan_path == tmp_path / "new.tif"
+    assert seen == ["reset", "reset"]

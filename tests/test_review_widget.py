@@ -214,21 +214,21 @@ def test_erase_mode_erases_the_clicked_object(make_napari_viewer, tmp_path):
 
     widget.erase_button.click()
     assert widget.erase_button.isChecked()
-    assert widget._on_erase_click in viewer.mouse_drag_callbacks
+    assert widget.eraser.on_click in viewer.mouse_drag_callbacks
     assert layer.mode == "pan_zoom"  # the click must not paint
 
     # napari calls the viewer's drag callbacks with the click's world position
-    widget._on_erase_click(viewer, _Click(layer.data_to_world((3, 6, 6))))
+    widget.eraser.on_click(viewer, _Click(layer.data_to_world((3, 6, 6))))
     assert not layer.data[2:5, 4:9, 4:9].any()  # the clicked object...
     np.testing.assert_array_equal(layer.data[2:5, 20:25, 20:25], 1)  # ...not the cursor's
     assert widget.state.edited == {3}
     assert not widget.erase_button.isChecked()  # one click, then the mode ends
     assert layer.mode == "paint"
     QApplication.processEvents()
-    assert widget._on_erase_click not in viewer.mouse_drag_callbacks
+    assert widget.eraser.on_click not in viewer.mouse_drag_callbacks
 
     widget.erase_button.click()  # a click on background erases nothing
-    widget._on_erase_click(viewer, _Click(layer.data_to_world((3, 0, 0))))
+    widget.eraser.on_click(viewer, _Click(layer.data_to_world((3, 0, 0))))
     assert widget.undo_stack and len(widget.undo_stack) == 1
     assert not widget.erase_button.isChecked()
 

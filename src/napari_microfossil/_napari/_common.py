@@ -78,6 +78,14 @@ class LayerChooser(QComboBox):
     prefer : callable, optional
         ``prefer(layer) -> bool``; when nothing is chosen yet, the last layer it
         accepts is picked.
+    accept : callable, optional
+        ``accept(layer) -> bool``: only the layers of `layer_type` it accepts are listed.
+    keep : bool
+        Follow the chosen layer itself, through renames (by default the choice is kept
+        by name, so a rename loses it). With nothing chosen, or when the chosen layer
+        goes, the chooser then picks the last layer `prefer` accepts, else the
+        `allow_none` item, else the first layer (by default: the last layer), and
+        ``currentIndexChanged`` is emitted only when the chosen layer changes.
     """
 
     def __init__(
@@ -87,6 +95,8 @@ class LayerChooser(QComboBox):
         *,
         allow_none: str | None = None,
         prefer: Callable[[Any], bool] | None = None,
+        accept: Callable[[Any], bool] | None = None,
+        keep: bool = False,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -94,8 +104,13 @@ class LayerChooser(QComboBox):
         self._type = layer_type
         self._none = allow_none
         self._prefer = prefer
+        self._accept = accept
+        self._keep = keep
+        self._chosen: Any = None  # with `keep`: the chosen layer itself
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(12)
+        if keep:  # connected first, so the owner's slots see the new choice
+            self.currentIndexChanged.connect(self._remember)
         events = viewer.layers.events
         events.inserted.connect(self._on_inserted)
         events.removed.connect(self.refresh)
@@ -110,13 +125,30 @@ class LayerChooser(QComboBox):
             layer.events.name.connect(self.refresh)
         self.refresh()
 
+    def stop(self) -> None:
+        """Stop following the viewer (the owner closes); the choice stays as it is."""
+        events = self._viewer.layers.events
+        events.inserted.disconnect(self._on_inserted)
+        events.removed.disconnect(self.refresh)
+        events.reordered.disconnect(self.refresh)
+        for layer in self._viewer.layers:
+            layer.events.name.disconnect(self.refresh)
+
     def layers(self) -> list[Any]:
-        return [lyr for lyr in self._viewer.layers if isinstance(lyr, self._type)]
+        return [
+            lyr
+            for lyr in self._viewer.layers
+            if isinstance(lyr, self._type) and (self._accept is None or self._accept(lyr))
+        ]
 
     def refresh(self, event: Any = None) -> None:
-        current = self.currentData()
         layers = self.layers()
         names = [lyr.name for lyr in layers]
+        before = self._chosen if self._keep else self.currentData()
+        if self._keep:
+            current = next((lyr.name for lyr in layers if lyr is self._chosen), None)
+        else:
+            current = before
         self.blockSignals(True)
         try:
             self.clear()
@@ -129,15 +161,28 @@ class LayerChooser(QComboBox):
             elif self._prefer is not None and any(self._prefer(lyr) for lyr in layers):
                 best = [lyr.name for lyr in layers if self._prefer(lyr)][-1]
                 self.setCurrentIndex(self.findData(best))
+            elif self._keep and names:
+                self.setCurrentIndex(0)  # the none item, else the first layer
             elif names:
                 self.setCurrentIndex(self.count() - 1)
         finally:
             self.blockSignals(False)
-        if self.currentData() != current:
+        if self._keep:
+            self._remember()
+            if self._chosen is not before:
+                self.currentIndexChanged.emit(self.currentIndex())
+        elif self.currentData() != current:
             self.currentIndexChanged.emit(self.currentIndex())
+
+    def _remember(self, index: int = -1) -> None:
+        name = self.currentData()
+        self._chosen = next((lyr for lyr in self.layers() if lyr.name == name), None)
 
     def layer(self) -> Any:
         """The chosen layer, or None."""
+        if self._keep:
+            chosen = self._chosen
+            return chosen if chosen is not None and chosen in self._viewer.layers else None
         name = self.currentData()
         if name is None or name not in self._viewer.layers:
             return None

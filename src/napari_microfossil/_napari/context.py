@@ -103,12 +103,22 @@ class PluginContext(QObject):
         Call from the panel's ``showEvent``: napari docks plugin widgets one under
         the other, which with four panels grows the window past a laptop screen.
         Does nothing when the panel is not docked, or is already tabbed with them.
+        The dock's Qt title gets its ``&`` doubled: Qt reads ``&`` in a title as a
+        mnemonic, so a tab named "Review & correct" would show "Review _correct"
+        (napari's name of the dock stays).
         """
         from qtpy.QtWidgets import QDockWidget
 
         dock = panel.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if dock is None:
+            return
+        title = dock.windowTitle()
+        if "&" in title and "&&" not in title:
+            dock.setWindowTitle(title.replace("&", "&&"))
         window = getattr(getattr(self.viewer, "window", None), "_qt_window", None)
-        if window is None or not isinstance(dock, QDockWidget) or dock.isFloating():
+        if window is None or dock.isFloating():
             return
         ours = [
             d

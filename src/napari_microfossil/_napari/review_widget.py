@@ -4,24 +4,19 @@ The user paints with napari's own Labels tools. The panel keeps a session for th
 labels layer, forwards the layer's events and its buttons into it, and draws it; the
 rules (what an edit marks, undo, the autosave schedule, restoring) are the session's.
 The state is kept on the layer (:data:`layers.REVIEW`); other panels hear of changes
-through :class:`PluginContext`. A timer polls :meth:`ReviewSession.save_due`; a save's
-snapshot is taken here and written in a worker thread.
+through :class:`PluginContext`. The erase gestures are an :class:`EraseTool`; saving
+(on the session's schedule, in a worker thread) is an :class:`Autosaver`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import (
-    QApplication,
     QComboBox,
-    QDockWidget,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -32,23 +27,27 @@ from qtpy.QtWidgets import (
 )
 
 from ..axes import AXES
-from ..review import Change, ReviewSession, ReviewState, first_labelled_on_ray, sidecar_for
+from ..review import Change, ReviewSession, ReviewState, sidecar_for
 from . import layers
-from ._common import scrolling
+from ._common import LayerChooser, scrolling
+from .autosaver import Autosaver
+from .class_picker import ClassPicker
 from .context import PluginContext
+from .erase_tool import ERASE_KEY, EraseTool
 from .layers import REVIEW as STATE_KEY  # the key other panels (and tests) read
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Labels
 
-log = logging.getLogger(__name__)
-
 __all__ = ["ERASE_KEY", "STATE_KEY", "ReviewWidget"]
 
 _NONE = "(none)"
-#: Key, bound on the reviewed Labels layer, that erases the object under the mouse.
-ERASE_KEY = "Shift-E"
+
+
+def _reviewable(layer: Labels) -> bool:
+    # The Fossils panel's instance layer holds fossil ids, not classes: not reviewable.
+    return bool(layer.ndim == 3 and not layers.is_instance_layer(layer))
 
 
 class ReviewWidget(QWidget):
@@ -79,37 +78,35 @@ class ReviewWidget(QWidget):
         self.confirm: Callable[[str, str], bool] = confirm or self._ask
         self.cache_dir, self.autosave_delay_s = cache_dir, autosave_delay_ms / 1000
         self.session: ReviewSession | None = None
-        self.save_worker: Any = None
-        self.last_error: str | None = None
         self._layer: Labels | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._offered: set[int] = set()  # layers (by id) offered their autosave once
         self._history_len = (0, 0)
-        self._conf_layer: Any = None  # the chosen confidence layer (renames are followed)
-        self._mode_before_erase: str | None = None  # set while the erase mode is on
-        self._window_filtered: QObject | None = None
-        self._timer = QTimer(self)  # polls the session's autosave schedule
-        self._timer.setInterval(max(10, min(250, autosave_delay_ms // 4)))
-        self._timer.timeout.connect(self._poll)
-        self._timer.start()
-        self._build()
-        for ly in self.viewer.layers:
-            ly.events.name.connect(self._on_renamed)
+        # Before the choosers connect theirs: a removed layer is let go before another is taken.
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._on_removed)
+        self._build()
         self.viewer.dims.events.current_step.connect(self._update_labels)
-        if (app := QApplication.instance()) is not None:
-            app.aboutToQuit.connect(self.flush)
-        self._refresh_choices()
+        self._select(self.labels_combo.layer())
 
     def _build(self) -> None:
-        self.labels_combo, self.conf_combo, self.axis_combo, self.class_combo = (
-            QComboBox() for _ in range(4)
+        from napari.layers import Image, Labels
+
+        # With nothing chosen: the last Segment result, else the first layer (with the
+        # sample, the hidden "ground truth" comes first and is not what the user corrects).
+        self.labels_combo = LayerChooser(
+            self.viewer, Labels, accept=_reviewable, prefer=layers.is_segment_result, keep=True
         )
+        self.conf_combo = LayerChooser(
+            self.viewer, Image, allow_none=_NONE, prefer=self._named_confidence, keep=True
+        )
+        self.axis_combo, self.class_combo = QComboBox(), ClassPicker()
         self.axis_combo.addItems(list(AXES))
         self.progress_label, self.slice_label = QLabel("no labels layer"), QLabel("")
         self.save_label = QLabel("")
         self.save_label.setWordWrap(True)
+        interval = max(10, min(250, round(self.autosave_delay_s * 1000) // 4))
+        self.autosave = Autosaver(self.save_label, interval_ms=interval, parent=self)
         self.mark_button = QPushButton("Mark slice reviewed")
         self.unmark_button = QPushButton("Unmark")
         self.unmark_button.setToolTip(
@@ -119,12 +116,8 @@ class ReviewWidget(QWidget):
         self.next_button.setToolTip(
             "Go to the unreviewed slice where the model was least confident"
         )
-        self.erase_button = QPushButton("Erase object (click)")
-        self.erase_button.setCheckable(True)
-        self.erase_button.setToolTip(
-            "Then click an object on the canvas: its 3D connected body (same label) is "
-            f"erased. Or press {ERASE_KEY} with the mouse over it."
-        )
+        self.eraser = EraseTool(self.viewer, erase_at=self.erase_at, say=self.slice_label.setText)
+        self.erase_button = self.eraser.button
         self.undo_button = QPushButton("Undo erase")
         body = QWidget()
         form = QFormLayout(body)
@@ -146,14 +139,14 @@ class ReviewWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scrolling(body))
-        self.labels_combo.currentIndexChanged.connect(self._on_labels_choice)
-        self.conf_combo.currentIndexChanged.connect(self._on_conf_choice)
+        self.labels_combo.currentIndexChanged.connect(
+            lambda *_: self._select(self.labels_combo.layer())
+        )
+        self.conf_combo.currentIndexChanged.connect(self._update_labels)
         self.axis_combo.currentTextChanged.connect(self.set_axis)
-        self.class_combo.activated.connect(self._on_class_choice)
         self.mark_button.clicked.connect(lambda *_: self.mark_current_reviewed())
         self.unmark_button.clicked.connect(lambda *_: self.unmark_current())
         self.next_button.clicked.connect(lambda *_: self.go_to_next())
-        self.erase_button.toggled.connect(self.set_erase_mode)
         self.undo_button.clicked.connect(lambda *_: self.undo_erase())
 
     def _ask(self, title: str, question: str) -> bool:
@@ -173,7 +166,7 @@ class ReviewWidget(QWidget):
         replacing the labels; the old labels' autosave is then kept aside)."""
         if self.session is None:
             return None
-        self._sync_state()
+        self.autosave.sync()
         return self.session.state
 
     @property
@@ -184,15 +177,14 @@ class ReviewWidget(QWidget):
     def undo_stack(self) -> Any:
         return None if self.session is None else self.session.undo_stack
 
-    def _sync_state(self) -> None:
-        """Take up a state another panel put on the layer, or start afresh if it dropped it."""
-        assert self._layer is not None and self.session is not None
-        st = layers.meta(self._layer).get(layers.REVIEW)
-        if isinstance(st, ReviewState) and st is not self.session.state:
-            self.session.adopt(st)
-        elif st is not self.session.state:
-            self.session.follow_scan(layers.meta(self._layer).get(layers.SOURCE_PATH))
-            self.session.reset()
+    @property
+    def save_worker(self) -> Any:
+        """The last save started in a worker thread."""
+        return self.autosave.worker
+
+    @property
+    def last_error(self) -> str | None:
+        return self.autosave.last_error
 
     def _on_session(self, change: Change) -> None:
         if change != "saved" and self._layer is not None and self.session is not None:
@@ -202,100 +194,43 @@ class ReviewWidget(QWidget):
 
     # ------------------------------------------------------------------ layers
 
-    def _labels_layers(self) -> list[Labels]:
-        from napari.layers import Labels
-
-        # The Fossils panel's instance layer holds fossil ids, not classes: not reviewable.
-        found = [ly for ly in self.viewer.layers if isinstance(ly, Labels) and ly.ndim == 3]
-        return [ly for ly in found if not layers.is_instance_layer(ly)]
-
-    def _images(self) -> list[Any]:
-        from napari.layers import Image
-
-        return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
-
-    def _refresh_choices(self) -> None:
-        current = self._layer.name if self._layer is not None else None
-        found = self._labels_layers()
-        names = [ly.name for ly in found]
-        self.labels_combo.blockSignals(True)
-        self.labels_combo.clear()
-        self.labels_combo.addItems(names)
-        self.labels_combo.blockSignals(False)
-        self._refresh_confidence()
-        if current in names:
-            self.labels_combo.setCurrentText(current)
-        else:
-            # The last Segment result, else the first layer: with the sample, the
-            # hidden "ground truth" comes first and is not what the user corrects.
-            results = [ly for ly in found if layers.is_segment_result(ly)]
-            self._select(results[-1] if results else found[0] if found else None)
-
-    def _refresh_confidence(self) -> None:
-        """Fill the confidence chooser; keep the chosen layer or, with none chosen, take
-        the one the labels name."""
-        images = self._images()
-        chosen = self._conf_layer if any(ly is self._conf_layer for ly in images) else None
-        if chosen is None and self._layer is not None:
-            wanted = layers.meta(self._layer).get(layers.CONFIDENCE_LAYER)
-            chosen = next((ly for ly in images if wanted and ly.name == wanted), None)
-        self._conf_layer = chosen
-        self.conf_combo.blockSignals(True)
-        self.conf_combo.clear()
-        self.conf_combo.addItems([_NONE, *(ly.name for ly in images)])
-        self.conf_combo.setCurrentText(chosen.name if chosen is not None else _NONE)
-        self.conf_combo.blockSignals(False)
-
-    def _on_conf_choice(self, index: int) -> None:
-        name = self.conf_combo.currentText()
-        self._conf_layer = next((ly for ly in self._images() if ly.name == name), None)
-        self._update_labels()
-
-    def _on_renamed(self, event: Any = None) -> None:
-        self._refresh_choices()
-        self._update_labels()
-
-    def _on_labels_choice(self, index: int) -> None:
-        found = self._labels_layers()
-        if 0 <= index < len(found):
-            self._select(found[index])
+    def _named_confidence(self, image: Any) -> bool:
+        """Whether `image` is the confidence layer the reviewed labels name."""
+        wanted = (
+            None if self._layer is None else layers.meta(self._layer).get(layers.CONFIDENCE_LAYER)
+        )
+        return bool(wanted) and image.name == wanted
 
     def _on_inserted(self, event: Any) -> None:
         layer = event.value
-        layer.events.name.connect(self._on_renamed)
-        self._refresh_choices()
+        self.labels_combo.refresh()
         current = self._layer
         if (
             current is None
             or layer is current
-            or all(ly is not layer for ly in self._labels_layers())
+            or all(ly is not layer for ly in self.labels_combo.layers())
         ):
             return  # chosen already, or not reviewable (e.g. the Fossils instance layer)
         if layers.is_segment_result(layer) and not layers.is_segment_result(current):
             # Segment added a result: it is what the user corrects, not (say) the
             # sample's ground truth. A Segment result already chosen stays.
-            self.labels_combo.setCurrentText(layer.name)
+            self.labels_combo.set_layer(layer.name)
         elif layers.REVIEW not in layers.meta(layer):
             # A second labels layer whose scan has an autosave: offer it now.
             scan = layers.scan_path_of(layer, self.viewer.layers)
             if sidecar_for(scan, name=layer.name, cache_dir=self.cache_dir).exists():
-                self.labels_combo.setCurrentText(layer.name)
+                self.labels_combo.set_layer(layer.name)
 
     def _on_removed(self, event: Any) -> None:
-        event.value.events.name.disconnect(self._on_renamed)
-        if event.value is self._conf_layer:
-            self._conf_layer = None
         if event.value is self._layer:
             self._select(None)
-        self._refresh_choices()
+        self.labels_combo.refresh()
 
     def _connect(self, layer: Labels, on: bool) -> None:
-        layer.bind_key(ERASE_KEY, self._erase_key if on else None, overwrite=True)
         for emitter, cb in (
             (layer.events.paint, self._on_paint),
             (layer.events.data, self._on_data),
             (layer.events.set_data, self._on_set_data),
-            (layer.events.selected_label, self._sync_class),
         ):
             (emitter.connect if on else emitter.disconnect)(cb)
 
@@ -304,11 +239,13 @@ class ReviewWidget(QWidget):
             return
         if self._layer is not None:
             self.flush()
-            self.set_erase_mode(False)
             self._connect(self._layer, False)
+        self.eraser.attach(layer)
+        self.class_combo.show_classes(layer)
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._layer, self.session, self._unsubscribe = layer, None, None
+        self.autosave.follow(None, None)
         if layer is None:
             self.ctx.set_review_layer(None)
             self._update_labels()
@@ -325,6 +262,7 @@ class ReviewWidget(QWidget):
             autosave_delay_s=self.autosave_delay_s,
         )
         layer.metadata[layers.REVIEW] = session.state
+        self.autosave.follow(layer, session)
         self._unsubscribe = session.subscribe(self._on_session)
         if not isinstance(st, ReviewState) and id(layer) not in self._offered:
             self._offered.add(id(layer))
@@ -333,15 +271,8 @@ class ReviewWidget(QWidget):
         layer.metadata[layers.REVIEW_SIDECAR] = str(folder)
         self._history_len = self._history_lengths(layer)
         self._connect(layer, True)
-        wanted = layers.meta(layer).get(layers.CONFIDENCE_LAYER)
-        self._conf_layer = next(
-            (ly for ly in self._images() if wanted and ly.name == wanted), self._conf_layer
-        )
-        self._refresh_confidence()
-        self._fill_classes(layer)
-        self.labels_combo.blockSignals(True)
-        self.labels_combo.setCurrentText(layer.name)
-        self.labels_combo.blockSignals(False)
+        if wanted := layers.meta(layer).get(layers.CONFIDENCE_LAYER):
+            self.conf_combo.set_layer(wanted)
         self._show_axis(session.state.axis)
         where = "beside the scan" if scan else "in the cache (no scan path)"
         self.save_label.setText(f"Autosave {where}: {folder}")
@@ -363,7 +294,7 @@ class ReviewWidget(QWidget):
         try:
             layer.data = session.restore()  # before the layer's events are connected
         except (OSError, ValueError) as exc:
-            self._report(f"could not restore the autosave: {exc}")
+            self.autosave.report(f"could not restore the autosave: {exc}")
             return
         session.replace_labels(layer.data, edited=False)
 
@@ -425,10 +356,9 @@ class ReviewWidget(QWidget):
 
     def go_to_next(self) -> int | None:
         """Jump to the unreviewed slice where the model was least confident."""
-        session, conf = self.session, self._conf_layer
+        session, conf = self.session, self.conf_combo.layer()
         if self.state is None or session is None:
             return None
-        conf = conf if conf is not None and conf in self.viewer.layers else None
         try:
             i = session.next_slice(
                 None if conf is None else conf.data, current=self.current_slice()
@@ -443,98 +373,11 @@ class ReviewWidget(QWidget):
         self._update_labels()
         return i
 
-    def _fill_classes(self, layer: Labels) -> None:
-        names = layers.class_names_of(layer)
-        self.class_combo.clear()
-        for i, name in enumerate(names):
-            self.class_combo.addItem(f"{i}: {name}", i)
-        self.class_combo.setEnabled(bool(names))
-        if not names:
-            self.class_combo.addItem("(no class names on this layer)")
-        self._sync_class()
-
-    def _on_class_choice(self, index: int) -> None:
-        if (value := self.class_combo.itemData(index)) is not None:
-            self.select_class(int(value))
-
     def select_class(self, value: int | str) -> None:
         """Paint with class `value` (an id or a class name)."""
-        if (layer := self._layer) is None:
-            return
-        if isinstance(value, str):
-            from ..classes import class_index
-
-            value = class_index(layers.class_names_of(layer), value)
-        layer.selected_label = int(value)
-        if layer.mode in ("pan_zoom", "erase", "transform"):
-            layer.mode = "paint"
-
-    def _sync_class(self, event: Any = None) -> None:
-        if self._layer is not None:
-            i = self.class_combo.findData(int(self._layer.selected_label))
-            if i >= 0:
-                self.class_combo.setCurrentIndex(i)
+        self.class_combo.select(value)
 
     # ------------------------------------------------------------------ erase
-
-    def set_erase_mode(self, on: bool) -> None:
-        """While on, the next click on the canvas erases the object under it; the layer
-        is in pan/zoom mode meanwhile (the click must not paint), then gets its mode back."""
-        layer, was = self._layer, self._mode_before_erase
-        on = bool(on) and layer is not None
-        if on and was is None and layer is not None:
-            if self._on_erase_click not in self.viewer.mouse_drag_callbacks:
-                self.viewer.mouse_drag_callbacks.append(self._on_erase_click)
-            self._mode_before_erase, layer.mode = str(layer.mode), "pan_zoom"
-            self.slice_label.setText("click the object to erase")
-        elif not on and was is not None:
-            # napari is iterating over the callbacks when a click ends the mode: drop ours
-            # after that loop (removing it now would skip the next callback).
-            QTimer.singleShot(0, self._drop_erase_callback)
-            self._mode_before_erase = None
-            if layer is not None and layer.mode == "pan_zoom":
-                layer.mode = was
-        self.erase_button.blockSignals(True)
-        self.erase_button.setChecked(on)
-        self.erase_button.blockSignals(False)
-
-    def _drop_erase_callback(self) -> None:
-        callbacks = self.viewer.mouse_drag_callbacks
-        if self._mode_before_erase is None and self._on_erase_click in callbacks:
-            callbacks.remove(self._on_erase_click)
-
-    def _on_erase_click(self, viewer: Any, event: Any) -> None:
-        """Viewer mouse-press callback of the erase mode: erase where the user clicked."""
-        if (
-            self._mode_before_erase is None
-            or getattr(event, "type", "mouse_press") != "mouse_press"
-        ):
-            return  # the mode ended (the callback goes next), or not a press
-        try:
-            point = None if self._layer is None else self._clicked_point(self._layer, event)
-            if point is None:
-                self.slice_label.setText("no object under the click")
-            else:
-                self.erase_at(point, world=False)
-        finally:
-            self.set_erase_mode(False)
-
-    def _clicked_point(self, layer: Labels, event: Any) -> np.ndarray | None:
-        """The clicked voxel (data coordinates); in 3D, the first labelled one on the ray."""
-        pos = np.asarray(layer.world_to_data(event.position), dtype=float)
-        shown = list(getattr(event, "dims_displayed", []) or [])
-        if self.viewer.dims.ndisplay != 3 or len(shown) != 3:
-            return pos
-        ends = layer.get_ray_intersections(event.position, event.view_direction, shown, world=True)
-        if ends[0] is None or ends[1] is None:
-            return None
-        a, b = pos.copy(), pos.copy()
-        a[shown], b[shown] = ends
-        return first_labelled_on_ray(layer.data, a, b)
-
-    def _erase_key(self, layer: Any = None) -> None:
-        # A key press comes with the mouse over the canvas: the cursor is where the user looks.
-        self.erase_under_cursor()
 
     def erase_under_cursor(self) -> bool:
         """Erase the 3D connected object under the mouse cursor (``Shift-E``)."""
@@ -547,7 +390,7 @@ class ReviewWidget(QWidget):
         if layer is None or session is None or self.state is None:
             return False
         if not session.in_memory:
-            self._report("erase needs labels held in memory (a numpy array)")
+            self.autosave.report("erase needs labels held in memory (a numpy array)")
             return False
         point = layer.world_to_data(position) if world else position
         if not all(0 <= round(p) < n for p, n in zip(point, layer.data.shape, strict=True)):
@@ -591,7 +434,7 @@ class ReviewWidget(QWidget):
 
     def _on_data(self, event: Any = None) -> None:
         if self._layer is not None and self.session is not None:
-            self._sync_state()
+            self.autosave.sync()
             self.session.replace_labels(self._layer.data)
 
     def _update_labels(self, event: Any = None) -> None:
@@ -612,117 +455,37 @@ class ReviewWidget(QWidget):
 
     # ------------------------------------------------------------------ autosave
 
-    def _save_options(self) -> dict[str, Any]:
-        """Follow a new scan the layer names; what a save records beside the labels."""
-        assert self._layer is not None and self.session is not None
-        md = layers.meta(self._layer)
-        self.session.follow_scan(md.get(layers.SOURCE_PATH))
-        self._sync_state()
-        return {
-            "spacing": tuple(abs(float(s)) or 1.0 for s in self._layer.scale[-3:]),
-            "class_names": md.get(layers.CLASS_NAMES),
-            "extra": {"layer": self._layer.name},
-        }
-
-    def _poll(self) -> None:
-        if self.session is not None and self.session.save_due():
-            self.save_now()
-
     def save_now(self) -> None:
         """Start saving the sidecar in a worker thread, if anything is unsaved."""
-        session = self.session
-        if session is None or not session.dirty:
-            return
-        if (snap := session.snapshot(**self._save_options())) is None:
-            return  # a save is running: the next is due when it ends
-        from napari.qt.threading import create_worker
-
-        def failed(exc: BaseException) -> None:
-            session.save_failed(exc)
-            self._report(f"autosave failed: {exc}")
-
-        worker = create_worker(snap.save, _ignore_errors=True)
-        worker.returned.connect(lambda path: (session.saved(path), self._show_saved(path)))
-        worker.errored.connect(failed)
-        self.save_worker = worker
-        worker.start()
-
-    def _show_saved(self, path: Path) -> None:
-        self.last_error = None
-        if self._layer is not None:
-            self._layer.metadata[layers.REVIEW_SIDECAR] = str(Path(path).parent)
-        self.save_label.setText(f"Autosaved {datetime.now():%H:%M:%S} to {Path(path).parent}")
+        self.autosave.save_now()
 
     def wait_for_save(self, timeout: float = 60.0) -> bool:
         """Block until a running save finishes; True if none is running then."""
-        return self.session is None or self.session.wait_for_save(timeout)
+        return self.autosave.wait(timeout)
 
     def flush(self) -> None:
         """Save now, on this thread, if anything is unsaved (on close or layer removal)."""
-        session = self.session
-        if session is None or self._layer is None or not session.wait_for_save():
-            return
-        if not session.dirty:
-            return
-        try:
-            path = session.save(**self._save_options())
-        except (OSError, ValueError) as exc:
-            self._report(f"autosave failed: {exc}")
-            return
-        if path is not None:
-            self._show_saved(path)
-
-    def _report(self, text: str) -> None:
-        self.last_error = text
-        log.warning("%s", text)
-        self.save_label.setText(text)
+        self.autosave.flush()
 
     # ------------------------------------------------------------------ closing
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
-        _escape_dock_title(self)
         self.ctx.dock_as_tab(self)
-        top = self.window()
-        if top is not None and top is not self and top is not self._window_filtered:
-            top.installEventFilter(self)
-            self._window_filtered = top
-
-    def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:
-        # getattr: Qt may still deliver events while the Python side is torn down.
-        watched = getattr(self, "_window_filtered", None)
-        if watched is not None and obj is watched and event is not None:
-            if event.type() == QEvent.Type.Close:
-                self.flush()
-        return False
+        if (top := self.window()) is not self:
+            self.autosave.watch(top)  # flush when the viewer's window closes
 
     def closeEvent(self, event: Any) -> None:
-        self.flush()
-        self._timer.stop()
+        self.autosave.stop()
         self.viewer.layers.events.inserted.disconnect(self._on_inserted)
         self.viewer.layers.events.removed.disconnect(self._on_removed)
         self.viewer.dims.events.current_step.disconnect(self._update_labels)
-        for ly in self.viewer.layers:
-            ly.events.name.disconnect(self._on_renamed)
+        self.labels_combo.stop()
+        self.conf_combo.stop()
         if self._layer is not None:
-            self.set_erase_mode(False)
             self._connect(self._layer, False)
-        self._drop_erase_callback()
+        self.eraser.close()
+        self.class_combo.show_classes(None)
         if self.ctx.review_layer is self._layer:
             self.ctx.set_review_layer(None)
-        if self._window_filtered is not None:
-            self._window_filtered.removeEventFilter(self)
-            self._window_filtered = None
         super().closeEvent(event)
-
-
-def _escape_dock_title(widget: QWidget) -> None:
-    """Double the ``&`` in the title of the dock holding `widget`: Qt reads ``&`` in a
-    title as a mnemonic, so a tab named "Review & correct" would show "Review _correct".
-    Only the Qt title changes; napari's name of the dock stays."""
-    parent = widget.parentWidget()
-    while parent is not None and not isinstance(parent, QDockWidget):
-        parent = parent.parentWidget()
-    title = parent.windowTitle() if parent is not None else ""
-    if parent is not None and "&" in title and "&&" not in title:
-        parent.setWindowTitle(title.replace("&", "&&"))

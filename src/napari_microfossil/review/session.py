@@ -188,6 +188,22 @@ class ReviewSession:
         self._fill_shape()
         self._changed("reset", dirty=False)
 
+    def take_up(self, state: Any, *, scan_path: str | os.PathLike[str] | None = None) -> None:
+        """Follow the record kept beside the labels by whoever holds them.
+
+        Another `state` (a :class:`ReviewState`) is adopted; anything else means the
+        record was dropped (new labels replaced the old): the session follows
+        `scan_path` and starts afresh (:meth:`reset`). Nothing changes when `state`
+        is the session's own.
+        """
+        if state is self.state:
+            return
+        if isinstance(state, ReviewState):
+            self.adopt(state)
+        else:
+            self.follow_scan(scan_path)
+            self.reset()
+
     # ---------------------------------------------------------------- edits
 
     def record_edit(
