@@ -16,7 +16,8 @@ pytest.importorskip("pytestqt")
 
 from qtpy.QtWidgets import QApplication
 
-from napari_microfossil._napari.review_widget import STATE_KEY, ReviewWidget
+from napari_microfossil._napari.layers import REVIEW as STATE_KEY
+from napari_microfossil._napari.review_widget import ReviewWidget
 from napari_microfossil.io import write_tiff
 from napari_microfossil.review import ReviewState, Sidecar
 

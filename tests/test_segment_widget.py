@@ -197,7 +197,8 @@ def test_no_image_layer(make_napari_viewer):
 
 def test_restore_accepted_on_segment_survives(setup, qtbot, tmp_path):
     """Segment → Review offers the autosave → Yes: labels and reviewed slices stay."""
-    from napari_microfossil._napari.review_widget import STATE_KEY, ReviewWidget
+    from napari_microfossil._napari.layers import REVIEW as STATE_KEY
+    from napari_microfossil._napari.review_widget import ReviewWidget
     from napari_microfossil.review import ReviewState, Sidecar
 
     viewer, widget = setup
@@ -313,7 +314,8 @@ def test_voxel_size_is_locked_while_segmenting(setup, qtbot):
 
 def test_review_follows_the_segment_result(setup, qtbot, tmp_path):
     """The sample's ground truth is chosen first; Segment's result takes over."""
-    from napari_microfossil._napari.review_widget import STATE_KEY, ReviewWidget
+    from napari_microfossil._napari.layers import REVIEW as STATE_KEY
+    from napari_microfossil._napari.review_widget import ReviewWidget
     from napari_microfossil.review import Sidecar
 
     viewer, widget = setup

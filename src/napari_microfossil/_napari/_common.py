@@ -24,25 +24,12 @@ from qtpy.QtWidgets import (
 
 from .._progress import Progress
 from ..errors import InputError
-from .layers import INSTANCES as INSTANCES_KEY
-from .layers import REVIEW as REVIEW_KEY
-from .layers import SOURCE_IMAGE as SOURCE_IMAGE_KEY
-from .layers import is_instance_layer, is_segment_result, source_path, volume_of
 
 if TYPE_CHECKING:
     import napari
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "INSTANCES_KEY",
-    "REVIEW_KEY",
-    "SOURCE_IMAGE_KEY",
-    "is_instance_layer",
-    "is_segment_result",
-    "source_path",
-    "volume_of",
-]
 
 # ------------------------------------------------------------------
 
@@ -372,19 +359,6 @@ def ask_question(parent: QWidget) -> Callable[[str, str], bool]:
         return bool(answer == QMessageBox.StandardButton.Yes)
 
     return confirm
-
-
-def has_corrections(layer: Any) -> bool:
-    """Whether a Labels layer carries review state (reviewed or edited slices)."""
-    state = (getattr(layer, "metadata", None) or {}).get(REVIEW_KEY)
-    if state is None:
-        return False
-    edited, reviewed = getattr(state, "edited", None), getattr(state, "reviewed", None)
-    if edited is not None or reviewed is not None:
-        return bool(edited) or bool(reviewed)
-    if isinstance(state, dict):
-        return any(bool(v) for v in state.values())
-    return True
 
 
 def replace_or_add(viewer: Any, name: str, kind: str, data: np.ndarray, **kwargs: Any) -> Any:

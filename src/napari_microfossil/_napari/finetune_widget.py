@@ -38,19 +38,11 @@ TIME_MODE_EPOCHS = 10_000
 AUGMENT_CHOICES = {"light": "light (this scan)", "full": "full (other scans too)", "off": "off"}
 
 
-def reviewed_slices_of(layer: Any) -> dict[str, list[int]]:
-    """The reviewed slices per axis recorded on a Labels layer (empty if none)."""
-    get = getattr(layers.meta(layer).get(layers.REVIEW), "reviewed_slices", None)
-    if not callable(get):
-        return {}
-    return {axis: list(v) for axis, v in get().items() if v}
-
-
 def _is_corrected(layer: Any) -> bool:
     """A class-labels layer with reviewed slices, or a Segment result."""
     if layers.is_instance_layer(layer):
         return False
-    return bool(reviewed_slices_of(layer)) or layers.is_segment_result(layer)
+    return bool(layers.reviewed_slices_of(layer)) or layers.is_segment_result(layer)
 
 
 def _spin(parent: qw.QWidget, lo: float, hi: float, value: float, tip: str = "", **kw: Any) -> Any:
@@ -245,8 +237,8 @@ class FinetuneWidget(qw.QWidget):
         """The layer the user most likely corrected: Review's, else one with reviews."""
         reviewing = self.ctx.review_layer
         found = [lyr for lyr in self.labels.layers() if not layers.is_instance_layer(lyr)]
-        ranked = [reviewing if reviewed_slices_of(reviewing) else None]
-        ranked += [*[lyr for lyr in found if reviewed_slices_of(lyr)][::-1], reviewing]
+        ranked = [reviewing if layers.reviewed_slices_of(reviewing) else None]
+        ranked += [*[lyr for lyr in found if layers.reviewed_slices_of(lyr)][::-1], reviewing]
         ranked += [lyr for lyr in found if layers.is_segment_result(lyr)][::-1]
         return next((lyr for lyr in ranked if lyr is not None), None)
 
@@ -255,7 +247,11 @@ class FinetuneWidget(qw.QWidget):
             return
         current, best = self.labels.layer(), self._default_labels()
         if best is not None and best is not current:
-            if current is None or not reviewed_slices_of(current) or reviewed_slices_of(best):
+            if (
+                current is None
+                or not layers.reviewed_slices_of(current)
+                or layers.reviewed_slices_of(best)
+            ):
                 self.labels.set_layer(best.name)
 
     def _on_labels_changed(self, index: int | None = None) -> None:
@@ -271,8 +267,8 @@ class FinetuneWidget(qw.QWidget):
         layer = self.labels.layer()
         text = "Choose the Labels layer you corrected"
         if layer is not None:
-            text = describe_split(reviewed_slices_of(layer))
-            if not reviewed_slices_of(layer):
+            text = describe_split(layers.reviewed_slices_of(layer))
+            if not layers.reviewed_slices_of(layer):
                 text += " — mark slices reviewed (or paint in them) in Review & correct"
         if self.slices_label.text() != text:
             self.slices_label.setText(text)
@@ -365,7 +361,7 @@ class FinetuneWidget(qw.QWidget):
             raise InputError("image: choose the scan's Image layer (open a scan first)")
         if labels is None:
             raise InputError("labels: choose the Labels layer you corrected in Review & correct")
-        slices = reviewed_slices_of(labels)
+        slices = layers.reviewed_slices_of(labels)
         if not slices:
             raise InputError(
                 f"no reviewed slices on {labels.name!r}: in Review & correct, paint your "

@@ -55,6 +55,27 @@ def class_names_of(layer: Any) -> list[str]:
     return list(meta(layer).get(CLASS_NAMES) or [])
 
 
+def has_corrections(layer: Any) -> bool:
+    """Whether a Labels layer carries review state (reviewed or edited slices)."""
+    state = meta(layer).get(REVIEW)
+    if state is None:
+        return False
+    edited, reviewed = getattr(state, "edited", None), getattr(state, "reviewed", None)
+    if edited is not None or reviewed is not None:
+        return bool(edited) or bool(reviewed)
+    if isinstance(state, dict):
+        return any(bool(v) for v in state.values())
+    return True
+
+
+def reviewed_slices_of(layer: Any) -> dict[str, list[int]]:
+    """The reviewed slices per axis recorded on a Labels layer (empty if none)."""
+    get = getattr(meta(layer).get(REVIEW), "reviewed_slices", None)
+    if not callable(get):
+        return {}
+    return {axis: list(v) for axis, v in get().items() if v}
+
+
 def is_instance_layer(layer: Any) -> bool:
     """Whether a layer is the Fossils panel's instance layer (ids, not class labels)."""
     return bool(meta(layer).get(INSTANCES))

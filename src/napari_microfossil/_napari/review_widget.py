@@ -34,13 +34,12 @@ from .autosaver import Autosaver
 from .class_picker import ClassPicker
 from .context import PluginContext
 from .erase_tool import ERASE_KEY, EraseTool
-from .layers import REVIEW as STATE_KEY  # the key other panels (and tests) read
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Labels
 
-__all__ = ["ERASE_KEY", "STATE_KEY", "ReviewWidget"]
+__all__ = ["ERASE_KEY", "ReviewWidget"]
 
 _NONE = "(none)"
 

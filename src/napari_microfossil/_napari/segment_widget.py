@@ -38,7 +38,6 @@ from ._common import (
     JobRunner,
     LayerChooser,
     ask_question,
-    has_corrections,
     replace_or_add,
     scrolling,
     smoothing_box,
@@ -390,7 +389,7 @@ class SegmentWidget(QWidget):
         layer = self.image.layer()
         target, conf_name = _result_names(layer.name)
         existing = self.viewer.layers[target] if target in self.viewer.layers else None
-        if existing is not None and has_corrections(existing):
+        if existing is not None and md.has_corrections(existing):
             question = (
                 f"The layer {target!r} holds corrections. Segmenting again replaces it "
                 "(corrections autosaved by the Review widget stay on disk). Continue?"
