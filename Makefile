@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[napari,dev]"
+	@# A .venv made before the move to PyQt6 still has PyQt5, which qtpy would pick first.
+	@$(BIN)/python -m pip uninstall --quiet --yes PyQt5 PyQt5-Qt5 PyQt5-sip 2>/dev/null || true
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -6,6 +6,7 @@ import csv
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 pytest.importorskip("napari")
 pytestmark = [
@@ -104,7 +105,7 @@ def test_extract_table_matches_instances(setup, qtbot):
     assert layer.features["index"].tolist() == [0, 1, 2, 3]
 
     # Sorting is numeric: ascending volume puts the smallest fossil (id 3) first.
-    widget.table_widget.sortByColumn(7, 0)  # voxels, ascending
+    widget.table_widget.sortByColumn(7, Qt.SortOrder.AscendingOrder)  # voxels
     assert [int(t) for t in column(widget, "id")] == [3, 2, 1]
     voxels = [int(t.replace(",", "")) for t in column(widget, "voxels")]
     assert voxels == sorted(voxels) and sorted(map(str, voxels)) != [str(v) for v in voxels]

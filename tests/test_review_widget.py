@@ -461,7 +461,7 @@ def test_closing_the_window_saves(make_napari_viewer, qtbot, tmp_path):
     qtbot.waitUntil(widget.isVisible)  # the dock is shown: the widget watches its window
     layer.paint((2, 8, 8), 1)
     assert _saved_json(scan) is None
-    viewer.window._qt_window.close()  # the window's close button, without a dialog
+    viewer.close()  # File > Close Window: napari's own close, without a dialog
     saved = _saved_json(scan)
     assert saved is not None and saved["state"]["edited"] == [2]
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..io import atomic_path, write_tiff
 from ..io.metadata import unit_factor
+from .layers import CLASS_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
         multiscale data is written at full resolution.
     meta : dict
         Layer state: ``scale`` (voxel size, in the layer's ``units``; µm when they are
-        pixels or unknown) and ``metadata["class_names"]`` are kept.
+        pixels or unknown) and the class names (``layers.CLASS_NAMES``) are kept.
 
     Returns
     -------
@@ -91,7 +92,7 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     spacing = _last(meta.get("scale"), 3, 1.0) * _um_per_unit(meta, 3)
     spacing = np.where(spacing > 0, spacing, 1.0)
     metadata = meta.get("metadata") or {}
-    names = metadata.get("class_names")
+    names = metadata.get(CLASS_NAMES)
     class_names = [str(n) for n in names] if names else None
     write_tiff(
         path,
