@@ -49,19 +49,19 @@ class PluginContext(QObject):
 
     @classmethod
     def of(cls, viewer: Any) -> PluginContext:
-        """The viewer's context, created on first use."""
+        """The viewer's context, created on first use.
+
+        `viewer` may be the proxy napari hands plugin widgets: the context keeps the
+        viewer itself, whose Qt window it lives in.
+        """
+        viewer = getattr(viewer, "__wrapped__", viewer)
         window = getattr(getattr(viewer, "window", None), "_qt_window", None)
-        if window is not None:
-            found = window.findChild(QObject, _OBJECT_NAME)
-            if isinstance(found, cls):
-                return found
-            return cls(viewer, parent=window)
-        # A viewer without a Qt window (tests of the model): keep it on the viewer.
-        ctx = getattr(viewer, "_microfossil_context", None)
-        if not isinstance(ctx, cls):
-            ctx = cls(viewer)
-            viewer._microfossil_context = ctx
-        return ctx
+        if window is None:
+            raise LookupError("the napari-microfossil panels need a viewer with a window")
+        found = window.findChild(QObject, _OBJECT_NAME)
+        if isinstance(found, cls):
+            return found
+        return cls(viewer, parent=window)
 
     # ---------------------------------------------------------------- models
 
@@ -149,7 +149,8 @@ class PluginContext(QObject):
             owner.destroyed.connect(lambda *_: self._drop_segmenter(segment))
 
     def _drop_segmenter(self, segment: Callable[[str, str | None], Any]) -> None:
-        if self._segmenter is segment:
+        # getattr: when the window closes, the context may be torn down before the panel.
+        if getattr(self, "_segmenter", None) is segment:
             self._segmenter = None
 
     @property

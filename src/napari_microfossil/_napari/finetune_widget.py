@@ -47,9 +47,8 @@ def _is_corrected(layer: Any) -> bool:
 
 def _spin(parent: qw.QWidget, lo: float, hi: float, value: float, tip: str = "", **kw: Any) -> Any:
     """A QSpinBox, or a QDoubleSpinBox with ``decimals``; ``suffix``, ``step``."""
-    box = qw.QSpinBox(parent)
+    box = qw.QDoubleSpinBox(parent) if "decimals" in kw else qw.QSpinBox(parent)
     if "decimals" in kw:
-        box = qw.QDoubleSpinBox(parent)
         box.setDecimals(kw["decimals"])
     box.setRange(lo, hi)
     box.setValue(value)
