@@ -43,6 +43,14 @@ def test_panels_from_the_plugins_menu_share_the_dock_as_tabs(make_napari_viewer,
     for dock, panel in opened:
         assert isinstance(dock, QDockWidget)
         assert panel.minimumSizeHint().height() <= 600, dock.windowTitle()
+    # Nothing is cut off on the right: the dock is as wide as the widest form.
+    for dock, panel in opened:
+        dock.raise_()
+        qtbot.waitUntil(panel.isVisible)
+        for area in panel.findChildren(QScrollArea):
+            form = area.widget()
+            if form is not None:
+                assert area.viewport().width() >= form.minimumSizeHint().width(), dock.windowTitle()
 
 
 def test_every_visible_field_is_in_its_panels_layout(make_napari_viewer, qtbot):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -319,10 +319,27 @@ class JobRunner:
             self.after()
 
 
+class _FormScroll(QScrollArea):
+    """Scrolls vertically only; as wide as the form needs, so nothing is cut off."""
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        body = self.widget()
+        if body is None:
+            return hint
+        width = (
+            body.minimumSizeHint().width()
+            + self.verticalScrollBar().sizeHint().width()
+            + 2 * self.frameWidth()
+        )
+        return QSize(max(hint.width(), width), hint.height())
+
+
 def scrolling(body: QWidget) -> QScrollArea:
     """`body` in a frameless vertical scroll area, so that a docked panel can be shorter
-    than its form (a 1366x768 screen) and scrolls instead of growing the window."""
-    area = QScrollArea()
+    than its form (a 1366x768 screen) and scrolls instead of growing the window; the
+    dock is kept as wide as the form needs."""
+    area = _FormScroll()
     area.setWidget(body)
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
