@@ -133,3 +133,13 @@ def test_import_package_and_reader_without_torch():
         "assert 'napari' not in sys.modules or True"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_modules_are_a_size_one_reads_in_a_sitting():
+    """No module, panels included, is over 500 lines: one job each, read in a sitting."""
+    too_long = {
+        str(p.relative_to(PKG)): n
+        for p in PKG.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 500
+    }
+    assert not too_long, too_long
