@@ -206,6 +206,23 @@ def _draw_axes(img: Image.Image, right: np.ndarray, up: np.ndarray) -> None:
 # -- histogram -----------------------------------------------------------------------
 
 
+def _bin_count(vals: np.ndarray, lo: float, hi: float, *, most: int = 40) -> int:
+    """numpy's ``bins="auto"`` (the finer of Freedman-Diaconis and Sturges), at most `most`.
+
+    Computed here rather than by ``np.histogram_bin_edges``, which allocates every edge
+    first: a tight cluster beside one outlier would ask it for billions of bins.
+    """
+    n = vals.size
+    sturges = math.ceil(math.log2(n)) + 1 if n > 1 else 1
+    q75, q25 = np.percentile(vals, [75, 25])
+    iqr = float(q75 - q25)
+    if iqr > 0 and hi > lo:
+        fd = (hi - lo) / (2.0 * iqr * n ** (-1.0 / 3.0))
+        if math.isfinite(fd):
+            sturges = max(sturges, math.ceil(fd))
+    return int(min(max(sturges, 1), most))
+
+
 def render_histogram(
     values: Sequence[float], *, width: int = 640, height: int = 320, label: str = ""
 ) -> Image.Image:
@@ -235,22 +252,19 @@ def render_histogram(
         ((left + right) / 2, height - 8), font.text(label), font=font.font, fill=TEXT, anchor="mb"
     )
     draw.text((left, 8), "fossils", font=font.font, fill=TEXT, anchor="lt")
-    if vals.size == 0:
+    lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 0.0)
+    if vals.size == 0 or not math.isfinite(hi - lo):
         draw.text(
             ((left + right) / 2, (top + bottom) / 2),
-            "no fossils",
+            "no fossils" if vals.size == 0 else "values too far apart to draw",
             font=font.font,
             fill=MUTED,
             anchor="mm",
         )
         return img
-    lo, hi = float(vals.min()), float(vals.max())
     if hi - lo < 1e-9 * max(1.0, abs(hi)):
         lo, hi = lo - 0.5, hi + 0.5
-    edges = np.histogram_bin_edges(vals, bins="auto", range=(lo, hi))
-    if len(edges) > 41:
-        edges = np.linspace(lo, hi, 41)
-    counts, edges = np.histogram(vals, bins=edges)
+    counts, edges = np.histogram(vals, bins=_bin_count(vals, lo, hi), range=(lo, hi))
     top_count = max(1, int(counts.max()))
 
     def xpix(val: float) -> float:
@@ -261,9 +275,12 @@ def render_histogram(
 
     for n, a, b in zip(counts.tolist(), edges[:-1].tolist(), edges[1:].tolist(), strict=True):
         if n:
-            draw.rectangle(
-                [xpix(a) + 1, ypix(n), xpix(b) - 1, bottom - 1], fill=tuple(int(c) for c in FOSSIL)
-            )
+            # Pillow wants x1 >= x0 and y1 >= y0: a bin narrower than 2 px, or a count
+            # far below the tallest (1 fossil beside 263 specks), is still drawn, 1 px.
+            x0, x1 = xpix(a) + 1, xpix(b) - 1
+            x1 = max(x0, x1)
+            y0 = min(ypix(n), bottom - 2)
+            draw.rectangle([x0, y0, x1, bottom - 1], fill=tuple(int(c) for c in FOSSIL))
     step = nice_step((hi - lo) / 4)
     for t in np.arange(math.ceil(lo / step) * step, hi + 1e-9 * step, step).tolist():
         x = xpix(t)
