@@ -14,6 +14,7 @@ absent; the CSV is written last.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import logging
@@ -242,14 +243,15 @@ def iter_export_fossils(
     inst_path = out / "instances.tif" if write_instances else None
     mesh_paths = {i: out / "meshes" / f"{fossil_stem(i)}.{fmt}" for i in selected} if fmt else {}
     crop_paths = {i: out / "crops" / f"{fossil_stem(i)}.tif" for i in selected} if crops else {}
+    planned = [
+        csv_path,
+        *([inst_path] if inst_path else []),
+        *mesh_paths.values(),
+        *crop_paths.values(),
+    ]
+    earlier = {p for p in planned if p.exists()}
     if not overwrite:
-        planned = [
-            csv_path,
-            *([inst_path] if inst_path else []),
-            *mesh_paths.values(),
-            *crop_paths.values(),
-        ]
-        existing = [p for p in planned if p.exists()]
+        existing = [p for p in planned if p in earlier]
         if existing:
             raise InputError(
                 f"outdir: {str(existing[0])!r} already exists"
@@ -257,6 +259,80 @@ def iter_export_fossils(
                 "choose another folder or pass overwrite=True (--overwrite)"
             )
 
+    made = [d for d in (out, out / "meshes", out / "crops") if not d.exists()]
+    written: list[Path] = []
+    try:
+        yield from _write_files(
+            table,
+            out,
+            img,
+            selected,
+            rows_by_id,
+            inst_path,
+            mesh_paths,
+            crop_paths,
+            csv_path,
+            margin=margin,
+            overwrite=overwrite,
+            smooth=smooth,
+            written=written,
+        )
+    except BaseException:
+        _undo_partial(planned, earlier, made, written, csv_path)
+        raise
+    logger.info("exported %d fossils to %s", len(selected), out)
+    return ExportResult(
+        outdir=out, csv=csv_path, instances=inst_path, meshes=mesh_paths, crops=crop_paths
+    )
+
+
+def export_fossils(table: FossilTable, outdir: str | Path, **kwargs: Any) -> ExportResult:
+    """Write the fossils of a table to a folder; see :func:`iter_export_fossils`."""
+    return drain(iter_export_fossils(table, outdir, **kwargs))
+
+
+def _write_mesh(mesh: Any, path: Path, fmt: str) -> None:
+    with atomic_path(path) as tmp:
+        mesh.export(file_obj=str(tmp), file_type=fmt)
+
+
+def _undo_partial(
+    planned: list[Path], earlier: set[Path], made: list[Path], written: list[Path], csv: Path
+) -> None:
+    """After a failure (or a cancel) part-way: remove the files this export added and
+    the folders it created; if it already replaced files of an earlier export, remove
+    that export's ``fossils.csv`` too, which no longer describes them. What is left is
+    the earlier export untouched, or files without a table (an unfinished export)."""
+    for p in planned:
+        if p not in earlier:
+            p.unlink(missing_ok=True)
+    if csv not in written and any(p in earlier for p in written):
+        csv.unlink(missing_ok=True)
+        logger.warning("export to %s failed part-way; its old fossils.csv removed", csv.parent)
+    for d in reversed(made):
+        with contextlib.suppress(OSError):
+            d.rmdir()  # only if empty
+
+
+def _write_files(
+    table: FossilTable,
+    out: Path,
+    img: np.ndarray | None,
+    selected: list[int],
+    rows_by_id: dict[int, Mapping[str, Any]],
+    inst_path: Path | None,
+    mesh_paths: dict[int, Path],
+    crop_paths: dict[int, Path],
+    csv_path: Path,
+    *,
+    margin: int,
+    overwrite: bool,
+    smooth: bool,
+    written: list[Path],
+) -> Generator[Progress, None, None]:
+    """The writing part of :func:`iter_export_fossils`; appends each file to `written`."""
+    fmt = next(iter(mesh_paths.values())).suffix[1:] if mesh_paths else None
+    instances = table.instances
     out.mkdir(parents=True, exist_ok=True)
     if mesh_paths:
         (out / "meshes").mkdir(exist_ok=True)
@@ -275,6 +351,7 @@ def iter_export_fossils(
             body = instances[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))] == fid
             mesh = mask_to_mesh(body, spacing=table.spacing, origin=start * sp, smooth=smooth)
             _write_mesh(mesh, mesh_paths[fid], fmt or "stl")
+            written.append(mesh_paths[fid])
         if fid in crop_paths:
             lo = np.maximum(start - margin, 0)
             hi = np.minimum(stop + margin, shape)
@@ -302,11 +379,13 @@ def iter_export_fossils(
                     metadata=meta,
                     axes="ZCYX",
                 )
+            written.append(crop_paths[fid])
         yield Progress("export", done, total)
 
     yield Progress("write table", 0, 1)
     if inst_path is not None:
         write_tiff(inst_path, instances, spacing=table.spacing, overwrite=overwrite, axes="ZYX")
+        written.append(inst_path)
     rows = []
     for fid in selected:
         row = dict(rows_by_id[fid])
@@ -314,18 +393,5 @@ def iter_export_fossils(
         row["crop_file"] = crop_paths[fid].relative_to(out).as_posix() if fid in crop_paths else ""
         rows.append(row)
     write_fossils_csv(csv_path, rows, (*table.columns, *FILE_COLUMNS))
+    written.append(csv_path)
     yield Progress("write table", 1, 1)
-    logger.info("exported %d fossils to %s", total, out)
-    return ExportResult(
-        outdir=out, csv=csv_path, instances=inst_path, meshes=mesh_paths, crops=crop_paths
-    )
-
-
-def export_fossils(table: FossilTable, outdir: str | Path, **kwargs: Any) -> ExportResult:
-    """Write the fossils of a table to a folder; see :func:`iter_export_fossils`."""
-    return drain(iter_export_fossils(table, outdir, **kwargs))
-
-
-def _write_mesh(mesh: Any, path: Path, fmt: str) -> None:
-    with atomic_path(path) as tmp:
-        mesh.export(file_obj=str(tmp), file_type=fmt)

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import html
 import logging
+import os
+import shutil
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from .._progress import Progress, drain
 from ..atomic import atomic_path
@@ -67,9 +68,21 @@ class GalleryResult:
 # -- the gallery ---------------------------------------------------------------------
 
 
-def _save_png(img: Image.Image, path: Path, overwrite: bool) -> None:
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        img.save(tmp, format="PNG", optimize=False)
+def _keep_earlier(gdir: Path, tmp: Path, *, skip: set[str]) -> None:
+    """Put the earlier gallery's other files into `tmp` (hard links where possible), so
+    that a gallery of some fossils keeps the pictures of the others."""
+    if not gdir.is_dir():
+        return
+    for f in gdir.iterdir():
+        if f.name in skip or f.name.startswith("."):
+            continue
+        if f.is_dir():
+            shutil.copytree(f, tmp / f.name)
+            continue
+        try:
+            os.link(f, tmp / f.name)
+        except OSError:
+            shutil.copy2(f, tmp / f.name)
 
 
 _CSS = """
@@ -238,23 +251,28 @@ def _write_gallery(
     index = out / "index.html"
     histogram = gdir / "size_histogram.png"
     images = {fid: gdir / f"{fossil_stem(fid)}.png" for fid in selected}
-    gdir.mkdir(parents=True, exist_ok=True)
 
+    # The pictures are drawn into a hidden folder renamed over gallery/ only when all
+    # of them and the histogram are done: a failure (or a cancel) part-way leaves the
+    # earlier gallery and index.html as they were, never a half gallery.
     total = len(selected)
-    yield Progress("gallery", 0, total)
-    for done, fid in enumerate(selected, start=1):
-        pic = render_fossil(table, fid, image=image, size=size, max_grid=max_grid)
-        _save_png(pic, images[fid], overwrite=True)
-        yield Progress("gallery", done, total)
+    with atomic_path(gdir) as tmp:
+        tmp.mkdir()
+        _keep_earlier(gdir, tmp, skip={p.name for p in (histogram, *images.values())})
+        yield Progress("gallery", 0, total)
+        for done, fid in enumerate(selected, start=1):
+            pic = render_fossil(table, fid, image=image, size=size, max_grid=max_grid)
+            pic.save(tmp / images[fid].name, format="PNG", optimize=False)
+            yield Progress("gallery", done, total)
 
-    yield Progress("gallery index", 0, 1)
-    diameters = [float(table.row(fid)["equivalent_diameter_um"]) for fid in selected]
-    _save_png(
-        render_histogram(diameters, label="equivalent diameter (µm)"), histogram, overwrite=True
-    )
-    page = _index_html(table, selected, out, images, histogram)
-    with atomic_path(index) as tmp:
-        tmp.write_text(page, encoding="utf-8")
+        yield Progress("gallery index", 0, 1)
+        diameters = [float(table.row(fid)["equivalent_diameter_um"]) for fid in selected]
+        render_histogram(diameters, label="equivalent diameter (µm)").save(
+            tmp / histogram.name, format="PNG", optimize=False
+        )
+        page = _index_html(table, selected, out, images, histogram)
+    with atomic_path(index) as tmp_index:
+        tmp_index.write_text(page, encoding="utf-8")
     yield Progress("gallery index", 1, 1)
     logger.info("gallery of %d fossils written to %s", total, index)
     return GalleryResult(outdir=out, index=index, histogram=histogram, images=images)
