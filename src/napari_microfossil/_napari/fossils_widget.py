@@ -1,17 +1,15 @@
 """Fossils widget: extract fossils from a segmentation, browse, edit and export them.
 
-Extract runs :func:`~napari_microfossil.workflows.fossils.iter_extract` in a worker and
-adds an instance Labels layer ``"<labels> instances"`` (one id per fossil) with a
-sortable table of the engine's measurements. Clicking a row goes to that fossil
-(camera centre, slice sliders, selected label; optionally shown alone, in 3D). Selected
-fossils can be deleted or merged (:meth:`FossilTable.delete`, :meth:`FossilTable.merge`:
-only the changed fossils are measured again). Export runs
-:func:`~napari_microfossil.workflows.fossils.iter_export` (meshes, crops,
-``fossils.csv``, the picture gallery).
+Extract runs :func:`~napari_microfossil.workflows.fossils.iter_extract` in a worker and adds
+an instance Labels layer ``"<labels> instances"`` with a sortable table of measurements.
+A row click goes to that fossil (optionally shown alone, in 3D). Selected fossils can be
+deleted or merged (only they are measured again). Export runs
+:func:`~napari_microfossil.workflows.fossils.iter_export`; a fault ends in one line.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import fossils
+from .._progress import ProgressGen
 from ..errors import InputError
 from ..fossils import FossilTable
 from ..workflows.fossils import (
@@ -43,7 +42,7 @@ from ..workflows.fossils import (
     iter_extract,
 )
 from . import layers
-from ._common import JobRunner, LayerChooser, ask_question, replace_or_add, scrolling
+from ._common import Failed, JobRunner, LayerChooser, ask_question, replace_or_add, scrolling
 from .context import PluginContext
 from .fossil_table import TABLE_COLUMNS, FossilsBox, camera_of, go_to, show_features
 
@@ -56,6 +55,16 @@ SIZE_UNITS = ("voxels", "µm³")
 MESH_CHOICES = (*fossils.MESH_FORMATS, "none")
 #: Name suffix of the Segment panel's result, whose scan has the name before it.
 _RESULT_SUFFIX = " fossils"
+log = logging.getLogger(__name__)
+
+
+def _one_line(gen: ProgressGen[Any], what: str) -> ProgressGen[Any]:
+    """Re-yield `gen`; a fault (a full disk, a bug) ends as one line, its traceback logged."""
+    try:
+        return (yield from gen)
+    except Exception as exc:
+        log.error("%s failed", what, exc_info=exc)
+        return Failed(f"{what} failed ({exc or type(exc).__name__}); nothing half-written kept")
 
 
 class FossilsWidget(QWidget):
@@ -103,7 +112,6 @@ class FossilsWidget(QWidget):
         self.min_size = QDoubleSpinBox(body)
         self.min_size.setRange(0, 1e15)
         self.min_size.setDecimals(0)
-        self.min_size.setValue(0)
         self.min_unit = QComboBox(body)
         self.min_unit.addItems(SIZE_UNITS)
         self.split = QCheckBox("Split touching fossils", body)
@@ -139,13 +147,9 @@ class FossilsWidget(QWidget):
         self._lay_out(body)
 
         busy = [self.extract_button, self.export_button, self.delete_button, self.merge_button]
-        self.runner = JobRunner(
-            "Fossils",
-            self.status,
-            [*busy, self.remeasure_button],
-            self.cancel_button,
-            after=self._update_buttons,
-        )
+        after = self._update_buttons
+        busy.append(self.remeasure_button)
+        self.runner = JobRunner("Fossils", self.status, busy, self.cancel_button, after=after)
         self.labels.currentIndexChanged.connect(self._on_labels_changed)
         self.extract_button.clicked.connect(lambda: self.extract())
         self.table_widget.itemSelectionChanged.connect(self._on_selection)
@@ -435,9 +439,8 @@ class FossilsWidget(QWidget):
     ) -> Any:
         """Export fossils to ``outdir`` in the background; returns the worker.
 
-        Runs :func:`~napari_microfossil.workflows.fossils.iter_export`: meshes, cropped
-        TIFFs, ``fossils.csv`` and ``instances.tif``, then, with ``gallery``, one picture
-        per fossil and ``index.html``.
+        Runs :func:`~napari_microfossil.workflows.fossils.iter_export` (meshes, crops,
+        tables, then the gallery); a fault ends as one notification line.
         """
         from napari.utils.notifications import show_error, show_info
 
@@ -472,7 +475,9 @@ class FossilsWidget(QWidget):
             show_info(f"Exported {n} fossils to {out}")
 
         return self.runner.start(
-            iter_export(request), on_result=done, done_message=f"exported {n} fossils to {out}"
+            _one_line(iter_export(request), f"export to {out}"),
+            on_result=done,
+            done_message=f"exported {n} fossils to {out}",
         )
 
     def _export_clicked(self) -> None:
