@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 from ..axes import AXES
 from ..review import Change, ReviewSession, ReviewState, sidecar_for
 from . import layers
-from ._common import LayerChooser, scrolling
+from ._common import LayerChooser, ask_question, scrolling
 from .autosaver import Autosaver
 from .class_picker import ClassPicker
 from .context import PluginContext
@@ -279,15 +279,22 @@ class ReviewWidget(QWidget):
         self._update_labels()
 
     def _offer_restore(self, layer: Labels, session: ReviewSession) -> None:
-        if not session.restorable or session.sidecar is None:
+        if (saved := session.saved_review) is None:
             return
-        when = session.sidecar.saved_at
-        stamp = when.astimezone().strftime("%Y-%m-%d %H:%M") if when else "earlier"
+        if why := saved.mismatch(layer.name, layer.data.shape):
+            # Another layer's work: never offered, and kept aside so no save replaces it.
+            from napari.utils.notifications import show_info
+
+            kept = session.decline_restore()
+            show_info(f"Review: autosave of {saved.describe()} not offered ({why}); kept in {kept}")
+            return
         question = (
-            f"Corrections autosaved {stamp} were found for '{layer.name}' in "
-            f"{session.sidecar.folder}.\nRestore them?"
+            f"Restore the review of {saved.describe()}, from {saved.folder}?\n"
+            f"Yes replaces the labels of '{layer.name}' with it."
         )
-        if not self.confirm("Restore review", question):
+        # Yes by default only for a save that names this layer; when in doubt, No.
+        ask = self.confirm if saved.layer or self.confirm != self._ask else ask_question(self)
+        if not ask("Restore review", question):
             self.save_label.setText(f"Earlier autosave kept in {session.decline_restore()}")
             return
         try:

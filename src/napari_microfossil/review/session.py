@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import InputError
 from .autosave import AutosaveSchedule, Snapshot, sidecar_for
 from .edits import Edit, UndoStack, edit_slices, erase_object, slices_touched
-from .sidecar import Sidecar
+from .sidecar import SavedReview, Sidecar
 from .state import Marks, ReviewState
 from .suggest import next_slice_to_review, slice_confidence
 
@@ -59,7 +59,8 @@ class ReviewSession:
     scan_path : str or path, optional
         The scan the labels belong to: the autosave goes beside it.
     name : str, optional
-        With no `scan_path`: the key of the autosave folder in the cache. With neither,
+        The layer name: only an autosave of it (or of no recorded layer) is restored.
+        With no `scan_path`, the key of the autosave folder in the cache. With neither,
         nothing is autosaved.
     cache_dir : str or path, optional
         Root of the fallback autosave folders (``~/.cache/napari-microfossil``).
@@ -88,7 +89,7 @@ class ReviewSession:
         self.labels = labels
         self.state = state if state is not None else ReviewState.for_volume(labels.shape, axis)
         self._fill_shape()
-        self.cache_dir = cache_dir
+        self.cache_dir, self.name = cache_dir, name
         self.sidecar: Sidecar | None = (
             sidecar_for(scan_path, name=name or "", cache_dir=cache_dir)
             if scan_path or name
@@ -347,9 +348,16 @@ class ReviewSession:
         return True
 
     @property
+    def saved_review(self) -> SavedReview | None:
+        """What the sidecar's last autosave holds (whichever layer saved it), or None."""
+        return self.sidecar.summary() if self.sidecar is not None else None
+
+    @property
     def restorable(self) -> bool:
-        """Whether the sidecar holds an autosave (which :meth:`restore` would take)."""
-        return self.sidecar is not None and self.sidecar.exists()
+        """Whether the sidecar holds an autosave of these labels (:meth:`restore` takes
+        it): of the layer named `name` (or of no recorded layer) and of their shape."""
+        saved = self.saved_review
+        return saved is not None and saved.mismatch(self.name, self.labels.shape) is None
 
     def restore(self) -> np.ndarray:
         """Take the labels and the state of the last autosave; returns the labels.
@@ -360,16 +368,17 @@ class ReviewSession:
         Raises
         ------
         InputError
-            If there is no autosave, it is damaged, or its shape is not the labels'.
+            If there is no autosave, it is damaged, or it is of another layer or shape.
         """
         if self.sidecar is None:
             raise InputError("review: no autosave to restore (no scan path and no name)")
-        labels, state, _meta = self.sidecar.load()
-        if tuple(labels.shape) != tuple(self.labels.shape):
+        saved = self.sidecar.summary()
+        why = None if saved is None else saved.mismatch(self.name, self.labels.shape)
+        if saved is not None and why is not None:
             raise InputError(
-                f"{self.sidecar.folder}: the autosave has shape {labels.shape}, the labels "
-                f"{tuple(self.labels.shape)}; not restored"
+                f"{saved.folder}: the autosave is not of these labels ({why}); not restored"
             )
+        labels, state, _meta = self.sidecar.load()
         self.labels = labels.astype(self.labels.dtype, copy=False)
         self.state = state
         self._fill_shape()

@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,57 @@ def _writable_dir(folder: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+@dataclass(frozen=True)
+class SavedReview:
+    """What the last autosave holds, from its ``review.json`` (the labels are not read).
+
+    Parameters
+    ----------
+    folder : Path
+        The sidecar folder holding it.
+    saved_at : datetime or None
+        When it was saved (UTC).
+    layer : str or None
+        The name of the Labels layer it saved (``extra["layer"]``); None if unrecorded.
+    shape : tuple of int
+        Shape (Z, Y, X) of the saved labels.
+    axis : str
+        The review axis; ``reviewed`` and ``edited`` count its slices (of ``n_slices``).
+    reviewed, edited, n_slices : int
+    """
+
+    folder: Path
+    saved_at: datetime | None
+    layer: str | None
+    shape: tuple[int, ...]
+    axis: str = "z"
+    reviewed: int = 0
+    edited: int = 0
+    n_slices: int = 0
+
+    def mismatch(self, layer: str | None, shape: Sequence[int]) -> str | None:
+        """Why this save is not the review of `layer` with labels of `shape`; None if it is.
+
+        A save of another layer never matches; one with no layer name recorded matches
+        on its shape alone (the caller should then ask, defaulting to No).
+        """
+        if self.layer is not None and layer is not None and self.layer != layer:
+            return f"it is of layer '{self.layer}', not '{layer}'"
+        if tuple(int(n) for n in shape) != self.shape:
+            return f"its labels have shape {self.shape}, these {tuple(shape)}"
+        return None
+
+    def describe(self) -> str:
+        """One line: which layer, when, how much was reviewed and edited."""
+        when = self.saved_at
+        stamp = when.astimezone().strftime("%Y-%m-%d %H:%M") if when else "at an unknown time"
+        who = f"layer '{self.layer}'" if self.layer else "an unnamed layer"
+        return (
+            f"{who}, saved {stamp}: {self.reviewed} of {self.n_slices} {self.axis}-slices "
+            f"reviewed, {self.edited} edited"
+        )
 
 
 class Sidecar:
@@ -280,6 +332,28 @@ class Sidecar:
             return None
         with contextlib.suppress(ValueError, TypeError):
             return datetime.fromisoformat(latest[1]["saved_at"])
+        return None
+
+    def summary(self) -> SavedReview | None:
+        """What the last save holds (cheap: the labels are not read), or None."""
+        latest = self._latest()
+        if latest is None:
+            return None
+        folder, rec = latest
+        st = rec.get("state") if isinstance(rec.get("state"), dict) else {}
+        extra = rec.get("extra") if isinstance(rec.get("extra"), dict) else {}
+        layer = extra.get("layer")
+        with contextlib.suppress(TypeError, ValueError):
+            return SavedReview(
+                folder=folder,
+                saved_at=self.saved_at,
+                layer=layer if isinstance(layer, str) else None,
+                shape=tuple(int(n) for n in rec.get("shape") or ()),
+                axis=str(st.get("axis", "z")),
+                reviewed=len(st.get("reviewed") or ()),
+                edited=len(st.get("edited") or ()),
+                n_slices=int(st.get("n_slices") or 0),
+            )
         return None
 
     def load(self) -> tuple[np.ndarray, ReviewState, dict[str, Any]]:
