@@ -9,7 +9,8 @@ Layout of an export folder::
 
 ``NNNN`` is the fossil id zero-padded to 4 digits (more when ids exceed 9999). Every file
 is written to a temporary name and renamed into place, so a file is either complete or
-absent; the CSV is written last.
+absent; the CSV is written last. An export that fails or is cancelled part-way removes
+the files it added (and an earlier export's CSV once it replaced files that CSV lists).
 """
 
 from __future__ import annotations
@@ -319,10 +320,10 @@ def _write_files(
     out: Path,
     img: np.ndarray | None,
     selected: list[int],
-    rows_by_id: dict[int, Mapping[str, Any]],
+    rows_by_id: Mapping[int, Mapping[str, Any]],
     inst_path: Path | None,
-    mesh_paths: dict[int, Path],
-    crop_paths: dict[int, Path],
+    mesh_paths: Mapping[int, Path],
+    crop_paths: Mapping[int, Path],
     csv_path: Path,
     *,
     margin: int,

@@ -340,8 +340,8 @@ class Sidecar:
         if latest is None:
             return None
         folder, rec = latest
-        st = rec.get("state") if isinstance(rec.get("state"), dict) else {}
-        extra = rec.get("extra") if isinstance(rec.get("extra"), dict) else {}
+        st: dict[str, Any] = rec["state"] if isinstance(rec.get("state"), dict) else {}
+        extra: dict[str, Any] = rec["extra"] if isinstance(rec.get("extra"), dict) else {}
         layer = extra.get("layer")
         with contextlib.suppress(TypeError, ValueError):
             return SavedReview(
