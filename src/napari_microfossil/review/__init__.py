@@ -29,7 +29,7 @@ from .edits import (
     slices_touched,
 )
 from .session import Change, ReviewSession
-from .sidecar import SIDECAR_SUFFIX, STATE_FILE, Sidecar
+from .sidecar import SIDECAR_SUFFIX, STATE_FILE, SavedReview, Sidecar
 from .state import Marks, ReviewState
 from .suggest import next_slice_to_review, slice_confidence
 
@@ -42,6 +42,7 @@ __all__ = [
     "Marks",
     "ReviewSession",
     "ReviewState",
+    "SavedReview",
     "Sidecar",
     "Snapshot",
     "UndoStack",
