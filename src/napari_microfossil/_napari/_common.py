@@ -42,14 +42,21 @@ class Failed:
 
 
 def guarded(gen: Generator[Progress, None, Any]) -> Generator[Progress, None, Any]:
-    """Re-yield an engine generator; an :class:`InputError` becomes a :class:`Failed` result.
+    """Re-yield an engine generator; a fault the user can act on becomes a :class:`Failed`.
 
-    Other exceptions propagate (napari's worker reports them with their traceback).
+    An :class:`InputError` (bad input) and an :class:`OSError` (a full disk, a folder
+    that cannot be written, a file gone) end in one line for the panel; the traceback of
+    an OSError goes to the log. Other exceptions are bugs and propagate (napari's
+    worker reports them with their traceback).
     """
     try:
         return (yield from gen)
     except InputError as exc:
         return Failed(str(exc))
+    except OSError as exc:
+        log.warning("job failed", exc_info=exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return Failed(f"{where}{exc.strerror or exc}")
 
 
 class LayerChooser(QComboBox):
