@@ -48,12 +48,17 @@ def check_not_input(
             )
 
 
+def writable(folder: Path) -> bool:
+    """Whether this process may create files in the existing `folder`."""
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
 def check_writable_folder(folder: Path, option: str = "-o") -> None:
     """Refuse a folder (or, if missing, its nearest existing parent) we cannot write to."""
     probe = folder.expanduser()
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if probe.exists() and not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
+    if probe.exists() and not writable(probe):
         raise InputError(f"{option}: folder {probe} is not writable; choose another folder")
 
 
