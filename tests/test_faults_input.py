@@ -51,12 +51,17 @@ def _read_only(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _model(path: Path) -> Path:
-    """A stand-in model file (only a path that must not be overwritten)."""
-    path.write_bytes(b"not really a model")
+    """A real model file (a copy of the bundled one), to be kept from being overwritten."""
+    import shutil
+
+    from napari_microfossil.model import resolve_model_path
+
+    shutil.copyfile(resolve_model_path("default"), path)
     return path
 
 
-# Each case: (id, builder(tmp, monkeypatch) -> argv, words the one line must hold).
+# Each case: (id, builder(tmp, monkeypatch) -> argv, (the option or file the line starts
+# with, then words its text must hold, the temporary folder's path taken out)).
 Case = tuple[str, Callable[[Path, pytest.MonkeyPatch], list[str]], tuple[str, ...]]
 
 
@@ -110,13 +115,13 @@ CASES: list[Case] = [
         lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--confidence", str(t / "l.tif")),
         ("--confidence", "-o"),
     ),
-    ("segment-bad-tile", lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--tile", "33"), ("tile",)),
+    ("segment-bad-tile", lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--tile", "33"), ("--tile",)),
     (
         "segment-bad-overlap",
         lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--overlap", "0.95"),
-        ("overlap",),
+        ("--overlap",),
     ),
-    ("segment-bad-axes", lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--axes", "q"), ("axes",)),
+    ("segment-bad-axes", lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--axes", "q"), ("--axes",)),
     (
         "segment-read-only-folder",
         lambda t, m: _seg(t, "-o", str(_read_only(t / "ro", m) / "l.tif")),
@@ -147,7 +152,9 @@ CASES: list[Case] = [
     ),
     (
         "segment-confidence-is-scan",
-        lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--confidence", str(t / "scan.tif"), "--overwrite"),
+        lambda t, m: _seg(
+            t, "-o", str(t / "l.tif"), "--confidence", str(t / "scan.tif"), "--overwrite"
+        ),
         ("--confidence", "scan"),
     ),
     (
@@ -176,7 +183,9 @@ CASES: list[Case] = [
     ),
     (
         "fossils-export-would-replace-scan",
-        lambda t, m: _fossils(t, "-o", str(t), "--image", str(_scan(t / "instances.tif")), "--overwrite"),
+        lambda t, m: _fossils(
+            t, "-o", str(t), "--image", str(_scan(t / "instances.tif")), "--overwrite"
+        ),
         ("-o", "input"),
     ),
     (
@@ -187,7 +196,11 @@ CASES: list[Case] = [
     (
         "train-output-is-base",
         lambda t, m: _train(
-            t, "-o", str(_model(t / "b.safetensors")), "--base", str(t / "b.safetensors"),
+            t,
+            "-o",
+            str(_model(t / "b.safetensors")),
+            "--base",
+            str(t / "b.safetensors"),
             "--overwrite",
         ),
         ("-o", "input"),
@@ -201,7 +214,7 @@ CASES: list[Case] = [
             "-o",
             str(t / "l.tif"),
         ],
-        ("scan", "NaN"),
+        ("SCAN", "NaN"),
     ),
     (
         "fossils-scan-as-labels",
@@ -251,9 +264,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert "Traceback" not in err
-    assert lines[0].startswith(f"microfossil {argv[0]}: error: ")
-    for word in words:
-        assert word in lines[0], (word, lines[0])
+    option, *rest = words
+    assert lines[0].startswith(f"microfossil {argv[0]}: error: {option}: "), lines[0]
+    text = lines[0].replace(str(tmp_path), "TMP")
+    for word in rest:
+        assert word in text, (word, lines[0])
     assert _files(tmp_path) == before  # nothing written, no input replaced
 
 
@@ -308,7 +323,7 @@ def test_unknown_label_ids_are_dropped_with_a_count():
     fixed, n = unlabelled_ids(labels)
     assert n == 3
     assert fixed[0, 0, :3].tolist() == [255] * 3 and labels[0, 0, 0] == 300
-    same, n = unlabelled_ids(labels.astype(np.uint8))
+    _, n = unlabelled_ids(labels.astype(np.uint8))
     assert n == 0
 
 

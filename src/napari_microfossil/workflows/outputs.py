@@ -94,8 +94,7 @@ def check_output(
     check_not_input(path, inputs, option)
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise InputError(
-            f"{option}: expected a file name ending in {' or '.join(suffixes)}, "
-            f"got {path.name!r}"
+            f"{option}: expected a file name ending in {' or '.join(suffixes)}, got {path.name!r}"
         )
     if path.exists() and not overwrite:
         raise InputError(f"{option}: {path} already exists; pass --overwrite to replace it")
