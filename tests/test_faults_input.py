@@ -115,13 +115,13 @@ CASES: list[Case] = [
         lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--confidence", str(t / "l.tif")),
         ("--confidence", "-o"),
     ),
-    ("segment-bad-tile", lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--tile", "33"), ("--tile",)),
+    ("segment-bad-tile", lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--tile", "33"), ("tile",)),
     (
         "segment-bad-overlap",
         lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--overlap", "0.95"),
-        ("--overlap",),
+        ("overlap",),
     ),
-    ("segment-bad-axes", lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--axes", "q"), ("--axes",)),
+    ("segment-bad-axes", lambda t, m: _seg(t, "-o", str(t / "l.tif"), "--axes", "q"), ("axes",)),
     (
         "segment-read-only-folder",
         lambda t, m: _seg(t, "-o", str(_read_only(t / "ro", m) / "l.tif")),
@@ -214,7 +214,7 @@ CASES: list[Case] = [
             "-o",
             str(t / "l.tif"),
         ],
-        ("SCAN", "NaN"),
+        ("scan", "NaN"),
     ),
     (
         "fossils-scan-as-labels",

@@ -8,19 +8,6 @@ from typing import Any
 
 from ._common import add_common_options, progress, spacing_arg
 
-#: Request fields named as this command's options, for error messages.
-OPTIONS = {
-    "scan": "SCAN",
-    "model": "--model",
-    "axes": "--axes",
-    "device": "--device",
-    "tile": "--tile",
-    "overlap": "--overlap",
-    "batch_size": "--batch-size",
-    "smooth": "--smooth",
-    "voxel_size": "--voxel-size",
-}
-
 
 def add_parser(sub: Any) -> None:
     s = sub.add_parser("segment", help="segment a scan slice by slice with a U-Net")
@@ -56,7 +43,7 @@ def add_parser(sub: Any) -> None:
         "slices; default: the model's own, 0 for the default model)",
     )
     add_common_options(s)
-    s.set_defaults(func=run, options=OPTIONS)
+    s.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
