@@ -43,8 +43,7 @@ def check_not_input(
         given = Path(given)
         if _same(path, given) or (inside and _within(given, path)):
             raise InputError(
-                f"{option}: {path} is the input {given}; writing there would replace it, "
-                "name another output"
+                f"{option}: writing {path} would replace the input {given}; name another output"
             )
 
 

@@ -292,9 +292,14 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 def labelled_z_slices(labels: Any, *, skip: Sequence[int] = ()) -> list[int]:
-    """The z-slices of `labels` holding any label, except `skip`."""
+    """The z-slices of `labels` holding any class label (not 0, not 255 "not labelled"),
+    except `skip`."""
     skipped = set(skip)
-    return [int(z) for z in range(labels.shape[0]) if z not in skipped and np.any(labels[z] > 0)]
+    return [
+        int(z)
+        for z in range(labels.shape[0])
+        if z not in skipped and np.any((labels[z] > 0) & (labels[z] != IGNORE_INDEX))
+    ]
 
 
 def _is_path(value: Any) -> bool:
