@@ -36,6 +36,7 @@ from ..fossils import (
 )
 from ..fossils.export import check_mesh_format
 from ..io import parse_spacing, read_labels, read_volume
+from .outputs import check_not_input, check_output_folder
 
 #: Files whose presence in a folder means it already holds an export (or a gallery).
 EXPORT_MARKERS = ("fossils.csv", "index.html")
@@ -96,6 +97,23 @@ def _check_min_volume(value: Any) -> None:
 def _check_folder(outdir: Path) -> None:
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"outdir: {outdir} exists and is not a folder")
+
+
+def check_class_labels(labels: Any, path: Path | str) -> None:
+    """Refuse a volume whose values cannot be class ids (above 255): a scan, most likely.
+
+    Raises
+    ------
+    InputError
+        Naming ``labels`` and hinting at ``--image`` for the scan.
+    """
+    data = np.asarray(labels)
+    if data.dtype.itemsize > 1 and data.size and int(data.max()) > 255:
+        raise InputError(
+            f"labels: {path} is not a class label volume: its values go up to "
+            f"{int(data.max())} (class ids are 0..255), a scan perhaps; pass the "
+            "segmentation as the labels (and the scan as the image)"
+        )
 
 
 def earlier_export(outdir: str | Path) -> Path | None:
@@ -229,6 +247,7 @@ class ExportRequest:
         object.__setattr__(self, "outdir", Path(self.outdir))
         object.__setattr__(self, "mesh_format", check_mesh_format(self.mesh_format))
         _check_folder(self.outdir)
+        check_output_folder(self.outdir, "outdir")
         if self.ids is not None:
             try:
                 ids = tuple(dict.fromkeys(int(i) for i in self.ids))
@@ -311,7 +330,8 @@ class FossilsRequest:
     ------
     InputError
         On construction, before anything is read: a missing input, an outdir that is
-        a file or already holds an export (without `overwrite`), a bad mesh format,
+        a file, is not writable, would overwrite an input (``instances.tif``, ``fossils.csv``)
+        or already holds an export (without `overwrite`), a bad mesh format,
         voxel size or size limit. The class is checked against the labels' names
         and the scan's shape against the labels' when the use case starts, before
         any work.
@@ -340,6 +360,10 @@ class FossilsRequest:
             if path is not None and not path.exists():
                 raise InputError(f"{name}: {path}: no such file or folder")
         _check_folder(self.outdir)
+        inputs = (self.labels, self.image)
+        check_output_folder(self.outdir, "outdir", inputs=inputs)
+        for name in ("instances.tif", "fossils.csv"):
+            check_not_input(self.outdir / name, inputs, "outdir")
         object.__setattr__(self, "mesh_format", check_mesh_format(self.mesh_format))
         if self.voxel_size is not None:
             object.__setattr__(self, "voxel_size", parse_spacing(self.voxel_size))
@@ -391,10 +415,12 @@ def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
     Raises
     ------
     InputError
-        From reading the files, an unknown class, or a scan of another shape.
+        From reading the files, labels with values above 255 (a scan given as the
+        labels), an unknown class, or a scan of another shape.
     """
     r = request
     labels = read_labels(r.labels, spacing=r.voxel_size)
+    check_class_labels(labels.data, r.labels)
     cid, name = fossil_class(labels.class_names or (), r.which)
     spacing = labels.spacing
     image = None

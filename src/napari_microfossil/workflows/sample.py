@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .._progress import Progress, ProgressGen
 from ..errors import InputError
+from .outputs import check_memory, check_writable_folder
 
 #: Files a sample folder holds, in the order they are written.
 SAMPLE_FILES = ("scan.tif", "truth.tif", "truth_instances.tif")
@@ -34,8 +35,9 @@ class SampleRequest:
     Raises
     ------
     InputError
-        If `outdir` is a file, a target exists without `overwrite`, or `shape` is
-        not three positive sizes.
+        If `outdir` is a file or not writable, a target exists without `overwrite`,
+        `shape` is not three positive sizes, or the phantom would need more memory
+        than the machine has available.
     """
 
     outdir: Path
@@ -44,7 +46,7 @@ class SampleRequest:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        from ..phantom import validate_shape
+        from ..phantom.make import phantom_peak_bytes, validate_shape
 
         object.__setattr__(self, "outdir", Path(self.outdir))
         if self.outdir.exists() and not self.outdir.is_dir():
@@ -52,7 +54,10 @@ class SampleRequest:
         for target in self.targets:
             if target.exists() and not self.overwrite:
                 raise InputError(f"OUTDIR: {target} already exists; pass --overwrite to replace it")
-        object.__setattr__(self, "shape", validate_shape(self.shape))
+        check_writable_folder(self.outdir, "OUTDIR")
+        shape = validate_shape(self.shape)
+        object.__setattr__(self, "shape", shape)
+        check_memory(phantom_peak_bytes(shape), "--shape", f"a {'x'.join(map(str, shape))} phantom")
 
     @property
     def targets(self) -> tuple[Path, Path, Path]:

@@ -35,7 +35,7 @@ from ..segmentation import (
     iter_segment,
     iter_suggest_smoothing,
 )
-from .outputs import check_output
+from .outputs import TIFF_OUTPUT_SUFFIXES, check_output
 
 #: The ``smooth`` value that asks for :func:`~napari_microfossil.segmentation.iter_suggest_smoothing`.
 AUTO = "auto"
@@ -122,6 +122,33 @@ def _model_spec(model: str | Path) -> ModelSpec:
     return spec
 
 
+def _model_file(model: str | Path) -> Path | None:
+    """The model's file, when `model` names one (not ``"default"``)."""
+    return None if str(model) == "default" else Path(model)
+
+
+def check_finite(volume: Any, name: str) -> None:
+    """Refuse a floating-point volume without a single finite value (all NaN/inf).
+
+    Reads plane by plane and stops at the first plane holding a finite value, so a
+    normal scan costs one plane.
+
+    Raises
+    ------
+    InputError
+        Naming `name`: such a scan would segment to 100 % background.
+    """
+    if np.dtype(getattr(volume, "dtype", np.float32)).kind not in "fc":
+        return
+    for z in range(int(volume.shape[0])):
+        if np.isfinite(np.asarray(volume[z])).any():
+            return
+    raise InputError(
+        f"{name}: expected a scan with finite values, got only NaN/inf in every voxel; "
+        "nothing to segment"
+    )
+
+
 def _check_volume(volume: Any, name: str) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in getattr(volume, "shape", ()))
     if len(shape) != 3 or min(shape) < 1:
@@ -156,8 +183,9 @@ class SegmentRequest:
     ------
     InputError
         Naming the option: ``-o``/``--confidence`` (exists without `overwrite`, folder
-        missing, the same file as the scan or as each other), ``voxel_size``, ``scan``
-        (missing), ``model`` (missing or not a model file).
+        missing or read-only, not ``.tif``/``.tiff``, the same file as the scan, the
+        model or each other), ``voxel_size``, ``scan`` (missing), ``model`` (missing or
+        not a model file).
     """
 
     scan: Path
@@ -178,16 +206,21 @@ class SegmentRequest:
         object.__setattr__(self, "scan", scan)
         object.__setattr__(self, "output", out)
         object.__setattr__(self, "confidence", conf)
-        check_output(out, self.overwrite)
-        if conf is not None:
-            check_output(conf, self.overwrite, "--confidence")
-            if _same_file(conf, out):
-                raise InputError(
-                    f"--confidence: {conf} is the labels output (-o) too; name another file"
-                )
+        if conf is not None and _same_file(conf, out):
+            raise InputError(
+                f"--confidence: {conf} is the labels output (-o) too; name another file"
+            )
         for path, option in ((out, "-o"), (conf, "--confidence")):
             if path is not None and _same_file(path, scan):
                 raise InputError(f"{option}: {path} is the scan itself; name another file")
+            if path is not None:
+                check_output(
+                    path,
+                    self.overwrite,
+                    option,
+                    inputs=(scan, _model_file(self.model)),
+                    suffixes=TIFF_OUTPUT_SUFFIXES,
+                )
         if self.voxel_size is not None:
             object.__setattr__(self, "voxel_size", parse_spacing(self.voxel_size))
         if not scan.exists():
@@ -310,6 +343,7 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
 
     t0 = time.perf_counter()
     vol = read_volume(request.scan, spacing=request.voxel_size)
+    check_finite(vol.data, "scan")
     t1 = time.perf_counter()
     model = load_model(request.model, device=request.options.device)
     t2 = time.perf_counter()
@@ -400,6 +434,7 @@ def iter_segment_image(request: SegmentImageRequest) -> ProgressGen[Segmentation
     Progress
         ``"load model"``, then as :func:`iter_segment_scan`.
     """
+    check_finite(request.volume, "image")
     model = yield from _load(request.model, request.options.device)
     seg, _ = yield from _segment_loaded(
         request.volume, model, request.options, confidence=request.confidence

@@ -114,7 +114,10 @@ class TrainRequest:
 
         out = Path(self.output).expanduser()
         o = self.opt("output")
-        check_output(out, self.overwrite, o)
+        inputs = [Path(v) for v in (self.image, self.labels) if _is_path(v)]
+        if str(self.base) not in (*NEW_NETWORK_BASES, "default"):
+            inputs.append(Path(self.base))
+        check_output(out, self.overwrite, o, inputs=inputs)
         if out.suffix != ".safetensors":
             raise InputError(f"{o}: model files end in .safetensors, got {out.name!r}")
         if out.is_dir():
@@ -250,10 +253,53 @@ def split_for_training(request: TrainRequest, slices: Slices) -> tuple[Slices, S
     return split_reviewed(slices, seed=request.seed)
 
 
+def check_labelled(labels: Any, slices: Slices, option: str) -> None:
+    """Refuse training slices without a single labelled voxel (all 255, "not labelled").
+
+    Raises
+    ------
+    InputError
+        Naming `option` (the labels) and the slices.
+    """
+    for axis, idx in slices.items():
+        for i in idx:
+            if not 0 <= i < labels.shape[AXES.index(axis)]:
+                return  # refused with its own message when the planes are cut
+            if np.any(np.asarray(take_plane(labels, axis, i)) != IGNORE_INDEX):
+                return
+    chosen = ";".join(f"{a}:{','.join(map(str, idx))}" for a, idx in slices.items() if idx)
+    raise InputError(
+        f"{option}: no labelled voxel on the chosen slices ({_short(chosen)}): every voxel is "
+        f"{IGNORE_INDEX} (not labelled); paint some classes (0 = background) first"
+    )
+
+
+def unlabelled_ids(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    """`labels` with ids above 254 (no class id fits uint8 besides 255, "not labelled")
+    set to 255, and how many voxels that changed."""
+    if labels.dtype.itemsize == 1:
+        return labels, 0
+    bad = labels > IGNORE_INDEX
+    n = int(np.count_nonzero(bad))
+    if n:
+        labels = labels.copy()
+        labels[bad] = IGNORE_INDEX
+    return labels, n
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def labelled_z_slices(labels: Any, *, skip: Sequence[int] = ()) -> list[int]:
-    """The z-slices of `labels` holding any label, except `skip`."""
+    """The z-slices of `labels` holding any class label (not 0, not 255 "not labelled"),
+    except `skip`."""
     skipped = set(skip)
-    return [int(z) for z in range(labels.shape[0]) if z not in skipped and np.any(labels[z] > 0)]
+    return [
+        int(z)
+        for z in range(labels.shape[0])
+        if z not in skipped and np.any((labels[z] > 0) & (labels[z] != IGNORE_INDEX))
+    ]
 
 
 def _is_path(value: Any) -> bool:

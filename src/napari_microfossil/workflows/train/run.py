@@ -16,6 +16,7 @@ import numpy as np
 
 from ..._progress import Progress, ProgressGen
 from ...errors import InputError
+from ...metrics import IGNORE_INDEX
 from ...model import ModelSpec
 from ...training import LRFindResult, SliceSet, TrainConfig
 from ...training.finetune import release_memory
@@ -28,8 +29,10 @@ from .request import (
     TrainRun,
     _is_path,
     check_class_count,
+    check_labelled,
     labelled_z_slices,
     split_for_training,
+    unlabelled_ids,
 )
 
 
@@ -128,6 +131,18 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
                 f"{req.opt('slices')}"
             )
         slices = {"z": found}
+    check_labelled(labels, slices, req.opt("labels"))
+    labels, dropped = unlabelled_ids(labels)
+    if dropped:
+        tell(
+            Notice(
+                "warning",
+                (
+                    f"{req.opt('labels')}: {dropped} voxels hold ids above {IGNORE_INDEX - 1}, "
+                    "which no class can have; they are ignored (as not labelled)",
+                ),
+            )
+        )
     train_sl, val_sl = split_for_training(req, slices)
     yield Progress("load model", 0, 1)
     base = None if str(req.base) in NEW_NETWORK_BASES else load_model(req.base, device="cpu")
