@@ -1,8 +1,9 @@
 """Broken input files (issue 13, cases 1, 2, 6 and the RGB warning of 10): every command
 that reads the file ends in one line naming it, exit 2, no traceback, nothing written.
 
-The table: each broken file (:data:`BROKEN`) × each command that reads a scan
-(:data:`COMMANDS`). The broken files are made in ``tmp_path`` from a small volume
+The table: each broken file (:data:`BROKEN`) × each command that reads it
+(:data:`COMMANDS`: info, segment, fossils --image --crops, fossils with it as the
+labels, train --image). The broken files are made in ``tmp_path`` from a small volume
 written with the package's own writer (zarr stores with zarr itself: the package
 writes no zarr).
 """
@@ -149,6 +150,10 @@ def _fossils(scan: Path, out: Path, inputs: dict[str, Path]) -> list[str]:
     return ["fossils", labels, "--image", str(scan), "--crops", "-o", str(out / "f"), "--quiet"]
 
 
+def _fossils_labels(scan: Path, out: Path, inputs: dict[str, Path]) -> list[str]:
+    return ["fossils", str(scan), "-o", str(out / "f"), "--quiet"]  # the file as LABELS
+
+
 def _train(scan: Path, out: Path, inputs: dict[str, Path]) -> list[str]:
     return [
         "train",
@@ -176,7 +181,7 @@ def _train(scan: Path, out: Path, inputs: dict[str, Path]) -> list[str]:
     ]
 
 
-COMMANDS = [_info, _segment, _fossils, _train]
+COMMANDS = [_info, _segment, _fossils, _fossils_labels, _train]
 
 
 @contextmanager
@@ -321,7 +326,9 @@ def test_the_installed_command_prints_one_line(tmp_path, make, code, expected):
         text=True,
         timeout=120,
     )
-    lines = [line for line in r.stderr.splitlines() if "no voxel size" not in line]
     assert r.returncode == code, r.stderr
+    lines = r.stderr.splitlines()  # log records too: "no voxel size found" for the RGB file
+    assert all(line.startswith("microfossil info: ") for line in lines), r.stderr
+    lines = [line for line in lines if "no voxel size" not in line]
     assert len(lines) == 1 and lines[0].startswith(expected.format(path)), r.stderr
     assert "Traceback" not in r.stderr and "UserWarning" not in r.stderr
