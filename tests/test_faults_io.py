@@ -43,6 +43,12 @@ def _truncate(path: Path, fraction: float) -> Path:
     return path
 
 
+def _head(path: Path, size: int = 20) -> Path:
+    """`head -c 20 chunk > chunk`: what the issue did to a zarr chunk."""
+    path.write_bytes(path.read_bytes()[:size])
+    return path
+
+
 def _zarr(path: Path) -> Path:
     """The scan as a zarr store of 8 chunks, with its voxel size (so no warning)."""
     zarr = pytest.importorskip("zarr")
@@ -86,7 +92,7 @@ def corrupt_slice(d: Path) -> Path:
 def corrupt_chunk(d: Path) -> Path:
     """Case 2: a zarr store with one chunk file overwritten by its first 20 bytes."""
     store = _zarr(d / "scan.zarr")
-    _truncate(store / "c" / "0" / "1" / "0", 20 / (store / "c" / "0" / "1" / "0").stat().st_size)
+    _head(store / "c" / "0" / "1" / "0")
     return store
 
 
@@ -249,6 +255,41 @@ def test_a_late_lazy_read_of_a_corrupt_zarr_chunk_names_it(tmp_path):
         vol.data[4]
     with pytest.raises(ReadError, match="c/0/1/0"):
         np.asarray(vol.data)
+
+
+@pytest.mark.filterwarnings("default::UserWarning")
+@pytest.mark.parametrize(
+    "zarr_format, first, second", [(2, "0/0.0.1", "0/0.1.0"), (3, "0/c/0/0/1", "0/c/0/1/0")]
+)
+def test_ome_zarr_chunks_are_named_from_the_store_root(tmp_path, zarr_format, first, second):
+    zarr = pytest.importorskip("zarr")
+    store = tmp_path / "scan.ome.zarr"
+    root = zarr.open_group(store, mode="w", zarr_format=zarr_format)
+    # zstd (zarr 3's default), not zarr 2's Blosc: numcodecs' Blosc decodes a cut
+    # incompressible chunk from past its end without an error (numcodecs#228)
+    codec = {"compressors": pytest.importorskip("numcodecs").Zstd()} if zarr_format == 2 else {}
+    arr = root.create_array("0", shape=SHAPE, dtype=np.uint16, chunks=CHUNKS, **codec)
+    arr[:] = _scan()
+    axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"]
+    scale = [{"type": "scale", "scale": [SPACING] * 3}]
+    ms = {
+        "version": "0.4",
+        "axes": axes,
+        "datasets": [{"path": "0", "coordinateTransformations": scale}],
+    }
+    root.attrs.update(
+        {"multiscales": [ms]}
+        if zarr_format == 2
+        else {"ome": {"version": "0.5", "multiscales": [ms]}}
+    )
+    (store / first).unlink()
+    _head(store / second)
+    with pytest.warns(
+        UserWarning, match=rf"{store}: 1 of 8 chunks are missing \(the first: {first}\)"
+    ):
+        vol = read_volume(store)
+    with pytest.raises(ReadError, match=rf"{store}: chunk {second} cannot be decoded"):
+        vol.load()
 
 
 def test_a_truncated_tiff_is_never_read_short(tmp_path):

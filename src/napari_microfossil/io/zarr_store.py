@@ -147,12 +147,12 @@ def _chunk_grid(arr: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return edge, grid
 
 
-def _chunk_name(arr: Any, coords: tuple[int, ...]) -> str:
-    """A stored object's key inside the store (``c/0/1/0``), else its grid index."""
+def _chunk_key(arr: Any, coords: tuple[int, ...]) -> str | None:
+    """A stored object's key from the store's root (``c/0/1/0``); None on zarr 2."""
     try:
         key = str(arr.metadata.encode_chunk_key(coords))
     except Exception:  # zarr 2: no metadata object
-        return f"at grid index {coords}"
+        return None
     return f"{arr.path}/{key}" if arr.path else key
 
 
@@ -163,9 +163,11 @@ def _first_missing(arr: Any, store: str) -> str | None:
         return None
     _, grid = _chunk_grid(arr)
     for coords in np.ndindex(*grid):
-        name = _chunk_name(arr, tuple(int(c) for c in coords))
-        if not name.startswith("at ") and not (root / name).exists():
-            return name
+        key = _chunk_key(arr, tuple(int(c) for c in coords))
+        if key is None:
+            return None
+        if not (root / key).exists():
+            return key
     return None
 
 
@@ -231,5 +233,5 @@ class ZarrView(LazyView):
             try:
                 self.base[region]
             except Exception:
-                return _chunk_name(self.base, coords)
+                return _chunk_key(self.base, coords) or f"at grid index {coords}"
         return None
