@@ -6,14 +6,13 @@ Every user mistake ends in one line on stderr naming the file or option, and exi
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import InputError
 from . import fossils, info, sample, segment, train
-from ._common import Parser, in_cli_terms
+from ._common import Parser, in_cli_terms, plain_warnings
 
 __all__ = ["build_parser", "main"]
 
@@ -33,11 +32,9 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
-    )
     try:
-        return int(args.func(args))
+        with plain_warnings(args.command, verbose=args.verbose):
+            return int(args.func(args))
     except InputError as exc:
         message = in_cli_terms(str(exc), getattr(args, "options", {}))
         print(f"microfossil {args.command}: error: {message}", file=sys.stderr)

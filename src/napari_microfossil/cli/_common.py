@@ -1,12 +1,15 @@
-"""What every command shares: one-line argparse errors, tqdm progress for engine
-generators, and the checks of common options."""
+"""What every command shares: one-line argparse errors and warnings, tqdm progress for
+engine generators, and the checks of common options."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Generator, Sequence
-from typing import NoReturn, TypeVar
+import warnings
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn, TextIO, TypeVar
 
 from .._progress import Progress
 from ..errors import InputError
@@ -17,6 +20,7 @@ __all__ = [
     "add_common_options",
     "check_output",
     "in_cli_terms",
+    "plain_warnings",
     "progress",
     "spacing_arg",
 ]
@@ -29,6 +33,47 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _PlainFormatter(logging.Formatter):
+    """A log record as ``microfossil <command>: warning: <message>``, on one line."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = " ".join(record.getMessage().split())
+        return f"{self.prefix}: {record.levelname.lower()}: {text}"
+
+
+@contextmanager
+def plain_warnings(command: str, *, verbose: bool = False) -> Iterator[None]:
+    """Show warnings and log records as one plain line each on stderr:
+    ``microfossil <command>: warning: <message>``, never Python's source line.
+
+    Logging is set up only if nothing set it up before (as ``logging.basicConfig``):
+    INFO and up with `verbose`, else WARNING and up.
+    """
+    prefix = f"microfossil {command}"
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PlainFormatter(prefix))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = " ".join(str(message).split())
+        print(f"{prefix}: warning: {text}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def progress(gen: Generator[Progress, None, T], *, quiet: bool = False) -> T:

@@ -7,6 +7,8 @@ atomic: a temp file in the target folder is renamed over the target only once co
 Modules, one concept each:
 
 - ``volume``: :class:`Volume`, :func:`parse_spacing` and the checks all formats share;
+- ``faults``: :class:`ReadError`, for a file that exists but cannot be read (corrupt,
+  truncated, a named pipe), however late a lazy volume reads it;
 - ``lazy``: the lazy array protocol and views of stored N-D arrays (axis plans);
 - ``metadata``: units, this tool's JSON record, ImageJ / OME / resolution-tag spacing;
 - ``tiff``, ``slices`` (folders of slices, PNG), ``zarr_store``: one reader each;
@@ -18,6 +20,7 @@ This package is imported by napari's reader: it must not import torch, napari or
 """
 
 from ..atomic import atomic_path
+from .faults import ReadError
 from .metadata import META_KEY
 from .read import is_supported, read_labels, read_volume, volume_info
 from .slices import SliceStack
@@ -26,6 +29,7 @@ from .write import write_tiff
 
 __all__ = [
     "META_KEY",
+    "ReadError",
     "SliceStack",
     "Volume",
     "atomic_path",

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .faults import reading
 from .volume import fmt_shape
 
 
@@ -122,16 +123,22 @@ def plan_axes(shape: Sequence[int], axes: str, path: str) -> Plan:
     return Plan(tuple(index), rgb, z is None, zyx)
 
 
-def apply_plan(base: Any, plan: Plan, key: tuple[int | slice, ...]) -> np.ndarray:
-    """Read ``key`` (one int/slice per output axis) from ``base`` following ``plan``."""
+def stored_key(plan: Plan, key: tuple[int | slice, ...]) -> tuple[int | slice, ...]:
+    """The key into the stored array for ``key`` (one int/slice per output axis)."""
     k = list(key)
-    kz = k.pop(0) if plan.add_z else None
+    if plan.add_z:
+        k.pop(0)
     it = iter(k)
-    base_key = tuple(
+    return tuple(
         (slice(None) if (plan.rgb and j == len(plan.index) - 1) else next(it)) if i is None else i
         for j, i in enumerate(plan.index)
     )
-    out = np.asarray(base[base_key])
+
+
+def apply_plan(base: Any, plan: Plan, key: tuple[int | slice, ...]) -> np.ndarray:
+    """Read ``key`` (one int/slice per output axis) from ``base`` following ``plan``."""
+    kz = key[0] if plan.add_z else None
+    out = np.asarray(base[stored_key(plan, key)])
     if plan.rgb:
         out = rgb_to_grey(out)
     if plan.add_z and isinstance(kz, slice):
@@ -180,16 +187,22 @@ class LazyArray:
 
 
 class LazyView(LazyArray):
-    """Read-only lazy ``(Z, Y, X)`` view of a stored array (squeezed axes, RGB → grey)."""
+    """Read-only lazy ``(Z, Y, X)`` view of a stored array (squeezed axes, RGB → grey).
 
-    def __init__(self, base: Any, plan: Plan) -> None:
+    Every read happens inside :func:`~napari_microfossil.io.faults.reading`: bytes that
+    cannot be decoded, however late they are read, raise a ``ReadError`` naming `path`.
+    """
+
+    def __init__(self, base: Any, plan: Plan, path: str) -> None:
         self.base = base
         self.plan = plan
+        self.path = path
         self.shape = plan.shape
         self.dtype = np.dtype(base.dtype)
 
     def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
-        return apply_plan(self.base, self.plan, key)
+        with reading(self.path):
+            return apply_plan(self.base, self.plan, key)
 
     def __repr__(self) -> str:
         return f"<lazy volume {fmt_shape(self.shape)} {self.dtype.name} of {type(self.base)}>"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .faults import check_regular
 from .metadata import finish_spacing
 from .slices import SliceStack, is_slice_file, read_png, read_slices
 from .tiff import TIFF_SUFFIXES, read_tiff
@@ -27,12 +28,14 @@ def _open(
     lazy: bool | None,
     lazy_threshold_bytes: int,
     allowed: Sequence[np.dtype] | None,
+    labels: bool = False,
 ) -> Read:
     p = Path(path).expanduser()
     if not p.exists():
         raise InputError(f"{p}: no such file or folder; expected {_SUPPORTED}")
+    check_regular(p)
     if is_zarr(p):
-        return read_zarr(p, lazy, allowed)
+        return read_zarr(p, lazy, allowed, missing_chunks_ok=labels)
     if p.is_dir():
         return read_slices(p, lazy, lazy_threshold_bytes, allowed)
     suffix = p.suffix.lower()
@@ -123,7 +126,7 @@ def read_labels(
         As :func:`read_volume`, and if the values are not integers or are negative.
     """
     user = parse_spacing(spacing) if spacing is not None else None
-    r = _open(path, lazy=False, lazy_threshold_bytes=_DEFAULT_LAZY_BYTES, allowed=None)
+    r = _open(path, lazy=False, lazy_threshold_bytes=_DEFAULT_LAZY_BYTES, allowed=None, labels=True)
     data = np.asarray(r.data)
     kind = data.dtype.kind
     if kind == "f":

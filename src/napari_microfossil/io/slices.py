@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from .faults import reading
 from .lazy import LazyArray, apply_plan, plan_axes, rgb_to_grey, warn_rgb
 from .metadata import Meta, tiff_meta
 from .volume import Read, check_dtype, fmt_shape, one_line
@@ -31,20 +31,9 @@ def is_slice_file(p: Path | os.DirEntry[str]) -> bool:
     )
 
 
-@contextmanager
-def _reading(path: Path) -> Iterator[None]:
-    """Turn any failure to read the image file `path` into one InputError."""
-    try:
-        yield
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"{path}: cannot read image ({one_line(exc)})") from exc
-
-
 def image_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Stored shape ``(Y, X)`` or ``(Y, X, C)`` and dtype of one 2D image, without pixels."""
-    with _reading(path):
+    with reading(path, "cannot read image"):
         if path.suffix.lower() == ".png":
             from PIL import Image
 
@@ -85,7 +74,7 @@ def slice_shape(shape: tuple[int, ...], path: Path) -> tuple[int, ...]:
 
 def read_image_file(path: Path) -> np.ndarray:
     """All pixels of one 2D image file, as stored (``(Y, X)`` or ``(Y, X, C)``)."""
-    with _reading(path):
+    with reading(path, "cannot read image"):
         if path.suffix.lower() == ".png":
             from PIL import Image
 
@@ -205,10 +194,10 @@ def read_slices(folder: Path, lazy: bool | None, threshold: int, allowed: Any) -
         import tifffile
 
         try:
-            with tifffile.TiffFile(files[0]) as tif:
+            with reading(files[0], "no metadata"), tifffile.TiffFile(files[0]) as tif:
                 meta = tiff_meta(tif, str(files[0]))
-        except Exception as exc:  # already read once: only metadata can fail here
-            logger.info("%s: no metadata (%s)", files[0], one_line(exc))
+        except InputError as exc:  # already read once: only metadata can fail here
+            logger.info("%s", exc)
     if lazy is None:
         lazy = stack.nbytes > threshold
     if lazy:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from .faults import ReadError, reading
 from .lazy import LazyView, apply_plan, plan_axes
 from .metadata import tiff_meta
 from .volume import Read, check_dtype, one_line
@@ -28,33 +28,34 @@ def _physical_memory() -> int | None:
 
 
 def read_tiff(path: Path, lazy: bool | None, threshold: int, allowed: Any) -> Read:
-    """The first series of a TIFF file: loaded, memory-mapped or read on demand."""
+    """The first series of a TIFF file: loaded, memory-mapped or read on demand.
+
+    Every page of the file is indexed up front, so a truncated file is refused on open
+    (tifffile would otherwise read the pages left and return a shorter volume).
+    """
     import tifffile
 
     p = str(path)
-    try:
+    with reading(p, "cannot read as TIFF"):
         tif = tifffile.TiffFile(path)
-    except Exception as exc:
-        raise InputError(
-            f"{p}: cannot read as TIFF ({one_line(exc)}); the file may be corrupt or truncated"
-        ) from exc
     keep_open = False
     try:
-        try:
+        with reading(p, "cannot read as TIFF"):
+            n_pages = len(tif.pages)  # reads every page's header: finds a truncated file
             series = tif.series[0]
             shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
-        except Exception as exc:
-            raise InputError(f"{p}: cannot read as TIFF ({one_line(exc)})") from exc
+            meta = tiff_meta(tif, p)
         fmt = "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
         if len(tif.series) > 1:
-            logger.info("%s: %d image series; reading the first", p, len(tif.series))
+            logger.info(
+                "%s: %d image series in %d pages; reading the first", p, len(tif.series), n_pages
+            )
         plan = plan_axes(shape, axes, p)
         check_dtype(dtype, p, allowed)
-        meta = tiff_meta(tif, p)
         nbytes = int(np.prod(shape)) * dtype.itemsize
         offset = series.dataoffset
         if offset is not None and offset + nbytes > path.stat().st_size:
-            raise InputError(
+            raise ReadError(
                 f"{p}: file is truncated: expected {nbytes} bytes of pixels from byte "
                 f"{offset}, the file has {path.stat().st_size}"
             )
@@ -71,21 +72,17 @@ def read_tiff(path: Path, lazy: bool | None, threshold: int, allowed: Any) -> Re
                     logger.info("%s: cannot memory-map (%s)", p, one_line(exc))
             if mm is not None:
                 if plan.rgb:
-                    return Read(LazyView(mm, plan), True, meta, fmt)
+                    return Read(LazyView(mm, plan, p), True, meta, fmt)
                 return Read(mm.reshape(plan.shape), True, meta, fmt)
             import zarr
 
-            store = series.aszarr(level=0)
-            view = LazyView(zarr.open(store=store, mode="r"), plan)
+            with reading(p, "cannot read as TIFF"):
+                view = LazyView(zarr.open(store=series.aszarr(level=0), mode="r"), plan, p)
             weakref.finalize(view, tif.close)
             keep_open = True
             return Read(view, True, meta, fmt)
-        try:
+        with reading(p):
             arr = series.asarray()
-        except Exception as exc:
-            raise InputError(
-                f"{p}: cannot read pixels ({one_line(exc)}); the file may be corrupt or truncated"
-            ) from exc
         arr = apply_plan(arr, plan, (slice(None),) * 3)
         return Read(arr, False, meta, fmt)
     finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .lazy import LazyView, plan_axes
+from .faults import ReadError
+from .lazy import LazyView, plan_axes, stored_key
 from .metadata import META_KEY, Meta, meta_from_ours, unit_factor
 from .volume import Read, check_dtype, fmt_shape, one_line
 
@@ -48,8 +51,14 @@ def _scale(transforms: Any, ndim: int) -> list[float]:
     return out
 
 
-def read_zarr(path: Path, lazy: bool | None, allowed: Any) -> Read:
-    """A zarr array, a group holding one array, or level 0 of an OME-Zarr image."""
+def read_zarr(
+    path: Path, lazy: bool | None, allowed: Any, *, missing_chunks_ok: bool = False
+) -> Read:
+    """A zarr array, a group holding one array, or level 0 of an OME-Zarr image.
+
+    Chunks missing from the store are read as the fill value, with a warning unless
+    `missing_chunks_ok` (labels: zarr leaves out chunks of background).
+    """
     import zarr
 
     p = str(path)
@@ -123,9 +132,106 @@ def read_zarr(path: Path, lazy: bool | None, allowed: Any) -> Read:
         axes = "Q" * (len(shape) - (3 if rgb else 2)) + ("YXS" if rgb else "YX")
     plan = plan_axes(shape, axes, p)
     check_dtype(np.dtype(arr.dtype), p, allowed)
-    view = LazyView(arr, plan)
+    if not missing_chunks_ok:
+        warn_missing_chunks(arr, p)
+    view = ZarrView(arr, plan, p)
     if lazy is None or lazy:
-        if not plan.add_z and not plan.rgb and arr.ndim == 3:
-            return Read(arr, True, meta, fmt)
         return Read(view, True, meta, fmt)
     return Read(view[...], False, meta, fmt)
+
+
+def _chunk_grid(arr: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The edge of each stored object (a shard, else a chunk) and how many per axis."""
+    edge = tuple(int(n) for n in (getattr(arr, "shards", None) or arr.chunks))
+    grid = tuple(-(-int(n) // e) for n, e in zip(arr.shape, edge, strict=True))
+    return edge, grid
+
+
+def _chunk_key(arr: Any, coords: tuple[int, ...]) -> str | None:
+    """A stored object's key from the store's root (``c/0/1/0``); None on zarr 2."""
+    try:
+        key = str(arr.metadata.encode_chunk_key(coords))
+    except Exception:  # zarr 2: no metadata object
+        return None
+    return f"{arr.path}/{key}" if arr.path else key
+
+
+def _first_missing(arr: Any, store: str) -> str | None:
+    """The key of the first chunk not stored, for a store that is a local folder."""
+    root = Path(store)
+    if not root.is_dir():
+        return None
+    _, grid = _chunk_grid(arr)
+    for coords in np.ndindex(*grid):
+        key = _chunk_key(arr, tuple(int(c) for c in coords))
+        if key is None:
+            return None
+        if not (root / key).exists():
+            return key
+    return None
+
+
+def warn_missing_chunks(arr: Any, store: str) -> None:
+    """Warn, naming the store and the first one, if chunks of `arr` are not stored.
+
+    zarr reads a missing chunk as the fill value without a word. It is not an error:
+    zarr leaves out every chunk holding only the fill value (``write_empty_chunks`` is
+    off by default), so a valid scan with empty regions lacks those chunks. But a store
+    copied in part lacks them too, and its holes would be segmented as empty scan;
+    the warning lets the user tell which.
+    """
+    try:
+        total, stored = int(arr.nchunks), int(arr.nchunks_initialized)
+    except Exception as exc:  # a store that cannot list its keys
+        logger.info("%s: cannot count the stored chunks (%s)", store, one_line(exc))
+        return
+    if stored >= total:
+        return
+    first = _first_missing(arr, store)
+    warnings.warn(
+        f"{store}: {total - stored} of {total} chunks are missing"
+        + (f" (the first: {first})" if first else "")
+        + f" and read as the fill value {arr.fill_value}; fine where the scan is empty "
+        f"(zarr leaves out chunks of only the fill value), else the store is incomplete",
+        UserWarning,
+        stacklevel=2,
+    )
+
+
+class ZarrView(LazyView):
+    """Lazy ``(Z, Y, X)`` view of a zarr array; a chunk that cannot be decoded raises a
+    :class:`ReadError` naming the store and the chunk."""
+
+    def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
+        try:
+            return super()._read_key(key)
+        except ReadError as exc:
+            if exc.__cause__ is None:
+                raise
+            bad = self._bad_chunk(stored_key(self.plan, key))
+            if bad is None:
+                raise
+            raise ReadError(
+                f"{self.path}: chunk {bad} cannot be decoded ({one_line(exc.__cause__)}); "
+                f"the store is corrupt"
+            ) from exc.__cause__
+
+    def _bad_chunk(self, key: tuple[int | slice, ...]) -> str | None:
+        """The first chunk in the stored region `key` that fails to read, if any."""
+        edge, _ = _chunk_grid(self.base)
+        ranges = []
+        for k, e, n in zip(key, edge, self.base.shape, strict=True):
+            r = range(k, k + 1) if isinstance(k, int) else range(*k.indices(n))
+            if not r:
+                return None
+            ranges.append(range(min(r[0], r[-1]) // e, max(r[0], r[-1]) // e + 1))
+        for coords in itertools.product(*ranges):
+            region = tuple(
+                slice(c * e, min((c + 1) * e, n))
+                for c, e, n in zip(coords, edge, self.base.shape, strict=True)
+            )
+            try:
+                self.base[region]
+            except Exception:
+                return _chunk_key(self.base, coords) or f"at grid index {coords}"
+        return None
