@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `microfossil info MODEL | head`
         sys.stderr.close()
         return 0
-    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
-        print(f"microfossil {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+    except OSError as exc:
+        # A full disk, an unwritable folder, a file gone: the user's machine, not a bug.
+        # The writes are atomic, so nothing half-written is left under the user's name.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"microfossil {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2

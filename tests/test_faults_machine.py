@@ -1,4 +1,4 @@
-"""A fault the user can act on reaches a panel as one line, never a traceback dialog."""
+"""A fault the user can act on reaches a panel, or the command line, as one line."""
 
 from __future__ import annotations
 
@@ -56,3 +56,31 @@ def test_guarded_lets_bugs_through():
 
     with pytest.raises(ZeroDivisionError):
         _drain(guarded(_job(ZeroDivisionError("a bug"))))
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/full/l.tif"),
+            "microfossil info: error: /full/l.tif: No space left on device",
+        ),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/ro/x"),
+            "microfossil info: error: /ro/x: Permission denied",
+        ),
+        (OSError(errno.EIO, "Input/output error"), "microfossil info: error: Input/output error"),
+    ],
+)
+def test_cli_reports_a_machine_fault_in_one_line(monkeypatch, capsys, exc, line):
+    """A full disk while writing (or any OSError) is one line and exit 2, not a traceback."""
+    from napari_microfossil import cli
+    from napari_microfossil.cli import info
+
+    def fail(args):
+        raise exc
+
+    monkeypatch.setattr(info, "run", fail)
+    assert cli.main(["info", "default"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [line]
