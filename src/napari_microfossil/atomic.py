@@ -8,13 +8,46 @@ user's name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import InputError
+
+#: A temp file of an earlier write untouched this long was left by a killed run.
+STALE_TEMP_S = 600.0
+
+
+def _temp_name(target: Path, token: str) -> Path:
+    return target.with_name(f".{target.stem}.{token}.tmp{target.suffix}")
+
+
+def remove_stale_temps(target: Path, *, older_than_s: float = STALE_TEMP_S) -> list[Path]:
+    """Remove what killed writes of `target` left beside it; returns what was removed.
+
+    A write that is killed (``kill -9``, a power cut) cannot clean up after itself; the
+    next write of the same file does. Only temp names of `target` whose last change is
+    older than `older_than_s` go: a write in progress keeps changing its temp file.
+    """
+    removed = []
+    now = time.time()
+    pattern = f".{glob.escape(target.stem)}.*.tmp{glob.escape(target.suffix)}"
+    for stale in target.parent.glob(pattern):
+        try:
+            if now - stale.lstat().st_mtime <= older_than_s:
+                continue
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+            removed.append(stale)
+        except OSError:
+            continue  # another process got there first, or it is not ours to remove
+    return removed
 
 
 @contextlib.contextmanager
@@ -24,7 +57,8 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
     The temp name keeps the suffix (writers that choose the format by extension work)
     and starts with a dot (folder readers skip it). On an exception the temp file or
     folder is removed and the exception propagates; `path` is untouched. Missing
-    parent folders are created.
+    parent folders are created, and temp files that killed writes of `path` left
+    behind are removed (:func:`remove_stale_temps`).
 
     Raises
     ------
@@ -37,7 +71,8 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
             f"{target}: already exists; pass --overwrite (overwrite=True) to replace it"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.tmp{target.suffix}")
+    remove_stale_temps(target)
+    tmp = _temp_name(target, secrets.token_hex(4))
     try:
         yield tmp
         if not tmp.exists():
