@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from napari_microfossil._progress import Progress
+from napari_microfossil._progress import Progress, drain
 from napari_microfossil.errors import InputError
 
 pytest.importorskip("qtpy")
@@ -15,14 +15,6 @@ pytest.importorskip("qtpy")
 def _job(exc: BaseException):
     yield Progress("work", 0, 1)
     raise exc
-
-
-def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 @pytest.mark.parametrize(
@@ -46,7 +38,7 @@ def _drain(gen):
 def test_guarded_turns_user_faults_into_one_line(exc, line):
     from napari_microfossil._napari._common import Failed, guarded
 
-    result = _drain(guarded(_job(exc)))
+    result = drain(guarded(_job(exc)))
     assert isinstance(result, Failed)
     assert result.message.startswith(line) and "\n" not in result.message
 
@@ -55,7 +47,7 @@ def test_guarded_lets_bugs_through():
     from napari_microfossil._napari._common import guarded
 
     with pytest.raises(ZeroDivisionError):
-        _drain(guarded(_job(ZeroDivisionError("a bug"))))
+        drain(guarded(_job(ZeroDivisionError("a bug"))))
 
 
 @pytest.mark.parametrize(

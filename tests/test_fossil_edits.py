@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_microfossil._progress import Progress
+from napari_microfossil._progress import Progress, drain
 from napari_microfossil.errors import InputError
 from napari_microfossil.fossils import (
     FossilTable,
@@ -149,14 +149,8 @@ def test_remeasure_given_ids_keeps_the_other_rows(boxes):
     table, _ = boxes
     table.instances[2:6, 2:8, 10] = 2  # painted in place: the table's rows are stale
     table.instances[table.instances == 3] = 0
-    gen = table.iter_remeasure(ids=[2, 3])
     records = []
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            out = stop.value
-            break
+    out = drain(table.iter_remeasure(ids=[2, 3]), records.append)
     assert all(isinstance(p, Progress) and p.stage == "measure" for p in records)
     assert (records[0].done, records[-1].done, records[-1].total) == (0, 2, 2)
     assert out.ids == (1, 2)

@@ -62,14 +62,8 @@ def test_extract_request_and_use_case():
         labels, class_names=CLASSES, which="fossil", spacing=SPACING, image=scan, min_voxels=100
     )
     assert (req.class_id, req.class_label) == (1, "fossil")
-    gen = iter_extract(req)
     stages = set()
-    while True:
-        try:
-            stages.add(next(gen).stage)
-        except StopIteration as stop:
-            table = stop.value
-            break
+    table = drain(iter_extract(req), lambda p: stages.add(p.stage))
     assert stages == {"label", "measure"}
     assert table.ids == (1,) and table.rows[0]["voxels"] == 192
     assert table.rows[0]["volume_um3"] == 192 * 2.0
@@ -151,13 +145,7 @@ def test_fossils_from_files(files):
         files / "lab.tif", out, image=files / "scan.tif", crops=True, min_voxels=100
     )
     records = []
-    gen = iter_fossils(req)
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = drain(iter_fossils(req), records.append)
     assert all(isinstance(p, Progress) for p in records)
     assert (result.class_id, result.class_name) == (1, "fossil")
     assert result.spacing == SPACING
