@@ -12,11 +12,7 @@ from qtpy.QtWidgets import QApplication
 
 from napari_microfossil._napari.erase_tool import ERASE_KEY, EraseTool
 
-pytestmark = [
-    pytest.mark.gui,
-    # napari 0.9 with PyQt5 warns once, on creating its QApplication; not ours to fix.
-    pytest.mark.filterwarnings("ignore:System theme detection requires a Qt6:UserWarning"),
-]
+pytestmark = pytest.mark.gui
 
 SHAPE = (8, 32, 32)
 

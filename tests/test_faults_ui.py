@@ -32,9 +32,6 @@ from napari_microfossil.io import write_tiff
 from napari_microfossil.review import ReviewSession, ReviewState, Sidecar
 from napari_microfossil.workflows.fossils import ExportRequest, iter_export
 
-# napari 0.9 with PyQt5 warns once, on creating its QApplication; not ours to fix.
-QT6_WARNING = "ignore:System theme detection requires a Qt6:UserWarning"
-
 # ------------------------------------------------------------------ 11: the histogram
 
 HISTOGRAM_CASES = {
@@ -300,7 +297,6 @@ def _review_setup(viewer, tmp_path):
     [("scan fossils", True, "Yes"), (None, True, "No"), ("imported labels", False, None)],
 )
 @pytest.mark.gui
-@pytest.mark.filterwarnings(QT6_WARNING)
 def test_review_panel_offers_only_this_layers_save(
     make_napari_viewer, qtbot, tmp_path, monkeypatch, saved_by, asked, default
 ):
@@ -344,7 +340,6 @@ def test_review_panel_offers_only_this_layers_save(
 
 
 @pytest.mark.gui
-@pytest.mark.filterwarnings(QT6_WARNING)
 def test_review_panel_restores_its_own_save_on_yes(make_napari_viewer, qtbot, tmp_path):
     from napari_microfossil._napari.review_widget import ReviewWidget
 
@@ -371,7 +366,6 @@ def test_review_panel_restores_its_own_save_on_yes(make_napari_viewer, qtbot, tm
     ids=["histogram", "disk full"],
 )
 @pytest.mark.gui
-@pytest.mark.filterwarnings(QT6_WARNING)
 def test_fossils_panel_shows_a_failed_export_as_one_line(
     make_napari_viewer, qtbot, tmp_path, monkeypatch, module, name, exc
 ):

@@ -17,8 +17,6 @@ from napari_microfossil.review import ReviewState
 
 pytestmark = [
     pytest.mark.gui,
-    # napari 0.9 with PyQt5 warns once, on creating its QApplication; not ours to fix.
-    pytest.mark.filterwarnings("ignore:System theme detection requires a Qt6:UserWarning"),
 ]
 
 SHAPE = (16, 64, 64)

@@ -11,8 +11,6 @@ from qtpy.QtCore import Qt
 pytest.importorskip("napari")
 pytestmark = [
     pytest.mark.gui,
-    # napari 0.9 with PyQt5 warns once, on creating its QApplication; not ours to fix.
-    pytest.mark.filterwarnings("ignore:System theme detection requires a Qt6:UserWarning"),
 ]
 
 SHAPE = (12, 40, 64)

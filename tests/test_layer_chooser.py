@@ -10,11 +10,7 @@ pytest.importorskip("pytestqt")
 
 from napari_microfossil._napari._common import LayerChooser
 
-pytestmark = [
-    pytest.mark.gui,
-    # napari 0.9 with PyQt5 warns once, on creating its QApplication; not ours to fix.
-    pytest.mark.filterwarnings("ignore:System theme detection requires a Qt6:UserWarning"),
-]
+pytestmark = pytest.mark.gui
 
 
 def _image(viewer, name):

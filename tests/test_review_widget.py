@@ -23,8 +23,6 @@ from napari_microfossil.review import ReviewState, Sidecar
 
 pytestmark = [
     pytest.mark.gui,
-    # napari 0.9 with PyQt5 warns once, on creating its QApplication; not ours to fix.
-    pytest.mark.filterwarnings("ignore:System theme detection requires a Qt6:UserWarning"),
 ]
 
 SHAPE = (8, 32, 32)

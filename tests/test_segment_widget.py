@@ -10,8 +10,6 @@ import pytest
 pytest.importorskip("napari")
 pytestmark = [
     pytest.mark.gui,
-    # napari 0.9 with PyQt5 warns once, on creating its QApplication; not ours to fix.
-    pytest.mark.filterwarnings("ignore:System theme detection requires a Qt6:UserWarning"),
 ]
 
 SHAPE = (6, 64, 64)

@@ -207,7 +207,6 @@ def test_voxel_size_text_round_trips():
 
 
 @pytest.mark.gui
-@pytest.mark.filterwarnings("ignore:System theme detection requires a Qt6:UserWarning")
 @pytest.mark.parametrize(
     ("field", "value", "cli"),
     [("tile", 48, ["--tile", "48"]), ("overlap", 0.95, ["--overlap", "0.95"])],
