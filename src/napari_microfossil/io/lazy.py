@@ -7,6 +7,7 @@ plan on each read, so only the requested part is read from disk.
 
 from __future__ import annotations
 
+import abc
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -146,7 +147,7 @@ def apply_plan(base: Any, plan: Plan, key: tuple[int | slice, ...]) -> np.ndarra
     return out
 
 
-class LazyArray:
+class LazyArray(abc.ABC):
     """Array protocol shared by the lazy ``(Z, Y, X)`` volumes.
 
     numpy-like ``shape``, ``dtype``, ``ndim``, ``size`` and ``nbytes``; basic indexing
@@ -177,9 +178,9 @@ class LazyArray:
             return np.asarray(self)[key]
         return self._read_key(norm)
 
+    @abc.abstractmethod
     def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
         """Read ``key``: one int (in range, non-negative) or slice per axis."""
-        raise NotImplementedError
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[...]
