@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._progress import Progress
-from ..errors import InputError
+from ..errors import InputError, os_error_line
 
 if TYPE_CHECKING:
     import napari
@@ -55,8 +55,7 @@ def guarded(gen: Generator[Progress, None, Any]) -> Generator[Progress, None, An
         return Failed(str(exc))
     except OSError as exc:
         log.warning("job failed", exc_info=exc)
-        where = f"{exc.filename}: " if exc.filename else ""
-        return Failed(f"{where}{exc.strerror or exc}")
+        return Failed(os_error_line(exc))
 
 
 class LayerChooser(QComboBox):

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import InputError, os_error_line
 from . import fossils, info, sample, segment, train
 from ._common import Parser, in_cli_terms, plain_warnings
 
@@ -48,6 +48,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # A full disk, an unwritable folder, a file gone: the user's machine, not a bug.
         # The writes are atomic, so nothing half-written is left under the user's name.
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"microfossil {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"microfossil {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
