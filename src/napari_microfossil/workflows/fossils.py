@@ -108,10 +108,11 @@ def check_class_labels(labels: Any, path: Path | str) -> None:
         Naming ``labels`` and hinting at ``--image`` for the scan.
     """
     data = np.asarray(labels)
-    if data.dtype.itemsize > 1 and data.size and int(data.max()) > 255:
+    top = int(data.max()) if data.dtype.itemsize > 1 and data.size else 0
+    if top > 255:
         raise InputError(
             f"labels: {path} is not a class label volume: its values go up to "
-            f"{int(data.max())} (class ids are 0..255), a scan perhaps; pass the "
+            f"{top} (class ids are 0..255), a scan perhaps; pass the "
             "segmentation as the labels (and the scan as the image)"
         )
 
@@ -420,21 +421,22 @@ def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
     """
     r = request
     labels = read_labels(r.labels, spacing=r.voxel_size)
-    check_class_labels(labels.data, r.labels)
     cid, name = fossil_class(labels.class_names or (), r.which)
     spacing = labels.spacing
-    image = None
+    vol = None
     if r.image is not None:
         vol = read_volume(r.image, spacing=r.voxel_size, lazy=True)
         if vol.shape != labels.shape:
             raise InputError(
                 f"image: expected the labels' shape {labels.shape}, got {vol.shape} in {r.image}"
             )
-        image = vol.load()
         if labels.spacing_source == "default" and vol.spacing_source != "default":
             spacing = vol.spacing
+    lab = labels.load()  # read once: checked, then extracted
+    check_class_labels(lab, r.labels)
+    image = vol.load() if vol is not None else None
     extract = ExtractRequest(
-        labels.load(),
+        lab,
         class_names=labels.class_names or (),
         which=cid,
         spacing=spacing,
