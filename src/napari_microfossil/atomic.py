@@ -33,10 +33,18 @@ def remove_stale_temps(target: Path, *, older_than_s: float = STALE_TEMP_S) -> l
     next write of the same file does. Only temp names of `target` whose last change is
     older than `older_than_s` go: a write in progress keeps changing its temp file.
     """
+    pattern = f".{glob.escape(target.stem)}.*.tmp{glob.escape(target.suffix)}"
+    return remove_stale(target.parent, pattern, older_than_s=older_than_s)
+
+
+def remove_stale(
+    folder: Path, pattern: str = ".*.tmp.*", *, older_than_s: float = STALE_TEMP_S
+) -> list[Path]:
+    """Remove the temp files and folders matching `pattern` in `folder` that nothing has
+    changed for `older_than_s` seconds; returns what was removed."""
     removed = []
     now = time.time()
-    pattern = f".{glob.escape(target.stem)}.*.tmp{glob.escape(target.suffix)}"
-    for stale in target.parent.glob(pattern):
+    for stale in folder.glob(pattern):
         try:
             if now - stale.lstat().st_mtime <= older_than_s:
                 continue

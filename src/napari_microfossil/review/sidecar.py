@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import remove_stale
 from ..errors import InputError
 from ..io import atomic_path, parse_spacing, read_labels, write_tiff
 from .state import ReviewState
@@ -36,7 +37,6 @@ FORMAT_VERSION = 1
 _LABELS_GLOB = "labels-*.tif"
 # Temp files of a killed save are removed by a later save once they are this old, so a
 # save running in another process at the same moment keeps its own.
-_STALE_TEMP_S = 600.0
 
 
 def _cache_root() -> Path:
@@ -289,15 +289,11 @@ class Sidecar:
 
     @staticmethod
     def _cleanup(folder: Path, *, keep: str) -> None:
-        now = time.time()
         for p in folder.glob(_LABELS_GLOB):
             if p.name != keep:
                 with contextlib.suppress(OSError):
                     p.unlink()
-        for p in folder.glob(".*.tmp.*"):
-            with contextlib.suppress(OSError):
-                if now - p.stat().st_mtime > _STALE_TEMP_S:
-                    p.unlink()
+        remove_stale(folder)  # what killed saves left (their names change every save)
 
     # ---------------------------------------------------------------- load
 
