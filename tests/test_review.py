@@ -406,6 +406,19 @@ def test_archive_keeps_declined_save(tmp_path):
     assert not car.exists()
 
 
+def test_a_save_removes_what_killed_saves_left(tmp_path):
+    car = Sidecar(tmp_path / "scan.tif", cache_dir=tmp_path / "cache")
+    car.save(_volume(), ReviewState(n_slices=8))
+    stale = car.folder / ".labels-20260101-000000-abcdef.1a2b3c4d.tmp.tif"  # a killed save's
+    fresh = car.folder / ".labels-20260101-000001-abcdef.5e6f7a8b.tmp.tif"  # one going on
+    for p in (stale, fresh):
+        p.write_bytes(b"half")
+    then = time.time() - 3600
+    os.utime(stale, (then, then))
+    car.save(_volume(), ReviewState(n_slices=8))
+    assert not stale.exists() and fresh.exists()
+
+
 # --------------------------------------------------------------------------- killed mid-save
 
 _CHILD = textwrap.dedent(
