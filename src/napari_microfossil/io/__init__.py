@@ -14,7 +14,9 @@ Modules, one concept each:
 - ``tiff``, ``slices`` (folders of slices, PNG), ``zarr_store``: one reader each;
 - ``read``: the format dispatch, :func:`read_volume`, :func:`read_labels`,
   :func:`is_supported`, :func:`volume_info`;
-- ``write``: :func:`write_tiff`.
+- ``write``: :func:`write_tiff`;
+- ``store``: :func:`create_output`, chunked OME-Zarr volumes written slab by slab,
+  resumable.
 
 This package is imported by napari's reader: it must not import torch, napari or Qt.
 """
@@ -24,15 +26,19 @@ from .faults import ReadError
 from .metadata import META_KEY
 from .read import is_supported, read_labels, read_volume, volume_info
 from .slices import SliceStack
+from .store import ChunkedOutput, create_output, incomplete
 from .volume import Volume, parse_spacing
 from .write import write_tiff
 
 __all__ = [
     "META_KEY",
+    "ChunkedOutput",
     "ReadError",
     "SliceStack",
     "Volume",
     "atomic_path",
+    "create_output",
+    "incomplete",
     "is_supported",
     "parse_spacing",
     "read_labels",

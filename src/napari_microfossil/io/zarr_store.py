@@ -132,7 +132,17 @@ def read_zarr(
         axes = "Q" * (len(shape) - (3 if rgb else 2)) + ("YXS" if rgb else "YX")
     plan = plan_axes(shape, axes, p)
     check_dtype(np.dtype(arr.dtype), p, allowed)
-    if not missing_chunks_ok:
+    from .store import incomplete
+
+    unfinished = incomplete(path)
+    if unfinished is not None:
+        warnings.warn(
+            f"{p}: incomplete, {unfinished.planes_done} of {unfinished.total} planes written "
+            f"(the run that wrote it stopped; `--resume` continues it); the rest reads as 0",
+            UserWarning,
+            stacklevel=2,
+        )
+    elif not missing_chunks_ok:
         warn_missing_chunks(arr, p)
     view = ZarrView(arr, plan, p)
     if lazy is None or lazy:
