@@ -299,7 +299,7 @@ def _reopen(
             f"{target}: is complete, nothing to resume (use --overwrite to make it again)"
         )
     try:
-        array = zarr.open_group(store=str(target), mode="r+")[LEVEL0]
+        array: Any = zarr.open_group(store=str(target), mode="r+")[LEVEL0]
     except Exception as exc:
         raise InputError(f"{target}: cannot reopen to resume ({exc})") from exc
     if tuple(array.shape) != shape or np.dtype(array.dtype) != dtype:
