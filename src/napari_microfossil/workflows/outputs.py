@@ -156,3 +156,49 @@ def check_memory(need: int, option: str, what: str) -> None:
             f"{option}: {what} needs about {_size(need)} of memory, this machine has "
             f"{_size(have)} available; ask for a smaller one"
         )
+
+
+#: Bytes written per voxel, compressed, as measured on the 256³ sample (zlib TIFF):
+#: a uint16 scan 0.47, class labels 0.01, confidence 0.05, uint32 instances 0.01.
+#: Noisier data compresses less, so these are lower bounds: a check with them refuses
+#: only what would surely not fit.
+COMPRESSED_BYTES_PER_VOXEL = {"scan": 0.47, "labels": 0.01, "confidence": 0.05, "instances": 0.01}
+
+
+def free_space(folder: Path) -> int | None:
+    """Bytes free for this user on the file system of `folder` (or of its nearest
+    existing parent); None where that cannot be told."""
+    import shutil
+
+    p = Path(folder)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return int(shutil.disk_usage(p).free)
+    except OSError:
+        return None
+
+
+def expected_bytes(voxels: int, *kinds: str) -> int:
+    """A lower bound on the bytes written for `voxels` voxels of each of `kinds` (keys of
+    :data:`COMPRESSED_BYTES_PER_VOXEL`)."""
+    return int(voxels * sum(COMPRESSED_BYTES_PER_VOXEL[k] for k in kinds))
+
+
+def check_disk_space(folder: Path, need: int, option: str, what: str) -> None:
+    """Refuse a request whose outputs would surely not fit on the disk of `folder`.
+
+    `need` is a lower bound (:func:`expected_bytes`); a request can still fill the disk
+    while it writes, and the writers then remove what they left half-written.
+
+    Raises
+    ------
+    InputError
+        Naming `option`, what would be written, the space it needs and what is free.
+    """
+    have = free_space(folder)
+    if have is not None and need > have:
+        raise InputError(
+            f"{option}: {what} needs at least {_size(need)} of disk space, "
+            f"{folder} has {_size(have)} free; free some space or write elsewhere"
+        )

@@ -6,12 +6,13 @@ shows the same phantom without writing files.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._progress import Progress, ProgressGen
 from ..errors import InputError
-from .outputs import check_memory, check_writable_folder
+from .outputs import check_disk_space, check_memory, check_writable_folder, expected_bytes
 
 #: Files a sample folder holds, in the order they are written.
 SAMPLE_FILES = ("scan.tif", "truth.tif", "truth_instances.tif")
@@ -37,7 +38,7 @@ class SampleRequest:
     InputError
         If `outdir` is a file or not writable, a target exists without `overwrite`,
         `shape` is not three positive sizes, or the phantom would need more memory
-        than the machine has available.
+        than the machine has available or more disk space than `outdir` has free.
     """
 
     outdir: Path
@@ -57,13 +58,27 @@ class SampleRequest:
         check_writable_folder(self.outdir, "OUTDIR")
         shape = validate_shape(self.shape)
         object.__setattr__(self, "shape", shape)
-        check_memory(phantom_peak_bytes(shape), "--shape", f"a {'x'.join(map(str, shape))} phantom")
+        what = f"a {'x'.join(map(str, shape))} phantom"
+        check_memory(phantom_peak_bytes(shape), "--shape", what)
+        voxels = shape[0] * shape[1] * shape[2]
+        check_disk_space(
+            self.outdir, expected_bytes(voxels, "scan", "labels", "instances"), "OUTDIR", what
+        )
 
     @property
     def targets(self) -> tuple[Path, Path, Path]:
         """The scan, class-label truth and fossil-instance truth files."""
         scan, truth, instances = (self.outdir / name for name in SAMPLE_FILES)
         return scan, truth, instances
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders ``folder.mkdir(parents=True)`` would make, innermost first."""
+    out = []
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,9 @@ class SampleResult:
 def iter_write_sample(request: SampleRequest) -> ProgressGen[SampleResult]:
     """Make the phantom and write its three volumes atomically (voxel size kept).
 
+    A failed write (a full disk) removes the files this run wrote, and the folder if
+    this run made it: a sample is written whole or not at all.
+
     Yields
     ------
     Progress
@@ -94,19 +112,28 @@ def iter_write_sample(request: SampleRequest) -> ProgressGen[SampleResult]:
     yield Progress("sample", 0, 4)
     ph = make_phantom(request.shape, seed=request.seed)
     yield Progress("sample", 1, 4)
+    made = _missing_folders(request.outdir)
     request.outdir.mkdir(parents=True, exist_ok=True)
-    write_tiff(scan, ph.image, spacing=ph.spacing, overwrite=request.overwrite)
-    yield Progress("sample", 2, 4)
-    write_tiff(
-        truth,
-        ph.labels,
-        spacing=ph.spacing,
-        class_names=ph.class_names,
-        overwrite=request.overwrite,
+    written: list[Path] = []
+    volumes = (
+        (scan, ph.image, None),
+        (truth, ph.labels, ph.class_names),
+        (instances, ph.instances, None),
     )
-    yield Progress("sample", 3, 4)
-    write_tiff(instances, ph.instances, spacing=ph.spacing, overwrite=request.overwrite)
-    yield Progress("sample", 4, 4)
+    try:
+        for i, (target, data, names) in enumerate(volumes):
+            write_tiff(
+                target, data, spacing=ph.spacing, class_names=names, overwrite=request.overwrite
+            )
+            written.append(target)
+            yield Progress("sample", 2 + i, 4)
+    except BaseException:
+        for target in written:
+            target.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: never what a user put there
+        raise
     return SampleResult(
         scan=scan,
         truth=truth,
