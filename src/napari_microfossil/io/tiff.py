@@ -12,7 +12,7 @@ import numpy as np
 
 from .faults import ReadError, reading
 from .lazy import LazyView, apply_plan, plan_axes
-from .metadata import tiff_meta
+from .metadata import ours, tiff_meta
 from .volume import Read, check_dtype, one_line
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,22 @@ def _physical_memory() -> int | None:
         return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def _our_axes(tif: Any, shape: tuple[int, ...]) -> str | None:
+    """The axes this tool recorded in a plain (tifffile "shaped") TIFF it wrote.
+
+    tifffile keeps such a file's shape but guesses its axes, and takes a size-1 axis
+    for a sample axis (``(Z, Y, 1)`` reads as ``YXQ``); our record knows them.
+    """
+    if not tif.is_shaped:
+        return None
+    page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+    mine = ours(page.description)
+    axes = (mine or {}).get("axes")
+    if isinstance(axes, str) and len(axes) == len(shape) and set(axes) <= set("ZCYX"):
+        return axes
+    return None
 
 
 def read_tiff(path: Path, lazy: bool | None, threshold: int, allowed: Any) -> Read:
@@ -45,6 +61,7 @@ def read_tiff(path: Path, lazy: bool | None, threshold: int, allowed: Any) -> Re
             series = tif.series[0]
             shape, axes, dtype = tuple(series.shape), series.axes, np.dtype(series.dtype)
             meta = tiff_meta(tif, p)
+            axes = _our_axes(tif, shape) or axes
         fmt = "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
         if len(tif.series) > 1:
             logger.info(

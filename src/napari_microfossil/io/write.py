@@ -108,7 +108,13 @@ def write_tiff(
     if compression is not None and compression.lower() == "none":
         compression = None
     f = unit_factor(unit) or 1.0
-    imagej = arr.dtype.newbyteorder("=") in _IMAGEJ_DTYPES and arr.nbytes < _BIGTIFF_BYTES
+    # An ImageJ hyperstack cannot hold a plane one pixel high or wide (tifffile writes
+    # it as one page of another shape); a plain TIFF keeps the shape and our axes.
+    imagej = (
+        arr.dtype.newbyteorder("=") in _IMAGEJ_DTYPES
+        and arr.nbytes < _BIGTIFF_BYTES
+        and min(arr.shape[-2:]) > 1
+    )
     if imagej:
         kwargs: dict[str, Any] = {
             "imagej": True,
