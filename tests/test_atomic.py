@@ -15,7 +15,9 @@ def _age(path, seconds):
     os.utime(path, (then, then))
 
 
-def test_a_killed_write_is_cleaned_up_by_the_next_write_of_that_file(tmp_path):
+def test_a_killed_write_is_cleaned_up_by_the_next_write_into_that_folder(tmp_path):
+    """Whatever file the next write makes: a killed `-o a.tif` is cleaned up by a later
+    `-o b.tif` in the same folder (issue 13, case 9)."""
     target = tmp_path / "labels.tif"
     old_file = tmp_path / ".labels.1a2b3c4d.tmp.tif"  # what kill -9 left mid-write
     old_file.write_bytes(b"half")
@@ -26,9 +28,16 @@ def test_a_killed_write_is_cleaned_up_by_the_next_write_of_that_file(tmp_path):
         _age(p, STALE_TEMP_S + 60)
     fresh = tmp_path / ".labels.99999999.tmp.tif"  # another write still going on
     fresh.write_bytes(b"busy")
-    other = tmp_path / ".scan.1a2b3c4d.tmp.tif"  # another file's: not ours
+    other = tmp_path / ".scan.1a2b3c4d.tmp.tif"  # another file's killed write: ours too
     other.write_bytes(b"x")
     _age(other, STALE_TEMP_S + 60)
+    model = tmp_path / ".m.0badcafe.tmp.safetensors"
+    model.write_bytes(b"x")
+    _age(model, STALE_TEMP_S + 60)
+    lookalikes = [tmp_path / ".scan.tmp.tif", tmp_path / ".x.notahex0.tmp.tif"]
+    for p in lookalikes:  # not names this tool makes: the user's
+        p.write_bytes(b"keep")
+        _age(p, STALE_TEMP_S + 60)
     mine = tmp_path / "notes.txt"
     mine.write_text("the user's")
 
@@ -37,7 +46,9 @@ def test_a_killed_write_is_cleaned_up_by_the_next_write_of_that_file(tmp_path):
 
     assert target.read_bytes() == b"done"
     assert not old_file.exists() and not old_dir.exists()
-    assert fresh.exists() and other.exists() and mine.read_text() == "the user's"
+    assert not other.exists() and not model.exists()
+    assert fresh.exists() and mine.read_text() == "the user's"
+    assert all(p.read_bytes() == b"keep" for p in lookalikes)
 
 
 def test_remove_stale_temps_reports_what_went(tmp_path):

@@ -26,15 +26,19 @@ def _temp_name(target: Path, token: str) -> Path:
     return target.with_name(f".{target.stem}.{token}.tmp{target.suffix}")
 
 
+#: What :func:`_temp_name` makes of any target: ``.<stem>.<8 hex>.tmp<suffix>``.
+_ANY_TEMP = ".*." + "[0-9a-f]" * 8 + ".tmp*"
+
+
 def remove_stale_temps(target: Path, *, older_than_s: float = STALE_TEMP_S) -> list[Path]:
-    """Remove what killed writes of `target` left beside it; returns what was removed.
+    """Remove what killed writes left in `target`'s folder; returns what was removed.
 
     A write that is killed (``kill -9``, a power cut) cannot clean up after itself; the
-    next write of the same file does. Only temp names of `target` whose last change is
-    older than `older_than_s` go: a write in progress keeps changing its temp file.
+    next write into the same folder does, whatever file it writes. Only this module's
+    temp names (``.<stem>.<8 hex digits>.tmp<suffix>``) whose last change is older than
+    `older_than_s` go: a write in progress keeps changing its temp file.
     """
-    pattern = f".{glob.escape(target.stem)}.*.tmp{glob.escape(target.suffix)}"
-    return remove_stale(target.parent, pattern, older_than_s=older_than_s)
+    return remove_stale(target.parent, _ANY_TEMP, older_than_s=older_than_s)
 
 
 def remove_stale(
@@ -65,8 +69,8 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
     The temp name keeps the suffix (writers that choose the format by extension work)
     and starts with a dot (folder readers skip it). On an exception the temp file or
     folder is removed and the exception propagates; `path` is untouched. Missing
-    parent folders are created, and temp files that killed writes of `path` left
-    behind are removed (:func:`remove_stale_temps`).
+    parent folders are created, and temp files that killed writes into the same folder
+    left behind are removed (:func:`remove_stale_temps`).
 
     Raises
     ------
