@@ -8,7 +8,6 @@ user's name.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import secrets
 import shutil

@@ -31,7 +31,7 @@ from .edits import (
 from .session import Change, ReviewSession
 from .sidecar import SIDECAR_SUFFIX, STATE_FILE, SavedReview, Sidecar
 from .state import Marks, ReviewState
-from .suggest import next_slice_to_review, slice_confidence
+from .suggest import next_slice_to_review, slice_confidence, suggest_slices
 
 __all__ = [
     "SIDECAR_SUFFIX",
@@ -54,4 +54,5 @@ __all__ = [
     "sidecar_for",
     "slice_confidence",
     "slices_touched",
+    "suggest_slices",
 ]

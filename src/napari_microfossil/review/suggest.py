@@ -108,3 +108,60 @@ def next_slice_to_review(
     if current is not None:
         return int(candidates[np.argmin(np.abs(candidates - int(current)))])
     return _spread_pick(candidates, state.reviewed, n)
+
+
+def suggest_slices(
+    per_slice: Any, reviewed: Iterable[int], n: int, *, gap: int | None = None
+) -> list[int]:
+    """The `n` unreviewed slices to review next, least confident first.
+
+    The first is what :func:`next_slice_to_review` picks (the panel's "Next slice to
+    review"). Each further pick is the least confident slice at least `gap` slices away
+    from every reviewed and every picked slice, so one batch does not spend the user's
+    time on three neighbours of the same hard spot; when no slice is that far, the gap
+    halves until one is.
+
+    Parameters
+    ----------
+    per_slice : array-like, shape (n_slices,)
+        Mean confidence of each slice (:func:`slice_confidence`).
+    reviewed : iterable of int
+        Slices already reviewed; never suggested.
+    n : int
+        How many to suggest (fewer when fewer slices are left).
+    gap : int, optional
+        Default ``n_slices // (2 * (n + number reviewed))``, at least 1: about half the
+        spacing the slices would have if spread evenly.
+
+    Returns
+    -------
+    list of int
+        In the order picked.
+    """
+    score = np.asarray(per_slice, dtype=np.float64)
+    total = score.size
+    done = {int(i) for i in reviewed}
+    if n < 1:
+        raise ValueError(f"n: expected an integer >= 1; got {n!r}")
+    if gap is None:
+        gap = max(1, total // (2 * (n + len(done))))
+    first = next_slice_to_review(ReviewState(n_slices=total, reviewed=set(done)), score)
+    if first is None:
+        return []
+    picks = [first]
+    while len(picks) < n:
+        taken = np.array(sorted(done | set(picks)), dtype=np.int64)
+        free = np.setdiff1d(np.arange(total), taken)
+        if free.size == 0:
+            break
+        step = gap
+        while True:
+            dist = np.min(np.abs(free[:, None] - taken[None, :]), axis=1)
+            far = free[dist >= step]
+            if far.size or step == 1:
+                break
+            step = max(1, step // 2)
+        far = far if far.size else free
+        s = np.where(np.isfinite(score[far]), score[far], np.inf)
+        picks.append(int(far[np.argmin(s)]))
+    return picks
