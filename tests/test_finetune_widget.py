@@ -11,8 +11,10 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
+from napari_microfossil._napari import layers as md
 from napari_microfossil._napari.layers import REVIEW as REVIEW_KEY
 from napari_microfossil._napari.layers import SOURCE_IMAGE as SOURCE_IMAGE_KEY
+from napari_microfossil.axes import take_plane
 from napari_microfossil.review import ReviewState
 
 pytestmark = [
@@ -220,15 +222,22 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
     # The next run proposes a new file rather than replacing this one.
     assert widget.output.text() != out and widget.output.text().endswith("_2.safetensors")
 
-    # Segment again: Segment runs with the new model (asking first: the labels hold
-    # corrections).
-    asked = []
-    segment.confirm = lambda title, text: asked.append(text) or True
+    # Segment again: Segment runs with the new model, without a question, and keeps
+    # the corrected slices as the user left them.
+    corrected = viewer.layers["scan fossils"].data.copy()
+    kept = md.reviewed_slices_of(viewer.layers["scan fossils"])
+    assert kept
+    segment.confirm = lambda title, text: pytest.fail(f"unexpected question: {text}")
     seg_worker = widget.segment_again()
-    assert seg_worker is not None and len(asked) == 1
+    assert seg_worker is not None
     wait_idle(qtbot, segment.runner)
     result_layer = viewer.layers["scan fossils"]
     assert result_layer.metadata["model"] == str(widget.model_path_out.resolve())
+    for axis, idx in kept.items():
+        for i in idx:
+            np.testing.assert_array_equal(
+                take_plane(result_layer.data, axis, i), take_plane(corrected, axis, i)
+            )
 
 
 def test_a_model_worse_than_its_base_is_listed_but_not_chosen(setup, tmp_path, tiny_model):

@@ -142,29 +142,41 @@ def test_bad_option_is_reported_not_run(setup):
     assert "scan fossils" not in viewer.layers
 
 
-def test_asks_before_replacing_corrections(setup, qtbot):
+def test_segment_again_keeps_corrected_slices_verbatim(setup, qtbot):
+    """No question: the reviewed slices of the layer it replaces are copied into the
+    new result bit for bit, the rest is the model's, and the record carries over."""
+    from napari_microfossil.review import ReviewState
+
     viewer, widget = setup
     old = np.zeros(SHAPE, np.uint8)
-    layer = viewer.add_labels(old, name="scan fossils")
-    layer.metadata["microfossil_review"] = SimpleNamespace(edited={2}, reviewed=set())
-    questions = []
-
-    def no(title, text):
-        questions.append(text)
-        return False
-
-    widget.confirm = no
-    assert widget.run() is None
-    assert len(questions) == 1 and "corrections" in questions[0]
-    assert viewer.layers["scan fossils"].data is old
-
-    widget.confirm = lambda title, text: True
+    old[2] = 7  # painted: a value the model never gives
+    old[4, 3:9, 3:9] = 2
+    layer = viewer.add_labels(old.copy(), name="scan fossils")
+    state = ReviewState(n_slices=SHAPE[0], edited={2}, reviewed={2, 4})
+    layer.metadata["microfossil_review"] = state
+    widget.confirm = lambda title, text: pytest.fail(f"unexpected question: {text}")
     widget.run()
     wait_idle(qtbot, widget)
     layer = viewer.layers["scan fossils"]
-    assert layer.data is not old
-    assert "microfossil_review" not in layer.metadata
+    np.testing.assert_array_equal(layer.data[2], old[2])
+    np.testing.assert_array_equal(layer.data[4], old[4])
+    others = [z for z in range(SHAPE[0]) if z not in (2, 4)]
+    assert not (layer.data[others] == 7).any()  # the model's own result elsewhere
+    assert layer.metadata["microfossil_review"] is state
+    assert "2 corrected slices kept" in widget.status.text()
     assert layer.metadata["class_names"] == ["background", "fossil", "pore"]
+
+
+def test_a_record_of_another_shape_is_dropped(setup, qtbot):
+    viewer, widget = setup
+    layer = viewer.add_labels(np.zeros((3, 4, 5), np.uint8), name="scan fossils")
+    layer.metadata["microfossil_review"] = SimpleNamespace(edited={2}, reviewed={2})
+    widget.run()
+    wait_idle(qtbot, widget)
+    layer = viewer.layers["scan fossils"]
+    assert layer.data.shape == SHAPE
+    assert "microfossil_review" not in layer.metadata
+    assert "kept" not in widget.status.text()
 
 
 def test_no_question_without_corrections(setup, qtbot):

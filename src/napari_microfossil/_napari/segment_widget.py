@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 
 from ..errors import InputError
 from ..model import DEFAULT_MODEL_NAME
+from ..workflows.keep import keep_planes
 from . import layers as md
 from ._common import (
     JobRunner,
@@ -150,6 +151,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(scrolling(body))
 
         # The voxel size is locked too: the result takes the image's scale at the start.
+        self.kept = 0  # corrected slices the last result kept
         self.runner = JobRunner(
             "Segment",
             self.status,
@@ -388,16 +390,6 @@ class SegmentWidget(QWidget):
             return self.worker if self.runner.running else None
         layer = self.image.layer()
         target, conf_name = _result_names(layer.name)
-        existing = self.viewer.layers[target] if target in self.viewer.layers else None
-        if existing is not None and md.has_corrections(existing):
-            question = (
-                f"The layer {target!r} holds corrections. Segmenting again replaces it "
-                "(corrections autosaved by the Review widget stay on disk). Continue?"
-            )
-            if not self.confirm("Replace corrected labels?", question):
-                self.status.setText("Segment: not started")
-                return None
-
         common = {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
         if getattr(layer, "units", None) is not None:
             common["units"] = layer.units
@@ -411,7 +403,10 @@ class SegmentWidget(QWidget):
         return self.runner.start(
             iter_segment_image(request),
             on_result=lambda seg: self._add_result(seg, (target, conf_name), common, metadata),
-            done_message=f"done → {target!r}",
+            done_message=lambda seg: (
+                f"done → {target!r}"
+                + (f"; your {self.kept} corrected slices kept as they were" if self.kept else "")
+            ),
         )
 
     def suggest_smoothing(self) -> Any:
@@ -439,11 +434,18 @@ class SegmentWidget(QWidget):
 
         target, conf_name = names
         layers = self.viewer.layers
-        # The review state described the labels this run replaces: drop it before the
-        # data changes. (Not after: for a new layer, the Review widget may already have
-        # restored an autosave the user accepted, on the layer's insertion.)
+        kept = 0
         if target in layers and isinstance(layers[target], Labels):
-            layers[target].metadata.pop(md.REVIEW, None)
+            old = layers[target]
+            # Corrected slices are ground truth: copied verbatim into the new result, and
+            # the review record goes on describing them. A record of another shape no
+            # longer describes anything: dropped before the data changes (not after: for
+            # a new layer, Review may restore an autosave the user accepts on insertion).
+            if md.has_corrections(old) and old.data.shape == seg.labels.shape:
+                kept = keep_planes(seg.labels, old.data, md.reviewed_slices_of(old))
+            else:
+                old.metadata.pop(md.REVIEW, None)
+        self.kept = kept
         conf = None
         if seg.confidence is not None:
             # First, so that the labels' CONFIDENCE_LAYER names a layer when they appear.
