@@ -448,3 +448,16 @@ def test_context_segment_runs_the_panel(setup, qtbot, model_file):
     assert widget.image.layer().name == "scan"
     wait_idle(qtbot, widget)
     assert viewer.layers["scan fossils"].metadata["model"] == str(model_file.resolve())
+
+
+def test_class_zero_is_listed_like_any_class(setup, tmp_path, tiny_model):
+    """A model whose class 0 is "pore" (real rock has no background) shows all four."""
+    import dataclasses
+
+    from napari_microfossil.model import save_model
+
+    _, widget = setup
+    spec = dataclasses.replace(tiny_model.spec, class_names=("pore", "clay", "grain"))
+    path = save_model(tmp_path / "rock.safetensors", tiny_model.network, spec)
+    widget.add_model(path)
+    assert "classes: pore, clay, grain" in widget.model_info.text()

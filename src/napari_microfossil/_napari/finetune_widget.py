@@ -327,7 +327,7 @@ class FinetuneWidget(qw.QWidget):
         except InputError as exc:
             self.model_info.setText(f"<span style='color:#e06c6c'>{html.escape(str(exc))}</span>")
             return
-        line = f"{spec.architecture} ({spec.encoder}) · classes: {', '.join(spec.class_names[1:])}"
+        line = f"{spec.architecture} ({spec.encoder}) · classes: {', '.join(spec.class_names)}"
         metric = models.headline_score(spec)
         self.model_info.setText(html.escape(line + (f" · {metric}" if metric else "")))
         self.curve.score_name = f"val IoU {spec.class_names[1]}"

@@ -306,7 +306,7 @@ class SegmentWidget(QWidget):
             self.run_button.setEnabled(False)
             return
         self._model_ok = True
-        classes = ", ".join(spec.class_names[1:])
+        classes = ", ".join(spec.class_names)  # class 0 is a class like any other
         line = f"{spec.architecture} ({spec.encoder}) · classes: {classes}"
         metric = headline_score(spec)
         self.model_info.setText(
