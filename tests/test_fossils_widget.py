@@ -322,3 +322,34 @@ def test_edits_need_a_selection(setup, qtbot):
     widget.delete_selected([2, 3])
     assert widget.table.ids == (1,)
     assert np.unique(widget.instances_layer.data).tolist() == [0, 1]
+
+
+# -- out of date (issue 12): the table no longer describes the labels ------------
+
+
+def test_segment_again_marks_the_table_out_of_date(setup, qtbot):
+    viewer, widget = setup
+    extract(qtbot, widget)
+    assert widget.summary.text().startswith("3 fossils")
+    labels = viewer.layers["scan fossils"]
+    labels.data = np.zeros_like(labels.data)  # what Segment again does
+    assert "'scan fossils' has changed since these fossils were extracted" in widget.summary.text()
+    extract(qtbot, widget)  # extracting again clears the note
+    assert widget.summary.text().startswith("0 fossils")
+    assert not widget.source_watch.stale
+
+
+def test_painting_the_labels_marks_it_too(setup, qtbot):
+    viewer, widget = setup
+    extract(qtbot, widget)
+    labels = viewer.layers["scan fossils"]
+    labels.paint((6, 20, 10), 0, refresh=True)
+    assert widget.source_watch.stale and "Extract again" in widget.summary.text()
+
+
+def test_a_change_to_another_layer_is_not_noticed(setup, qtbot):
+    viewer, widget = setup
+    extract(qtbot, widget)
+    viewer.layers["scan"].data = np.zeros_like(viewer.layers["scan"].data)
+    assert not widget.source_watch.stale
+    assert widget.summary.text().startswith("3 fossils")

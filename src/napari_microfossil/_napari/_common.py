@@ -58,6 +58,19 @@ def guarded(gen: Generator[Progress, None, Any]) -> Generator[Progress, None, An
         return Failed(os_error_line(exc))
 
 
+def every_fault_as_line(
+    gen: Generator[Progress, None, Any], what: str
+) -> Generator[Progress, None, Any]:
+    """Re-yield `gen`; any exception, a bug included, ends as one line (a :class:`Failed`)
+    with its traceback in the log. For long jobs whose partial outputs the engine
+    removes on failure (an export), where a traceback dialog would help no user."""
+    try:
+        return (yield from gen)
+    except Exception as exc:
+        log.error("%s failed", what, exc_info=exc)
+        return Failed(f"{what} failed ({exc or type(exc).__name__}); nothing half-written kept")
+
+
 class LayerChooser(QComboBox):
     """A combobox of the viewer's layers of one type, kept in sync with the viewer.
 

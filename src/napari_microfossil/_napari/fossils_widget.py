@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
 )
 
 from .. import fossils
-from .._progress import ProgressGen
 from ..errors import InputError
 from ..fossils import FossilTable
 from ..workflows.fossils import (
@@ -42,9 +41,17 @@ from ..workflows.fossils import (
     iter_extract,
 )
 from . import layers
-from ._common import Failed, JobRunner, LayerChooser, ask_question, replace_or_add, scrolling
+from ._common import (
+    JobRunner,
+    LayerChooser,
+    ask_question,
+    every_fault_as_line,
+    replace_or_add,
+    scrolling,
+)
 from .context import PluginContext
 from .fossil_table import TABLE_COLUMNS, FossilsBox, camera_of, go_to, show_features
+from .stale import SourceWatch, stale_note
 
 if TYPE_CHECKING:
     import napari
@@ -56,15 +63,6 @@ MESH_CHOICES = (*fossils.MESH_FORMATS, "none")
 #: Name suffix of the Segment panel's result, whose scan has the name before it.
 _RESULT_SUFFIX = " fossils"
 log = logging.getLogger(__name__)
-
-
-def _one_line(gen: ProgressGen[Any], what: str) -> ProgressGen[Any]:
-    """Re-yield `gen`; a fault (a full disk, a bug) ends as one line, its traceback logged."""
-    try:
-        return (yield from gen)
-    except Exception as exc:
-        log.error("%s failed", what, exc_info=exc)
-        return Failed(f"{what} failed ({exc or type(exc).__name__}); nothing half-written kept")
 
 
 class FossilsWidget(QWidget):
@@ -90,6 +88,7 @@ class FossilsWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.table: FossilTable | None = None
+        self.source_watch = SourceWatch(lambda name: self.summary.setText(stale_note(name)))
         self.instances_layer: Any = None
         self._image: Any = None  # scan data the table was measured with
         self.confirm: Callable[[str, str], bool] = ask_question(self)
@@ -306,9 +305,10 @@ class FossilsWidget(QWidget):
             metadata={layers.INSTANCES: True},
             **kwargs,
         )
-        self.instances_layer = layer
-        self._image = job["image"]
+        self.instances_layer, self._image = layer, job["image"]
         self._set_table(table)
+        source = self.viewer.layers[job["source"]] if job["source"] in self.viewer.layers else None
+        self.source_watch.follow(source)
         self.viewer.layers.selection.active = layer
         self.status.setText(f"Fossils: {len(table)} fossils in {name!r}")
 
@@ -475,7 +475,7 @@ class FossilsWidget(QWidget):
             show_info(f"Exported {n} fossils to {out}")
 
         return self.runner.start(
-            _one_line(iter_export(request), f"export to {out}"),
+            every_fault_as_line(iter_export(request), f"export to {out}"),
             on_result=done,
             done_message=f"exported {n} fossils to {out}",
         )
