@@ -437,10 +437,8 @@ class SegmentWidget(QWidget):
         kept = 0
         if target in layers and isinstance(layers[target], Labels):
             old = layers[target]
-            # Corrected slices are ground truth: copied verbatim into the new result, and
-            # the review record goes on describing them. A record of another shape no
-            # longer describes anything: dropped before the data changes (not after: for
-            # a new layer, Review may restore an autosave the user accepts on insertion).
+            # Corrected slices are ground truth: kept verbatim, with their record. Another
+            # shape's record is dropped now (not after: Review may restore on insertion).
             if md.has_corrections(old) and old.data.shape == seg.labels.shape:
                 kept = keep_planes(seg.labels, old.data, md.reviewed_slices_of(old))
             else:
