@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,6 +211,13 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
     result = widget.last_result
     assert result.before is not None and result.after is not None
     assert widget.curve.baseline == pytest.approx(result.before)  # the dashed "base" line
+    # The rounds: listed, and the next round starts from this model when it is no worse.
+    assert "round 1: 3 slices" in widget.result_label.text()
+    if result.improved:
+        assert widget.model_path() == str(Path(out).resolve())
+        assert "round 1:" in widget.model_info.text()
+    else:
+        assert widget.model_path().endswith("tiny.safetensors")
     assert "Validation IoU fossil" in widget.result_label.text()
     assert f"{result.before:.3f} (base) → {result.after:.3f}" in widget.result_label.text()
     # Registered in the docked Segment widget, and selected there.

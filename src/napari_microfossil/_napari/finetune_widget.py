@@ -329,7 +329,8 @@ class FinetuneWidget(qw.QWidget):
             return
         line = f"{spec.architecture} ({spec.encoder}) · classes: {', '.join(spec.class_names)}"
         metric = models.headline_score(spec)
-        self.model_info.setText(html.escape(line + (f" · {metric}" if metric else "")))
+        rounds = "".join(f"<br>{html.escape(r)}" for r in workflow.rounds_report(spec))
+        self.model_info.setText(html.escape(line + (f" · {metric}" if metric else "")) + rounds)
         self.curve.score_name = f"val IoU {spec.class_names[1]}"
         self.curve.update()
         self.smooth.setValue(spec.normalisation.smooth)
@@ -449,7 +450,9 @@ class FinetuneWidget(qw.QWidget):
         self.model_path_out = Path(result.path)
         lines = workflow.run_report(result, slices=self._job.get("slices", "the slices"))
         lines.append(self._register(result.path, select=result.improved))
-        self.result_label.setText("\n".join(lines))
+        if result.improved:  # the next round starts from it, on all slices reviewed by then
+            self._select_model(str(result.path), note="last round")
+        self.result_label.setText("\n".join([*lines, *workflow.rounds_report(result.spec)]))
 
     def _register(self, path: Path, *, select: bool = True) -> str:
         """Register a model with the plugin (Segment lists it, and chooses it if `select`)."""

@@ -19,8 +19,12 @@ def run(args: argparse.Namespace) -> int:
         from ..model import describe, read_spec, resolve_model_path
 
         spec = read_spec(args.path)
+        from ..workflows.train import rounds_report
+
         print(f"model {resolve_model_path(args.path)}")
         print(describe(spec))
+        for line in rounds_report(spec):
+            print(f"correction {line}")
         return 0
     from ..io import volume_info
 

@@ -25,6 +25,7 @@ from .report import (
     lr_find_report,
     lr_find_summary,
     output_stamp,
+    rounds_report,
     run_report,
 )
 from .request import (
@@ -55,6 +56,7 @@ __all__ = [
     "lr_find_report",
     "lr_find_summary",
     "output_stamp",
+    "rounds_report",
     "run_report",
     "split_for_training",
 ]

@@ -7,6 +7,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -140,3 +141,40 @@ def lr_find_summary(found: LRFindResult) -> str:
         f"learning rate set to {found.suggestion:.2g} (a tenth of {found.min_loss_lr:.2g}, "
         f"the rate with the lowest loss; steepest fall at {found.steepest_lr:.2g}){how}"
     )
+
+
+def _slices_text(slices: Any) -> str:
+    if not isinstance(slices, dict) or not slices:
+        return "no slices"
+    n = sum(len(v) for v in slices.values())
+    spec = "; ".join(f"{a}:{','.join(map(str, v))}" for a, v in sorted(slices.items()) if v)
+    return f"{n} slice{'s' if n != 1 else ''} ({spec})"
+
+
+def rounds_report(spec: Any) -> list[str]:
+    """One line per correction round behind a model (its provenance's ``rounds``),
+    oldest first; empty for a model that was not fine-tuned by this tool.
+
+    ``"round 2: 3 slices (z:34,62,88) + 1 to validate, from m1.safetensors → IoU fossil 0.91"``
+    """
+    from ...model import default_score_key
+
+    rounds = spec.provenance.get("rounds")
+    if not isinstance(rounds, list):
+        return []
+    key = default_score_key(spec)
+    name = key.removeprefix("iou_").replace("_", " ") if key.startswith("iou_") else "mean IoU"
+    lines = []
+    for i, r in enumerate(rounds, 1):
+        if not isinstance(r, dict):
+            continue
+        score = spec.metrics.get(key) if i == len(rounds) else r.get("score")
+        val = r.get("val_slices") or {}
+        n_val = sum(len(v) for v in val.values()) if isinstance(val, dict) else 0
+        lines.append(
+            f"round {i}: {_slices_text(r.get('train_slices'))}"
+            + (f" + {n_val} to validate" if n_val else ", no validation")
+            + f", from {r.get('base', '?')}"
+            + (f" → IoU {name} {float(score):.3f}" if isinstance(score, (int, float)) else "")
+        )
+    return lines

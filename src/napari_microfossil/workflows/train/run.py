@@ -172,7 +172,40 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
     prov.update(req.provenance)
     prov["train_slices"] = list(train.sources)
     prov["val_slices"] = list(val.sources) if val is not None else []
+    prov["rounds"] = next_rounds(base.spec if base is not None else None, req, train_sl, val_sl)
     return train, val, spec, network, prov, train_sl, val_sl
+
+
+def next_rounds(base: Any, req: TrainRequest, train_sl: Any, val_sl: Any) -> list[dict[str, Any]]:
+    """The correction rounds behind the model this run makes: the base model's rounds
+    (the last one given the base's validation score, known only now) and this one.
+
+    A round is ``{"model", "base", "train_slices", "val_slices", "score"}``, slices as
+    ``{"z": [20, 48]}``, ``score`` the validation score the round's model reached
+    (None when it had no validation slices). The model's own score, this round's, is
+    in its metrics (:func:`~napari_microfossil.workflows.train.rounds_report`).
+    """
+    from ...model import default_score_key
+
+    rounds: list[dict[str, Any]] = []
+    if base is not None:
+        earlier = base.provenance.get("rounds")
+        rounds = (
+            [dict(r) for r in earlier if isinstance(r, dict)] if isinstance(earlier, list) else []
+        )
+        if rounds:
+            value = base.metrics.get(default_score_key(base))
+            rounds[-1]["score"] = float(value) if isinstance(value, (int, float)) else None
+    rounds.append(
+        {
+            "model": Path(req.output).name,
+            "base": Path(str(req.base)).name,
+            "train_slices": {k: [int(i) for i in v] for k, v in dict(train_sl).items()},
+            "val_slices": {k: [int(i) for i in v] for k, v in dict(val_sl or {}).items()},
+            "score": None,
+        }
+    )
+    return rounds
 
 
 def _read(req: TrainRequest) -> tuple[Any, np.ndarray, tuple[str, ...] | None, str]:
