@@ -507,3 +507,33 @@ def test_panel_and_cli_build_the_same_request(setup, tmp_path):
     cli = request_from_args(build_parser().parse_args(argv))
     assert split_for_training(cli, cli.slices) == split_for_training(request, request.slices)
     assert cli.classes == request.classes
+
+
+# -- class names (issue 12): add and rename, class 0 is a class like any other ---------
+
+
+def test_classes_field_proposes_the_labels_names(setup, phantom):
+    _, _, _, widget = setup
+    assert widget.classes.text() == ", ".join(phantom.class_names)
+
+
+def test_new_and_renamed_classes_from_the_panel(setup, qtbot):
+    """Labels with an id the base model lacks (3) and no names of their own: the user
+    types four names, renaming class 0 too; the new model has exactly those."""
+    from napari_microfossil.model import read_spec
+
+    viewer, labels, _, widget = setup
+    data = labels.data.copy()
+    data[2, :8, :8] = 3  # on a reviewed slice
+    labels.data = data
+    labels.metadata.pop("class_names")
+    widget._on_labels_changed()
+    widget.classes.setText("pore, clay, grain, dense")
+    widget.classes.setModified(True)  # as typing does
+    widget.run()
+    wait_idle(qtbot, widget.runner)
+    assert "done" in widget.status.text(), widget.status.text()
+    assert read_spec(widget.model_path_out).class_names == ("pore", "clay", "grain", "dense")
+    assert "classes: pore, clay, grain, dense" in widget.model_info.text() or not (
+        widget.last_result.improved
+    )

@@ -25,6 +25,7 @@ from . import layers
 from ._common import JobRunner, LayerChooser, ask_question, scrolling, smoothing_box
 from .context import PLUGIN_NAME, PluginContext
 from .curve import TrainingCurve
+from .forms import button, form, row, spin
 
 if TYPE_CHECKING:
     import napari
@@ -43,39 +44,6 @@ def _is_corrected(layer: Any) -> bool:
     if layers.is_instance_layer(layer):
         return False
     return bool(layers.reviewed_slices_of(layer)) or layers.is_segment_result(layer)
-
-
-def _spin(parent: qw.QWidget, lo: float, hi: float, value: float, tip: str = "", **kw: Any) -> Any:
-    """A QSpinBox, or a QDoubleSpinBox with ``decimals``; ``suffix``, ``step``."""
-    box = qw.QDoubleSpinBox(parent) if "decimals" in kw else qw.QSpinBox(parent)
-    if "decimals" in kw:
-        box.setDecimals(kw["decimals"])
-    box.setRange(lo, hi)
-    box.setValue(value)
-    box.setToolTip(tip)
-    box.setSuffix(kw.get("suffix", ""))
-    box.setSingleStep(kw.get("step", 1))
-    return box
-
-
-def _button(parent: qw.QWidget, text: str, tip: str) -> qw.QPushButton:
-    button = qw.QPushButton(text, parent)
-    button.setToolTip(tip)
-    return button
-
-
-def _form(parent: qw.QWidget, *rows: tuple[str, Any]) -> None:
-    form = qw.QFormLayout(parent)
-    form.setContentsMargins(0, 0, 0, 0)
-    for name, field in rows:
-        form.addRow(name, field)
-
-
-def _row(*widgets: qw.QWidget, stretch: int = 0) -> qw.QHBoxLayout:
-    row = qw.QHBoxLayout()
-    for k, w in enumerate(widgets):
-        row.addWidget(w, 1 if k == stretch else 0)
-    return row
 
 
 class FinetuneWidget(qw.QWidget):
@@ -105,30 +73,33 @@ class FinetuneWidget(qw.QWidget):
         self.labels = LayerChooser(napari_viewer, Labels, prefer=_is_corrected, parent=inputs)
         self.model = qw.QComboBox(inputs)
         self.model.addItem("default (bundled)", DEFAULT_MODEL)
-        self.browse_model = _button(inputs, "Browse…", "Start from a model file (.safetensors)")
+        self.browse_model = button(inputs, "Browse…", "Start from a model file (.safetensors)")
+        self.classes = qw.QLineEdit(inputs)
+        tip = "Names of the new model's classes, id 0 first, comma-separated; rename any, "
+        self.classes.setToolTip(tip + "add one for each label id the base model lacks")
         self.by_time = qw.QRadioButton("Time", inputs)  # exclusive: same parent
         self.by_epochs = qw.QRadioButton("Epochs", inputs)
         self.by_time.setChecked(True)
         tip = "Train for this long; the best model so far is kept"
-        self.minutes = _spin(inputs, 0.05, 24 * 60, DEFAULT_MINUTES, tip, decimals=2, suffix=" min")
-        self.epochs = _spin(inputs, 1, 10_000, 10, "Train for this many epochs")
+        self.minutes = spin(inputs, 0.05, 24 * 60, DEFAULT_MINUTES, tip, decimals=2, suffix=" min")
+        self.epochs = spin(inputs, 1, 10_000, 10, "Train for this many epochs")
         tip = "3D Gaussian smoothing (sigma) of the scan before training; the new model "
         tip += "remembers it and Segment applies it. 0.5-1 helps on noisy scans."
         self.smooth = smoothing_box(inputs, tip + " Default: the base model's.")
         self.output = qw.QLineEdit(inputs)
         self.output.setToolTip("The new model file; an existing file is replaced only if you agree")
-        self.browse_output = _button(inputs, "…", "Choose where to save the new model")
+        self.browse_output = button(inputs, "…", "Choose where to save the new model")
         self.show_advanced = qw.QCheckBox("Advanced", inputs)
         self.show_advanced.setToolTip("Training crops, batches, learning rate and device")
         self.advanced = adv = qw.QWidget(inputs)
-        self.steps_per_epoch = _spin(adv, 1, 10_000, 25)
-        self.batch_size = _spin(adv, 1, 256, 8)
+        self.steps_per_epoch = spin(adv, 1, 10_000, 25)
+        self.batch_size = spin(adv, 1, 256, 8)
         tip = "Edge of the random training crops, a multiple of 32"
-        self.crop_size = _spin(adv, 32, 2048, 128, tip, step=32, suffix=" px")
+        self.crop_size = spin(adv, 32, 2048, 128, tip, step=32, suffix=" px")
         tip = "Peak learning rate (one-cycle schedule)"
-        self.lr = _spin(adv, 1e-6, 1.0, workflow.DEFAULT_LR, tip, decimals=6, step=1e-4)
+        self.lr = spin(adv, 1e-6, 1.0, workflow.DEFAULT_LR, tip, decimals=6, step=1e-4)
         tip = "LR finder: a step at each of 100 rates from 1e-6 to 1 on the training slices; "
-        self.find_lr = _button(adv, "Find", tip + "takes a tenth of the lowest-loss rate")
+        self.find_lr = button(adv, "Find", tip + "takes a tenth of the lowest-loss rate")
         self.augment = qw.QComboBox(adv)
         for key, text in AUGMENT_CHOICES.items():
             self.augment.addItem(text, key)
@@ -138,35 +109,36 @@ class FinetuneWidget(qw.QWidget):
         self._fill_devices()
         body = qw.QWidget()
         self.run_button = qw.QPushButton("Fine-tune", body)
-        self.cancel_button = _button(body, "Cancel", "Stop; the best model so far is kept")
+        self.cancel_button = button(body, "Cancel", "Stop; the best model so far is kept")
         self.curve = TrainingCurve(body)
-        self.segment_button = _button(body, "Segment again", "Segment the image with the model")
+        self.segment_button = button(body, "Segment again", "Segment the image with the model")
         self.segment_button.setEnabled(False)
         self.slices_label, self.model_info = qw.QLabel(inputs), qw.QLabel(inputs)
         self.status, self.result_label = qw.QLabel("", body), qw.QLabel("", body)
         self.result_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         for label in (self.slices_label, self.model_info, self.status, self.result_label):
             label.setWordWrap(True)
-        _form(
+        form(
             inputs,
             ("Image", self.image),
             ("Labels", self.labels),
             ("", self.slices_label),
-            ("Base model", _row(self.model, self.browse_model)),
+            ("Base model", row(self.model, self.browse_model)),
             ("", self.model_info),
-            ("Budget", _row(self.by_time, self.minutes, stretch=1)),
-            ("", _row(self.by_epochs, self.epochs, stretch=1)),
+            ("Classes", self.classes),
+            ("Budget", row(self.by_time, self.minutes, stretch=1)),
+            ("", row(self.by_epochs, self.epochs, stretch=1)),
             ("Smoothing", self.smooth),
-            ("Output", _row(self.output, self.browse_output)),
+            ("Output", row(self.output, self.browse_output)),
             ("", self.show_advanced),
             ("", adv),
         )
-        _form(
+        form(
             adv,
             ("Steps per epoch", self.steps_per_epoch),
             ("Batch size", self.batch_size),
             ("Crop size", self.crop_size),
-            ("Learning rate", _row(self.lr, self.find_lr)),
+            ("Learning rate", row(self.lr, self.find_lr)),
             ("Augmentation", self.augment),
             ("Device", self.device),
         )
@@ -174,7 +146,7 @@ class FinetuneWidget(qw.QWidget):
         adv.setVisible(False)
         column = qw.QVBoxLayout(body)
         column.addWidget(inputs)
-        column.addLayout(_row(self.run_button, self.cancel_button))
+        column.addLayout(row(self.run_button, self.cancel_button))
         for widget in (self.status, self.curve, self.result_label, self.segment_button):
             column.addWidget(widget)
         column.addStretch(1)
@@ -260,6 +232,7 @@ class FinetuneWidget(qw.QWidget):
             self.image.set_layer(wanted)
         if md.get(layers.MODEL) and not self._model_by_user:
             self._select_model(str(md[layers.MODEL]), note="made these labels")
+        self._fill_classes()
         self._show_slices()
 
     def _show_slices(self) -> None:
@@ -334,6 +307,20 @@ class FinetuneWidget(qw.QWidget):
         self.curve.score_name = f"val IoU {spec.class_names[1]}"
         self.curve.update()
         self.smooth.setValue(spec.normalisation.smooth)
+        self._fill_classes(spec.class_names)
+
+    def _fill_classes(self, model_names: Any = None) -> None:
+        """Propose the labels layer's class names, else the base model's (the user's
+        own typing stays)."""
+        if self.classes.isModified():
+            return
+        names = layers.class_names_of(self.labels.layer())
+        if not names and model_names is None:
+            try:
+                model_names = models.read_spec(self.model_path()).class_names
+            except InputError:
+                model_names = ()
+        self.classes.setText(", ".join(names or model_names or ()))
 
     def config(self) -> TrainConfig:
         """The recipe the panel's values give (InputError if one is invalid)."""
@@ -372,13 +359,14 @@ class FinetuneWidget(qw.QWidget):
         if not text:
             raise InputError("output: choose where to save the new model")
         names = layers.class_names_of(labels) or None
+        typed = [n.strip() for n in self.classes.text().split(",") if n.strip()]
         return workflow.TrainRequest(
             layers.volume_of(image),
             layers.volume_of(labels),
             Path(text).expanduser().resolve(),
             slices=slices,
             base=self.model_path(),
-            classes=names,
+            classes=typed or names,
             label_class_names=names,
             config=self.config(),
             smooth=round(float(self.smooth.value()), 2),
