@@ -359,7 +359,9 @@ class FinetuneWidget(qw.QWidget):
         if not text:
             raise InputError("output: choose where to save the new model")
         names = layers.class_names_of(labels) or None
+        # What the user typed; a proposal left as it was follows the layer's own names.
         typed = [n.strip() for n in self.classes.text().split(",") if n.strip()]
+        typed = typed if self.classes.isModified() else []
         return workflow.TrainRequest(
             layers.volume_of(image),
             layers.volume_of(labels),
