@@ -3,7 +3,8 @@
 :class:`Autosaver` ties a :class:`~napari_microfossil.review.ReviewSession` to the Labels
 layer it reviews. The session owns the schedule (:meth:`ReviewSession.save_due`) and the
 sidecar; the autosaver polls the schedule on a timer, takes a due save's snapshot on the
-GUI thread and writes it in a worker thread, saves at once on :meth:`~Autosaver.flush`
+GUI thread (the chunks an edit changed, see :meth:`ReviewSession.update`) and writes
+it in a worker thread, saves at once on :meth:`~Autosaver.flush`
 (another layer chosen, the layer removed, the window closed, the application quitting),
 and shows where it saved, or what failed, in a status label.
 """
@@ -98,7 +99,9 @@ class Autosaver(QObject):
         session = self.session
         if session is None or not session.dirty:
             return
-        if (snap := session.snapshot(**self._options())) is None:
+        # Copies only the chunks changed since the last save (a first save reads the
+        # live labels chunk by chunk in the worker): the GUI thread does not stall.
+        if (snap := session.update(**self._options())) is None:
             return  # a save is running: the next is due when it ends
         from napari.qt.threading import create_worker
 
