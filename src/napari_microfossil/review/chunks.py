@@ -118,13 +118,14 @@ class ChunkGrid:
             if stop <= start:
                 return set()
             ranges.append(range(start // c, (stop - 1) // c + 1))
-        return {
-            int(np.ravel_multi_index(i, self.grid)) for i in itertools.product(*ranges)
-        }
+        return {int(np.ravel_multi_index(i, self.grid)) for i in itertools.product(*ranges)}
 
     def of_points(self, indices: Sequence[Any]) -> set[int]:
         """Chunks holding the voxels of a numpy multi-index ``(z, y, x)`` (arrays or ints)."""
-        cols = [np.asarray(i, dtype=np.int64).ravel() // c for i, c in zip(indices, self.chunks)]
+        cols = [
+            np.asarray(i, dtype=np.int64).ravel() // c
+            for i, c in zip(indices, self.chunks, strict=True)
+        ]
         cols = list(np.broadcast_arrays(*cols))
         if cols[0].size == 0:
             return set()
@@ -188,7 +189,7 @@ def write_chunk(root: Path, data: np.ndarray) -> str:
     if path.is_file():
         return name  # content-addressed: a file of that name holds these bytes
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(imagecodecs.zstd_encode(data.view(np.uint8).data, level=1))
+        f.write(imagecodecs.zstd_encode(data.view(np.uint8).data, level=1))  # type: ignore[arg-type]
         f.flush()
         os.fsync(f.fileno())
     return name

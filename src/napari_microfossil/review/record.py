@@ -103,5 +103,3 @@ class SavedReview:
             f"{who}, saved {stamp}: {self.reviewed} of {self.n_slices} {self.axis}-slices "
             f"reviewed, {self.edited} edited"
         )
-
-

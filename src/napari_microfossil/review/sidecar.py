@@ -17,8 +17,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -270,6 +269,7 @@ class Sidecar:
             folder = self._choose_folder()
             root = folder / CHUNK_DIR
             base = self._base_for(folder, grid, dtype)
+            which: Iterable[int]
             if base is None or update.changed is None:
                 which, names = range(grid.count), [""] * grid.count
             else:
@@ -452,7 +452,9 @@ class Sidecar:
                 f"{folder / CHUNK_DIR}: autosaved labels do not match {folder / STATE_FILE} "
                 f"({exc}); the save is damaged"
             ) from None
-        self._chunked = _Chunked(folder, str(rec.get("save_id")), grid, labels.dtype.name, lab["names"])
+        self._chunked = _Chunked(
+            folder, str(rec.get("save_id")), grid, labels.dtype.name, lab["names"]
+        )
         return labels
 
 
