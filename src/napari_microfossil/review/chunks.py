@@ -130,7 +130,20 @@ class ChunkGrid:
         if cols[0].size == 0:
             return set()
         flat = np.ravel_multi_index(tuple(cols), self.grid, mode="clip")
-        return {int(i) for i in np.unique(flat)}
+        return {int(i) for i in np.flatnonzero(np.bincount(flat, minlength=self.count))}
+
+    def of_mask(self, box: Sequence[slice], mask: np.ndarray) -> set[int]:
+        """Chunks where `mask` (bool, the shape of the box `box`) has a True voxel."""
+        starts = [s.indices(n)[0] for s, n in zip(box, self.shape, strict=True)]
+        out = set()
+        for flat in self.of_box(box):
+            sub = tuple(
+                slice(max(c.start - a, 0), c.stop - a)
+                for c, a in zip(self.box(flat), starts, strict=True)
+            )
+            if mask[sub].any():
+                out.add(flat)
+        return out
 
     def of_atoms(self, atoms: Iterable[Any] | None) -> set[int] | None:
         """Chunks changed by the atoms of a napari Labels ``paint`` event (or by an item
@@ -149,9 +162,7 @@ class ChunkGrid:
                     return None
                 mask = getattr(atom, "mask", None)
                 if mask is not None and getattr(mask, "ndim", 0) == 3:
-                    starts = [s.indices(n)[0] for s, n in zip(key, self.shape, strict=True)]
-                    where = np.nonzero(mask)
-                    out |= self.of_points([w + a for w, a in zip(where, starts, strict=True)])
+                    out |= self.of_mask(key, np.asarray(mask))
                 else:
                     out |= self.of_box(key)
             elif isinstance(atom, (tuple, list)) and len(atom) == 3:
