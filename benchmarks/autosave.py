@@ -11,7 +11,8 @@ event records it (a masked atom). For each way of saving this prints
    worker thread, as the napari panel does);
 3. ``first_save_s`` (chunked): the first save of a layer, which writes every chunk
    (in the worker thread, reading the live labels: the GUI thread is not blocked);
-4. ``peak_rss_gib``: the process's peak resident memory, next to the labels' size.
+4. ``peak_rss_gib``: the process's peak resident memory (before any ``--restore``),
+   next to the labels' size.
 
 Each way runs in its own subprocess so that one's peak memory does not hide the
 other's. Big files go to a temporary folder that is deleted. Run from the repository
@@ -54,9 +55,10 @@ class MaskedAtom(NamedTuple):
 def make_labels(size: int, dtype: str) -> np.ndarray:
     """Three classes in 16-voxel blocks: compresses like real labels, made slab by slab."""
     labels = np.empty((size, size, size), dtype=dtype)
-    yx = (np.arange(size)[:, None] // 16 + np.arange(size)[None, :] // 16).astype(np.int64)
+    yx = np.arange(size)[:, None] // 16 + np.arange(size)[None, :] // 16
+    planes = [((yx + k) % 3).astype(dtype) for k in range(3)]
     for z in range(size):
-        labels[z] = (yx + z // 16) % 3
+        labels[z] = planes[(z // 16) % 3]
     return labels
 
 
@@ -93,7 +95,8 @@ def run_phase(phase: str, args: argparse.Namespace, folder: Path) -> dict[str, A
     t0 = time.perf_counter()
     labels = make_labels(args.size, args.dtype)
     made_s = time.perf_counter() - t0
-    session = ReviewSession(labels, scan_path=folder / "scan.tif", name="labels")
+    chunks = tuple(args.chunks) if args.chunks else None
+    session = ReviewSession(labels, scan_path=folder / "scan.tif", name="labels", chunks=chunks)
     out: dict[str, Any] = {"phase": phase, "labels_gib": labels.nbytes / GIB, "make_s": made_s}
     gui, complete, written = [], [], []
     if phase == "chunked":
@@ -133,13 +136,13 @@ def run_phase(phase: str, args: argparse.Namespace, folder: Path) -> dict[str, A
     )
     if written:
         out["chunks_written"] = written
+    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
     if args.restore and phase == "chunked" and session.sidecar is not None:
         t0 = time.perf_counter()
         loaded = session.sidecar.load()[0]
         out["restore_s"] = time.perf_counter() - t0
         out["restored_equal"] = bool(np.array_equal(loaded, session.labels))
         del loaded
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
     return out
 
 
@@ -148,6 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=1024, help="edge of the SIZE³ labels volume")
     p.add_argument("--dtype", default="uint8")
     p.add_argument("--radius", type=int, default=10, help="brush radius in voxels")
+    p.add_argument(
+        "--chunks",
+        type=int,
+        nargs=3,
+        default=None,
+        help="chunk shape z y x (default: the autosave's; 64 64 64 at 1024³ gives the\n"
+        "chunk count, hence the record size, of 2048³ at the default 128³)",
+    )
     p.add_argument("--strokes", type=int, default=5, help="strokes (each saved) to time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-baseline", action="store_true", help="skip the whole-volume save")

@@ -26,7 +26,9 @@ def _record(scan):
 def _saved(qtbot, widget, before):
     """Wait for the next autosave; the chunk numbers it wrote."""
     car = widget.sidecar
-    qtbot.waitUntil(lambda: widget.save_worker is not before and widget.wait_for_save(0), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: widget.save_worker is not before and widget.wait_for_save(0), timeout=10_000
+    )
     qtbot.waitUntil(lambda: not widget.session.dirty, timeout=10_000)
     return car.last_written
 
