@@ -229,6 +229,11 @@ def read_chunk(root: Path, name: str, shape: Sequence[int], dtype: Any) -> np.nd
     return data.reshape(tuple(shape))
 
 
+def io_threads() -> int:
+    """Threads that read or write chunk files: the cores, at most 4 (a GUI stays live)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def _as_unsigned(data: np.ndarray) -> np.ndarray:
     # The bits of signed labels, as today's snapshot stores them (no copy).
     return data.view(f"u{data.dtype.itemsize}") if data.dtype.kind == "i" else data
@@ -241,15 +246,16 @@ def write_chunks(
     which: Iterable[int],
     *,
     copies: Mapping[int, np.ndarray] | None = None,
-    threads: int = 2,
+    threads: int | None = None,
 ) -> dict[int, str]:
     """Write the chunks `which` of `labels`; returns their names by chunk number.
 
     A chunk in `copies` is written from there, any other is read from `labels` (any
     array-like with numpy indexing) on this thread's pool. Hashing and compressing
-    release the GIL, so `threads` overlap.
+    release the GIL, so `threads` overlap (:func:`io_threads` by default).
     """
     copies = copies or {}
+    threads = io_threads() if threads is None else threads
 
     def one(flat: int) -> tuple[int, str]:
         got = copies.get(flat)
@@ -264,7 +270,7 @@ def write_chunks(
 
 
 def read_chunks(
-    root: Path, names: Sequence[str], grid: ChunkGrid, dtype: Any, *, threads: int = 2
+    root: Path, names: Sequence[str], grid: ChunkGrid, dtype: Any, *, threads: int | None = None
 ) -> np.ndarray:
     """The whole volume from its chunk files (each checked against its name).
 
@@ -283,7 +289,7 @@ def read_chunks(
         box = grid.box(flat)
         out[box] = read_chunk(root, names[flat], grid.chunk_shape(flat), out.dtype)
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+    with ThreadPoolExecutor(max_workers=io_threads() if threads is None else threads) as pool:
         for _ in pool.map(one, range(grid.count)):
             pass
     return out

@@ -44,21 +44,18 @@ class Autosaving:
     autosave: AutosaveSchedule
     chunks: tuple[int, int, int] | None = None
     copy_max_bytes: int = COPY_MAX_BYTES
-    _grid: ChunkGrid | None = None
+    _grid: tuple[tuple[int, ...], np.dtype[Any], ChunkGrid] | None = None
 
     def _changed(self, change: Any, *, dirty: bool = True, chunks: Any = None) -> None:
-        raise NotImplementedError
+        raise NotImplementedError  # the session's: emit `change`, schedule a save
 
     @property
     def chunk_grid(self) -> ChunkGrid:
-        """How the labels are cut into chunks for saving."""
-        shape = tuple(int(n) for n in self.labels.shape)
-        grid = self._grid
-        dtype = np.dtype(self.labels.dtype)
-        if grid is None or grid.shape != shape or getattr(self, "_grid_dtype", None) != dtype:
-            grid = self._grid = ChunkGrid(shape, self.chunks, dtype=dtype)
-            self._grid_dtype = dtype
-        return grid
+        """How the labels are cut into chunks for saving (follows their shape and dtype)."""
+        shape, dtype = tuple(int(n) for n in self.labels.shape), np.dtype(self.labels.dtype)
+        if self._grid is None or self._grid[:2] != (shape, dtype):
+            self._grid = (shape, dtype, ChunkGrid(shape, self.chunks, dtype=dtype))
+        return self._grid[2]
 
     @property
     def dirty(self) -> bool:

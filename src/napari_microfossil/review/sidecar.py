@@ -472,8 +472,10 @@ def _write_readme(folder: Path, scan: Path | None) -> None:
     text = (
         "Autosaved corrections of napari-microfossil's Review & correct widget"
         + (f" for {scan}" if scan else "")
-        + ".\nreview.json names the current labels file; reopen the scan in napari to "
-        "restore them (or read the labels-*.tif file directly, if there is one).\n"
+        + ".\nreview.json names the current labels: the files in chunks/ (one per chunk of "
+        "the volume, named by the hash of its content, zstd-compressed) or a labels-*.tif "
+        "file. Reopen the scan in napari to restore them, or read them with "
+        "napari_microfossil.review.Sidecar(<scan path>).load().\n"
     )
     with contextlib.suppress(OSError):
         (folder / "README.txt").write_text(text, encoding="utf-8")
