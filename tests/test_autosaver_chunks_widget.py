@@ -70,6 +70,11 @@ def test_a_brush_stroke_saves_only_its_chunks(make_napari_viewer, qtbot, tmp_pat
     assert _saved(qtbot, widget, worker) == (2,)
     labels, _, _ = Sidecar(scan, cache_dir=tmp_path / "cache").load()
     np.testing.assert_array_equal(labels, layer.data)
+    worker = widget.save_worker
+    layer.redo()
+    assert _saved(qtbot, widget, worker) == (2,)
+    labels, _, _ = Sidecar(scan, cache_dir=tmp_path / "cache").load()
+    assert (labels == 2).sum() > 50 and np.array_equal(labels, layer.data)
 
     worker = widget.save_worker
     layer.data = np.ones(SHAPE, np.uint8)  # replaced: cannot be localised

@@ -1,4 +1,4 @@
-"""The record of an autosave (``review.json``): reading it, checking it, summarising it.
+"""The record of an autosave (``review.json``): writing, reading, checking, summarising it.
 
 Two layouts of the labels are read: version 1 names one labels TIFF
 (``labels_file``, with the SHA-256 of the whole volume); version 2 names one chunk file
@@ -8,14 +8,17 @@ chunks an edit touched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..atomic import atomic_path
 from .chunks import CHUNK_DIR, CODEC, HASH
 
 STATE_FILE = "review.json"
@@ -103,3 +106,26 @@ class SavedReview:
             f"{who}, saved {stamp}: {self.reviewed} of {self.n_slices} {self.axis}-slices "
             f"reviewed, {self.edited} edited"
         )
+
+
+def write_record(folder: Path, record: dict[str, Any]) -> Path:
+    """Replace ``review.json`` in one rename, flushed to disk first."""
+    target = folder / STATE_FILE
+    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    return target
+
+
+def write_readme(folder: Path, scan: Path | None) -> None:
+    text = (
+        "Autosaved corrections of napari-microfossil's Review & correct widget"
+        + (f" for {scan}" if scan else "")
+        + ".\nreview.json names the current labels: the files in chunks/ (one per chunk of "
+        "the volume, named by the hash of its content, zstd-compressed) or a labels-*.tif "
+        "file. Reopen the scan in napari to restore them, or read them with "
+        "napari_microfossil.review.Sidecar(<scan path>).load().\n"
+    )
+    with contextlib.suppress(OSError):
+        (folder / "README.txt").write_text(text, encoding="utf-8")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -26,7 +25,7 @@ import numpy as np
 
 from ..atomic import remove_stale
 from ..errors import InputError
-from ..io import atomic_path, parse_spacing, read_labels, write_tiff
+from ..io import parse_spacing, read_labels, write_tiff
 from .chunks import (
     CHUNK_DIR,
     CODEC,
@@ -37,7 +36,15 @@ from .chunks import (
     sweep_chunks,
     write_chunks,
 )
-from .record import CHUNKED_VERSION, STATE_FILE, TIFF_VERSION, SavedReview, read_record
+from .record import (
+    CHUNKED_VERSION,
+    STATE_FILE,
+    TIFF_VERSION,
+    SavedReview,
+    read_record,
+    write_readme,
+    write_record,
+)
 from .state import ReviewState
 
 if TYPE_CHECKING:
@@ -183,7 +190,7 @@ class Sidecar:
                     logger.info("autosaving review to %s", folder)
                 self._folder = folder
                 if not (folder / "README.txt").exists():
-                    _write_readme(folder, self.scan_path)
+                    write_readme(folder, self.scan_path)
                 return folder
         raise OSError(f"no writable folder for the review autosave among {self.candidates}")
 
@@ -243,7 +250,7 @@ class Sidecar:
                 TIFF_VERSION, labels.shape, labels.dtype.name, spacing, class_names, extra
             )
             record.update(labels_file=labels_name, sha256=digest, state=state_dict)
-            target = _write_record(folder, record)
+            target = write_record(folder, record)
             self._chunked = None
             self._cleanup(folder, keep=labels_name)
             shutil.rmtree(folder / CHUNK_DIR, ignore_errors=True)
@@ -290,7 +297,7 @@ class Sidecar:
                 "hash": HASH,
                 "names": names,
             }
-            target = _write_record(folder, record)
+            target = write_record(folder, record)
             self._chunked = _Chunked(folder, token, grid, dtype, names)
             self.last_written = tuple(sorted(new))
             self._cleanup(folder, keep=None)
@@ -456,26 +463,3 @@ class Sidecar:
             folder, str(rec.get("save_id")), grid, labels.dtype.name, lab["names"]
         )
         return labels
-
-
-def _write_record(folder: Path, record: dict[str, Any]) -> Path:
-    """Replace ``review.json`` in one rename, flushed to disk first."""
-    target = folder / STATE_FILE
-    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    return target
-
-
-def _write_readme(folder: Path, scan: Path | None) -> None:
-    text = (
-        "Autosaved corrections of napari-microfossil's Review & correct widget"
-        + (f" for {scan}" if scan else "")
-        + ".\nreview.json names the current labels: the files in chunks/ (one per chunk of "
-        "the volume, named by the hash of its content, zstd-compressed) or a labels-*.tif "
-        "file. Reopen the scan in napari to restore them, or read them with "
-        "napari_microfossil.review.Sidecar(<scan path>).load().\n"
-    )
-    with contextlib.suppress(OSError):
-        (folder / "README.txt").write_text(text, encoding="utf-8")
