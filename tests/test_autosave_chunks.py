@@ -265,10 +265,13 @@ def test_a_failed_save_keeps_the_last_and_the_next_writes_everything(tmp_path, m
         session.save()
     monkeypatch.setattr(os, "replace", real)
     np.testing.assert_array_equal(_load(tmp_path)[0], good)  # the last complete save
-    session.mark_reviewed(1)
+    session.labels[2, 2, 2] = 1  # back as it was: the failed save's chunk is named by none
+    session.record_edit({2}, current=2, chunks={0})
     session.save()
     assert session.sidecar is not None and session.sidecar.last_written == tuple(range(27))
     np.testing.assert_array_equal(_load(tmp_path)[0], session.labels)
+    assert _files(session) == set(_names(session))  # the failed save's chunk is gone
+    assert _load(tmp_path)[1].reviewed == {2}
 
 
 def test_a_damaged_chunk_is_detected(tmp_path):

@@ -278,9 +278,9 @@ class Sidecar:
             base = self._base_for(folder, grid, dtype)
             which: Iterable[int]
             if base is None or update.changed is None:
-                which, names = range(grid.count), [""] * grid.count
+                full, which, names = True, range(grid.count), [""] * grid.count
             else:
-                which, names = sorted(update.changed), list(base.names)
+                full, which, names = False, sorted(update.changed), list(base.names)
             new = write_chunks(root, update.labels, grid, which, copies=update.copies)
             for i, name in new.items():
                 names[i] = name
@@ -301,8 +301,8 @@ class Sidecar:
             self._chunked = _Chunked(folder, token, grid, dtype, names)
             self.last_written = tuple(sorted(new))
             self._cleanup(folder, keep=None)
-            if base is None:
-                sweep_chunks(root, names)  # also what killed saves left
+            if full or base is None:  # (base: for mypy)
+                sweep_chunks(root, names)  # also what killed or failed saves left
             else:
                 remove_chunks(root, set(base.names) - set(names))
         logger.debug("review autosaved to %s (%d chunks written)", target, len(new))
