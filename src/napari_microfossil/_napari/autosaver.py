@@ -3,13 +3,15 @@
 :class:`Autosaver` ties a :class:`~napari_microfossil.review.ReviewSession` to the Labels
 layer it reviews. The session owns the schedule (:meth:`ReviewSession.save_due`) and the
 sidecar; the autosaver polls the schedule on a timer, takes a due save's snapshot on the
-GUI thread and writes it in a worker thread, saves at once on :meth:`~Autosaver.flush`
+GUI thread (the chunks an edit changed, see :meth:`ReviewSession.update`) and writes
+it in a worker thread, saves at once on :meth:`~Autosaver.flush`
 (another layer chosen, the layer removed, the window closed, the application quitting),
 and shows where it saved, or what failed, in a status label.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +29,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Autosaver"]
+__all__ = ["Autosaver", "replayed"]
+
+
+def replayed(layer: Any, before: tuple[int, int], now: tuple[int, int]) -> list[Any] | None:
+    """The item of `layer`'s undo history that napari's undo or redo just applied.
+
+    napari emits no paint event for its own undo/redo; the lengths of its undo and redo
+    histories (`before` and `now`) tell which it was, and the item's atoms tell where
+    the labels changed (:meth:`ChunkGrid.of_atoms`). None when they don't tell.
+    """
+    (u0, r0), (u1, r1) = before, now
+    if (u1, r1) == (u0 - 1, r0 + 1):
+        history = getattr(layer, "_redo_history", None)  # undone: moved to the redo side
+    elif (u1, r1) == (u0 + 1, r0 - 1):
+        history = getattr(layer, "_undo_history", None)  # redone
+    else:
+        return None
+    return list(history[-1]) if history else None
 
 
 class Autosaver(QObject):
@@ -98,7 +117,9 @@ class Autosaver(QObject):
         session = self.session
         if session is None or not session.dirty:
             return
-        if (snap := session.snapshot(**self._options())) is None:
+        # Copies only the chunks changed since the last save (a first save reads the
+        # live labels chunk by chunk in the worker): the GUI thread does not stall.
+        if (snap := session.update(**self._options())) is None:
             return  # a save is running: the next is due when it ends
         from napari.qt.threading import create_worker
 
@@ -116,7 +137,12 @@ class Autosaver(QObject):
         self.last_error = None
         if self.layer is not None:
             self.layer.metadata[layers.REVIEW_SIDECAR] = str(Path(path).parent)
-        self.status.setText(f"Autosaved {datetime.now():%H:%M:%S} to {Path(path).parent}")
+        self._say(f"Autosaved {datetime.now():%H:%M:%S} to {Path(path).parent}")
+
+    def _say(self, text: str) -> None:
+        # A save ending after its panel closed (the viewer torn down) has no label left.
+        with contextlib.suppress(RuntimeError):
+            self.status.setText(text)
 
     def wait(self, timeout: float = 60.0) -> bool:
         """Block until a running save finishes; True if none is running then."""
@@ -141,7 +167,7 @@ class Autosaver(QObject):
         """Show a failure in the status label (and the log) and keep it as `last_error`."""
         self.last_error = text
         log.warning("%s", text)
-        self.status.setText(text)
+        self._say(text)
 
     def watch(self, window: QObject | None) -> None:
         """Flush when `window` (the viewer's top window) closes."""

@@ -30,7 +30,7 @@ from ..axes import AXES
 from ..review import Change, ReviewSession, ReviewState, sidecar_for
 from . import layers
 from ._common import LayerChooser, ask_question, scrolling
-from .autosaver import Autosaver
+from .autosaver import Autosaver, replayed
 from .class_picker import ClassPicker
 from .context import PluginContext
 from .erase_tool import ERASE_KEY, EraseTool
@@ -435,8 +435,9 @@ class ReviewWidget(QWidget):
         if self._layer is not None and self.session is not None:
             now = self._history_lengths(self._layer)
             if now != self._history_len:
+                item = replayed(self._layer, self._history_len, now)  # where, for autosave
                 self._history_len = now
-                self.session.labels_changed()
+                self.session.labels_changed(item)
 
     def _on_data(self, event: Any = None) -> None:
         if self._layer is not None and self.session is not None:

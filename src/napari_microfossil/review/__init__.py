@@ -13,12 +13,15 @@ as plain functions and classes on arrays (the napari widget only wires them to l
 - :class:`ReviewSession` ties these together for one volume under review (state,
   edits, undo, the autosave schedule, change events), with no display.
 - :class:`Sidecar` autosaves labels and review state beside the scan
-  (``<scan>.microfossil/``) so that a crash loses nothing that was saved: every save
-  writes a new labels file, then replaces ``review.json`` (which names that file and
-  holds its hash) in one atomic rename; a save torn by a crash is never read back.
+  (``<scan>.microfossil/``) so that a crash loses nothing that was saved: an autosave
+  writes only the chunk files of the chunks an edit touched (:class:`ChunkGrid`,
+  :class:`ChunkUpdate`), under new names, then replaces ``review.json`` (which names
+  every chunk's file by its hash) in one atomic rename; a save torn by a crash is
+  never read back.
 """
 
-from .autosave import AutosaveSchedule, Snapshot, sidecar_for
+from .autosave import AutosaveSchedule, ChunkUpdate, Snapshot, sidecar_for
+from .chunks import ChunkGrid
 from .edits import (
     Edit,
     UndoStack,
@@ -38,6 +41,8 @@ __all__ = [
     "STATE_FILE",
     "AutosaveSchedule",
     "Change",
+    "ChunkGrid",
+    "ChunkUpdate",
     "Edit",
     "Marks",
     "ReviewSession",

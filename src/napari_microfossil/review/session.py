@@ -7,11 +7,9 @@ to review, the autosave schedule (a debounce on a clock the caller may replace),
 restoring from the sidecar and following a new scan path. Whoever draws it
 :meth:`~ReviewSession.subscribe`\\ s to its changes.
 
-A save is split so that a front end can run the slow part off its GUI thread:
-:meth:`~ReviewSession.snapshot` copies the labels and the state (on the thread that
-edits them), :meth:`Snapshot.save` writes them (any thread), and
-:meth:`~ReviewSession.saved` or :meth:`~ReviewSession.save_failed` report back.
-:meth:`~ReviewSession.save` does all three at once.
+Every change says which chunks of the labels it touched, so that an autosave writes
+only those (:mod:`.saving`: :meth:`~ReviewSession.update` takes what a save writes on
+the editing thread, :meth:`ChunkUpdate.save` writes it on any).
 """
 
 from __future__ import annotations
@@ -26,8 +24,9 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import InputError
-from .autosave import AutosaveSchedule, Snapshot, sidecar_for
+from .autosave import AutosaveSchedule, sidecar_for
 from .edits import Edit, UndoStack, edit_slices, erase_object, slices_touched
+from .saving import Autosaving
 from .sidecar import SavedReview, Sidecar
 from .state import Marks, ReviewState
 from .suggest import next_slice_to_review, slice_confidence
@@ -43,7 +42,7 @@ Change = Literal["edited", "labels", "marked", "undone", "axis", "reset", "resto
 Listener = Callable[[Change], None]
 
 
-class ReviewSession:
+class ReviewSession(Autosaving):
     """One label volume under review: its :class:`ReviewState`, undo and autosave.
 
     Parameters
@@ -68,6 +67,8 @@ class ReviewSession:
         Quiet time after the last change before a save is due.
     clock : callable
         ``clock() -> seconds``; :func:`time.monotonic` by default (tests pass a fake).
+    chunks : (z, y, x), optional
+        Chunk shape of the autosaved labels (:func:`~.chunks.default_chunks` by default).
     """
 
     def __init__(
@@ -81,12 +82,16 @@ class ReviewSession:
         cache_dir: str | os.PathLike[str] | None = None,
         autosave_delay_s: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
+        chunks: Sequence[int] | None = None,
     ) -> None:
         if len(getattr(labels, "shape", ())) != 3:
             raise ValueError(
                 f"labels: expected a (Z, Y, X) array; got shape {getattr(labels, 'shape', None)}"
             )
         self.labels = labels
+        if chunks is not None:
+            z, y, x = (int(c) for c in chunks)
+            self.chunks = (z, y, x)
         self.state = state if state is not None else ReviewState.for_volume(labels.shape, axis)
         self._fill_shape()
         self.cache_dir, self.name = cache_dir, name
@@ -130,9 +135,13 @@ class ReviewSession:
         for listener in list(self._listeners):
             listener(change)
 
-    def _changed(self, change: Change, *, dirty: bool = True) -> None:
+    def _changed(
+        self, change: Change, *, dirty: bool = True, chunks: Iterable[int] | None = None
+    ) -> None:
+        """Emit `change`; with `dirty`, schedule a save of the labels' `chunks` (empty:
+        the labels did not change; None: any may have)."""
         if dirty:
-            self.autosave.changed()
+            self.autosave.changed(chunks)
         self._emit(change)
 
     # ---------------------------------------------------------------- labels
@@ -142,9 +151,13 @@ class ReviewSession:
         """Whether the labels are a numpy array (this session's own edits need one)."""
         return isinstance(self.labels, np.ndarray)
 
-    def labels_changed(self) -> None:
-        """The labels changed with no slice to mark (e.g. napari's own undo): save them."""
-        self._changed("labels")
+    def labels_changed(self, atoms: Iterable[Any] | None = None) -> None:
+        """The labels changed with no slice to mark (e.g. napari's own undo): save them.
+
+        `atoms` (e.g. the undone item of napari's history, see
+        :meth:`ChunkGrid.of_atoms`) says where; without them, every chunk is saved.
+        """
+        self._changed("labels", chunks=self.chunk_grid.of_atoms(atoms))
 
     def replace_labels(self, labels: Any, *, edited: bool = True) -> None:
         """The labels array was replaced (e.g. a new segmentation in the same layer).
@@ -208,18 +221,26 @@ class ReviewSession:
     # ---------------------------------------------------------------- edits
 
     def record_edit(
-        self, touched: Iterable[int] | None, *, current: int | None, edit: Edit | None = None
+        self,
+        touched: Iterable[int] | None,
+        *,
+        current: int | None,
+        edit: Edit | None = None,
+        chunks: Iterable[int] | None = None,
     ) -> Marks:
         """Record an edit that changed the slices `touched`, seen on slice `current`.
 
         Marks the slices :meth:`ReviewState.mark_edit` says the user saw; an `edit`
         (what changed, for undo) goes on the undo stack with those marks, so that
-        :meth:`undo` takes back both.
+        :meth:`undo` takes back both. `chunks` are the chunks of the labels it changed
+        (:attr:`chunk_grid`); by default, those of `edit`, or else all.
         """
         marks = self.state.mark_edit(touched, current=current)
         if edit is not None:
             self.undo_stack.push(edit._replace(note=marks))
-        self._changed("edited")
+            if chunks is None:
+                chunks = self.chunk_grid.of_box(edit.bbox)
+        self._changed("edited", chunks=chunks)
         return marks
 
     def record_paint(self, atoms: Iterable[Any], *, current: int | None) -> Marks:
@@ -227,10 +248,9 @@ class ReviewSession:
 
         A 3D brush or fill changes slices the user did not see: only `current` counts.
         """
-        st = self.state
-        return self.record_edit(
-            slices_touched(atoms, st.axis, n_slices=st.n_slices), current=current
-        )
+        st, atoms = self.state, list(atoms)
+        touched = slices_touched(atoms, st.axis, n_slices=st.n_slices)
+        return self.record_edit(touched, current=current, chunks=self.chunk_grid.of_atoms(atoms))
 
     def erase(
         self, point: Sequence[float], *, current: int | None, connectivity: int = 26
@@ -262,7 +282,7 @@ class ReviewSession:
             return None
         if isinstance(edit.note, Marks):
             self.state.undo_marks(edit.note)
-        self._changed("undone")
+        self._changed("undone", chunks=self.chunk_grid.of_box(edit.bbox))
         return edit
 
     # ---------------------------------------------------------------- slices
@@ -272,7 +292,7 @@ class ReviewSession:
         if self.state.is_reviewed(i):
             return False
         self.state.mark_reviewed(i)
-        self._changed("marked")
+        self._changed("marked", chunks=())
         return True
 
     def unmark(self, i: int) -> bool:
@@ -285,7 +305,7 @@ class ReviewSession:
         if not st.is_reviewed(i) or int(i) in st.edited:
             return False
         st.unmark(i)
-        self._changed("marked")
+        self._changed("marked", chunks=())
         return True
 
     def switch_axis(self, axis: str) -> None:
@@ -391,105 +411,3 @@ class ReviewSession:
     def decline_restore(self) -> Path | None:
         """Keep the last autosave aside (not restored, never overwritten); where it went."""
         return self.sidecar.archive() if self.sidecar is not None else None
-
-    # ---------------------------------------------------------------- autosave
-
-    @property
-    def dirty(self) -> bool:
-        """Whether something changed since the last save began."""
-        return self.autosave.dirty
-
-    @property
-    def saving(self) -> bool:
-        """Whether a save (a :class:`Snapshot` taken, not yet written) is running."""
-        return self.autosave.saving
-
-    @property
-    def save_error(self) -> BaseException | None:
-        """Why the last save failed (None once one succeeds)."""
-        return self.autosave.error
-
-    def save_due(self, now: float | None = None) -> bool:
-        """Whether to start a save now (:meth:`AutosaveSchedule.due`), given a sidecar."""
-        return self.sidecar is not None and self.autosave.due(now)
-
-    def snapshot(
-        self,
-        *,
-        spacing: Sequence[float] = (1.0, 1.0, 1.0),
-        class_names: Sequence[str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> Snapshot | None:
-        """Copy the labels and the state for a save; None if nothing is to be saved.
-
-        Nothing is to be saved when nothing changed, there is no sidecar, or a save is
-        running (the next one is due when it ends). The session counts as saved from
-        now on; :meth:`save_failed` takes that back.
-
-        Parameters
-        ----------
-        spacing : (z, y, x)
-            Voxel size in µm.
-        class_names : sequence of str, optional
-        extra : dict, optional
-            JSON-serialisable values for ``review.json``.
-        """
-        if not self.dirty or self.sidecar is None or self.saving:
-            return None
-        labels = np.array(self.labels, copy=True)
-        if labels.dtype.kind == "i":
-            labels = labels.astype(f"u{labels.dtype.itemsize}")
-        z, y, x = (float(s) for s in spacing)
-        return Snapshot(
-            sidecar=self.sidecar,
-            labels=labels,
-            state=ReviewState.from_dict(self.state.to_dict()),
-            spacing=(z, y, x),
-            class_names=tuple(class_names) if class_names is not None else None,
-            extra=dict(extra or {}),
-            _done=self.autosave.begin(),
-        )
-
-    def saved(self, path: Path) -> None:
-        """A snapshot was written to `path` (call on the thread that edits)."""
-        self.autosave.succeeded()
-        self._changed("saved", dirty=False)
-
-    def save_failed(self, exc: BaseException) -> None:
-        """A snapshot could not be written: the changes count as unsaved again; no save
-        is due until the next change (a failing disk is not retried in a loop), but
-        :meth:`save` still tries."""
-        self.autosave.failed(exc)
-
-    def wait_for_save(self, timeout: float | None = 60.0) -> bool:
-        """Block until a running save ends; True if none is running then."""
-        return self.autosave.wait(timeout)
-
-    def save(
-        self,
-        *,
-        spacing: Sequence[float] = (1.0, 1.0, 1.0),
-        class_names: Sequence[str] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> Path | None:
-        """Save now on this thread, if anything is unsaved (e.g. on closing).
-
-        Waits for a running save first. Returns ``review.json``'s path, or None if
-        nothing was to be saved.
-
-        Raises
-        ------
-        OSError
-            If the save failed (the changes stay unsaved).
-        """
-        self.wait_for_save()
-        snap = self.snapshot(spacing=spacing, class_names=class_names, extra=extra)
-        if snap is None:
-            return None
-        try:
-            path = snap.save()
-        except (OSError, ValueError) as exc:
-            self.save_failed(exc)
-            raise
-        self.saved(path)
-        return path

@@ -1,42 +1,71 @@
 """Autosave of a review beside its scan (``<scan>.microfossil/``).
 
-A crash loses nothing that was saved: every save writes a new labels file, then
-replaces ``review.json`` (which names that file and holds its hash) in one atomic
-rename; a save torn by a crash is never read back.
+A crash loses nothing that was saved: every save writes new labels files (a whole-volume
+TIFF, or only the changed chunk files, see :mod:`.chunks`), then replaces
+``review.json`` (which names those files and holds their hashes) in one atomic rename;
+a save torn by a crash is never read back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..atomic import remove_stale
 from ..errors import InputError
-from ..io import atomic_path, parse_spacing, read_labels, write_tiff
+from ..io import parse_spacing, read_labels, write_tiff
+from .chunks import (
+    CHUNK_DIR,
+    CODEC,
+    HASH,
+    ChunkGrid,
+    read_chunks,
+    remove_chunks,
+    sweep_chunks,
+    write_chunks,
+)
+from .record import (
+    CHUNKED_VERSION,
+    STATE_FILE,
+    TIFF_VERSION,
+    SavedReview,
+    read_record,
+    write_readme,
+    write_record,
+)
 from .state import ReviewState
+
+if TYPE_CHECKING:
+    from .autosave import ChunkUpdate
+
+__all__ = ["SIDECAR_SUFFIX", "STATE_FILE", "SavedReview", "Sidecar"]
 
 logger = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".microfossil"
-STATE_FILE = "review.json"
-FORMAT_VERSION = 1
 _LABELS_GLOB = "labels-*.tif"
-# Temp files of a killed save are removed by a later save once they are this old, so a
-# save running in another process at the same moment keeps its own.
+
+
+class _Chunked(NamedTuple):
+    """The chunked save this sidecar made or loaded last: what a partial save builds on."""
+
+    folder: Path
+    save_id: str
+    grid: ChunkGrid
+    dtype: str
+    names: list[str]
 
 
 def _cache_root() -> Path:
@@ -73,57 +102,6 @@ def _writable_dir(folder: Path) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class SavedReview:
-    """What the last autosave holds, from its ``review.json`` (the labels are not read).
-
-    Parameters
-    ----------
-    folder : Path
-        The sidecar folder holding it.
-    saved_at : datetime or None
-        When it was saved (UTC).
-    layer : str or None
-        The name of the Labels layer it saved (``extra["layer"]``); None if unrecorded.
-    shape : tuple of int
-        Shape (Z, Y, X) of the saved labels.
-    axis : str
-        The review axis; ``reviewed`` and ``edited`` count its slices (of ``n_slices``).
-    reviewed, edited, n_slices : int
-    """
-
-    folder: Path
-    saved_at: datetime | None
-    layer: str | None
-    shape: tuple[int, ...]
-    axis: str = "z"
-    reviewed: int = 0
-    edited: int = 0
-    n_slices: int = 0
-
-    def mismatch(self, layer: str | None, shape: Sequence[int]) -> str | None:
-        """Why this save is not the review of `layer` with labels of `shape`; None if it is.
-
-        A save of another layer never matches; one with no layer name recorded matches
-        on its shape alone (the caller should then ask, defaulting to No).
-        """
-        if self.layer is not None and layer is not None and self.layer != layer:
-            return f"it is of layer '{self.layer}', not '{layer}'"
-        if tuple(int(n) for n in shape) != self.shape:
-            return f"its labels have shape {self.shape}, these {tuple(shape)}"
-        return None
-
-    def describe(self) -> str:
-        """One line: which layer, when, how much was reviewed and edited."""
-        when = self.saved_at
-        stamp = when.astimezone().strftime("%Y-%m-%d %H:%M") if when else "at an unknown time"
-        who = f"layer '{self.layer}'" if self.layer else "an unnamed layer"
-        return (
-            f"{who}, saved {stamp}: {self.reviewed} of {self.n_slices} {self.axis}-slices "
-            f"reviewed, {self.edited} edited"
-        )
-
-
 class Sidecar:
     """Autosaved labels and review state of one scan.
 
@@ -131,10 +109,14 @@ class Sidecar:
     of slices: beside that folder). If that is not writable, or there is no scan path,
     in ``~/.cache/napari-microfossil/<hash>/`` (``$XDG_CACHE_HOME`` is honoured).
 
-    A save writes ``labels-<id>.tif`` (a new name each time), then ``review.json``
-    naming that file with its shape, dtype and hash, each through a temp file renamed
-    into place; only then are older labels files deleted. At any moment, even after a
-    kill mid-save, ``review.json`` names a complete labels file.
+    :meth:`save` writes ``labels-<id>.tif`` (a new name each time), then
+    ``review.json`` naming that file with its shape, dtype and hash, each through a temp
+    file renamed into place; only then are older labels files deleted.
+    :meth:`save_chunks` (the autosave) writes only the chunk files of the chunks that
+    changed since its last save (new content, new names: :mod:`.chunks`), then
+    ``review.json`` naming every chunk's file; only then are the files no longer named
+    deleted. At any moment, even after a kill mid-save, ``review.json`` names complete
+    labels files. Both layouts are restored.
 
     Parameters
     ----------
@@ -168,6 +150,9 @@ class Sidecar:
         )
         self._folder: Path | None = None
         self._lock = threading.Lock()
+        self._chunked: _Chunked | None = None
+        #: Chunk numbers the last :meth:`save_chunks` wrote (all of them for a full save).
+        self.last_written: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
         return f"Sidecar({self.folder})"
@@ -205,7 +190,7 @@ class Sidecar:
                     logger.info("autosaving review to %s", folder)
                 self._folder = folder
                 if not (folder / "README.txt").exists():
-                    _write_readme(folder, self.scan_path)
+                    write_readme(folder, self.scan_path)
                 return folder
         raise OSError(f"no writable folder for the review autosave among {self.candidates}")
 
@@ -261,34 +246,101 @@ class Sidecar:
                 metadata={"review_save": token},
             )
             _fsync(path)
-            now = datetime.now(timezone.utc)
-            record = {
-                "format": "napari-microfossil review",
-                "version": FORMAT_VERSION,
-                "scan_path": str(self.scan_path) if self.scan_path else None,
-                "name": self.name,
-                "saved_at": now.isoformat(),
-                "labels_file": labels_name,
-                "shape": list(labels.shape),
-                "dtype": labels.dtype.name,
-                "sha256": digest,
-                "spacing": list(parse_spacing(spacing)),
-                "class_names": list(class_names) if class_names is not None else None,
-                "state": state_dict,
-                "extra": dict(extra or {}),
-            }
-            target = folder / STATE_FILE
-            with atomic_path(target) as tmp:
-                with open(tmp, "w", encoding="utf-8") as f:
-                    json.dump(record, f, indent=1)
-                    f.flush()
-                    os.fsync(f.fileno())
+            record = self._new_record(
+                TIFF_VERSION, labels.shape, labels.dtype.name, spacing, class_names, extra
+            )
+            record.update(labels_file=labels_name, sha256=digest, state=state_dict)
+            target = write_record(folder, record)
+            self._chunked = None
             self._cleanup(folder, keep=labels_name)
+            shutil.rmtree(folder / CHUNK_DIR, ignore_errors=True)
         logger.debug("review autosaved to %s", target)
         return target
 
+    def save_chunks(self, update: ChunkUpdate) -> Path:
+        """Save a :class:`ChunkUpdate` (any thread); returns the ``review.json`` path.
+
+        Only the chunks the update names are written, if the last save in the folder is
+        this sidecar's own chunked save of the same grid and dtype; otherwise (the first
+        save, another process saved, a whole-volume save, an archive) every chunk is,
+        read from ``update.labels``.
+
+        Raises
+        ------
+        OSError
+            If no folder is writable.
+        """
+        state_dict = update.state.to_dict()
+        grid, dtype = update.grid, update.dtype.name
+        with self._lock:
+            folder = self._choose_folder()
+            root = folder / CHUNK_DIR
+            base = self._base_for(folder, grid, dtype)
+            which: Iterable[int]
+            if base is None or update.changed is None:
+                full, which, names = True, range(grid.count), [""] * grid.count
+            else:
+                full, which, names = False, sorted(update.changed), list(base.names)
+            new = write_chunks(root, update.labels, grid, which, copies=update.copies)
+            for i, name in new.items():
+                names[i] = name
+            token = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            record = self._new_record(
+                CHUNKED_VERSION, grid.shape, dtype, update.spacing, update.class_names, update.extra
+            )
+            record.update(save_id=token, state=state_dict)
+            record["labels"] = {
+                "layout": "chunks",
+                "folder": CHUNK_DIR,
+                "chunks": list(grid.chunks),
+                "codec": CODEC,
+                "hash": HASH,
+                "names": names,
+            }
+            target = write_record(folder, record)
+            self._chunked = _Chunked(folder, token, grid, dtype, names)
+            self.last_written = tuple(sorted(new))
+            self._cleanup(folder, keep=None)
+            if full or base is None:  # (base: for mypy)
+                sweep_chunks(root, names)  # also what killed or failed saves left
+            else:
+                remove_chunks(root, set(base.names) - set(names))
+        logger.debug("review autosaved to %s (%d chunks written)", target, len(new))
+        return target
+
+    def _base_for(self, folder: Path, grid: ChunkGrid, dtype: str) -> _Chunked | None:
+        """The chunked save a partial save may build on, if still the one on disk."""
+        base = self._chunked
+        if base is None or (base.folder, base.grid, base.dtype) != (folder, grid, dtype):
+            return None
+        rec = read_record(folder)
+        return base if rec is not None and rec.get("save_id") == base.save_id else None
+
+    def _new_record(
+        self,
+        version: int,
+        shape: Sequence[int],
+        dtype: str,
+        spacing: float | Sequence[float],
+        class_names: Sequence[str] | None,
+        extra: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        sp = spacing if isinstance(spacing, (int, float)) else tuple(spacing)
+        return {
+            "format": "napari-microfossil review",
+            "version": version,
+            "scan_path": str(self.scan_path) if self.scan_path else None,
+            "name": self.name,
+            "saved_at": datetime.now(timezone.utc).isoformat(),
+            "shape": [int(n) for n in shape],
+            "dtype": dtype,
+            "spacing": list(parse_spacing(sp)),
+            "class_names": list(class_names) if class_names is not None else None,
+            "extra": dict(extra or {}),
+        }
+
     @staticmethod
-    def _cleanup(folder: Path, *, keep: str) -> None:
+    def _cleanup(folder: Path, *, keep: str | None) -> None:
         for p in folder.glob(_LABELS_GLOB):
             if p.name != keep:
                 with contextlib.suppress(OSError):
@@ -297,21 +349,8 @@ class Sidecar:
 
     # ---------------------------------------------------------------- load
 
-    def _record(self, folder: Path) -> dict[str, Any] | None:
-        try:
-            with open(folder / STATE_FILE, encoding="utf-8") as f:
-                rec = json.load(f)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(rec, dict) or rec.get("version") != FORMAT_VERSION:
-            return None
-        name = rec.get("labels_file")
-        if not isinstance(name, str) or not (folder / name).is_file():
-            return None
-        return rec
-
     def _latest(self) -> tuple[Path, dict[str, Any]] | None:
-        found = [(f, r) for f in self.candidates if (r := self._record(f)) is not None]
+        found = [(f, r) for f in self.candidates if (r := read_record(f)) is not None]
         if not found:
             return None
         return max(found, key=lambda fr: str(fr[1].get("saved_at", "")))
@@ -365,16 +404,19 @@ class Sidecar:
         if latest is None:
             raise InputError(f"{self.folder}: no autosaved review found")
         folder, rec = latest
-        path = folder / rec["labels_file"]
-        labels = read_labels(path).data
-        if labels.dtype.name != rec.get("dtype"):
-            labels = labels.astype(rec["dtype"])
-        if list(labels.shape) != rec.get("shape") or _digest(labels) != rec.get("sha256"):
-            raise InputError(
-                f"{path}: autosaved labels do not match {folder / STATE_FILE} (shape "
-                f"{labels.shape}, expected {tuple(rec.get('shape', ()))}, or a different "
-                f"hash); the file is damaged"
-            )
+        if rec["version"] == CHUNKED_VERSION:
+            labels = self._load_chunks(folder, rec)
+        else:
+            path = folder / rec["labels_file"]
+            labels = read_labels(path).data
+            if labels.dtype.name != rec.get("dtype"):
+                labels = labels.astype(rec["dtype"])
+            if list(labels.shape) != rec.get("shape") or _digest(labels) != rec.get("sha256"):
+                raise InputError(
+                    f"{path}: autosaved labels do not match {folder / STATE_FILE} (shape "
+                    f"{labels.shape}, expected {tuple(rec.get('shape', ()))}, or a different "
+                    f"hash); the file is damaged"
+                )
         self._folder = folder
         meta = {k: v for k, v in rec.items() if k != "state"}
         meta["folder"] = str(folder)
@@ -391,8 +433,11 @@ class Sidecar:
         folder, rec = latest
         dest = folder / f"declined-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         dest.mkdir()
-        os.replace(folder / rec["labels_file"], dest / rec["labels_file"])
-        os.replace(folder / STATE_FILE, dest / STATE_FILE)
+        with self._lock:
+            labels = rec["labels_file"] if rec["version"] == TIFF_VERSION else CHUNK_DIR
+            os.replace(folder / labels, dest / labels)
+            os.replace(folder / STATE_FILE, dest / STATE_FILE)
+            self._chunked = None
         logger.info("previous autosave kept in %s", dest)
         return dest
 
@@ -402,14 +447,19 @@ class Sidecar:
             if folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
         self._folder = None
+        self._chunked = None
 
-
-def _write_readme(folder: Path, scan: Path | None) -> None:
-    text = (
-        "Autosaved corrections of napari-microfossil's Review & correct widget"
-        + (f" for {scan}" if scan else "")
-        + ".\nreview.json names the current labels file; reopen the scan in napari to "
-        "restore them, or read the labels-*.tif file directly.\n"
-    )
-    with contextlib.suppress(OSError):
-        (folder / "README.txt").write_text(text, encoding="utf-8")
+    def _load_chunks(self, folder: Path, rec: dict[str, Any]) -> np.ndarray:
+        lab = rec["labels"]
+        try:
+            grid = ChunkGrid(rec["shape"], lab["chunks"])
+            labels = read_chunks(folder / CHUNK_DIR, lab["names"], grid, np.dtype(rec["dtype"]))
+        except (OSError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"{folder / CHUNK_DIR}: autosaved labels do not match {folder / STATE_FILE} "
+                f"({exc}); the save is damaged"
+            ) from None
+        self._chunked = _Chunked(
+            folder, str(rec.get("save_id")), grid, labels.dtype.name, lab["names"]
+        )
+        return labels
