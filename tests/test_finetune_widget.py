@@ -522,7 +522,7 @@ def test_new_and_renamed_classes_from_the_panel(setup, qtbot):
     types four names, renaming class 0 too; the new model has exactly those."""
     from napari_microfossil.model import read_spec
 
-    viewer, labels, _, widget = setup
+    _, labels, _, widget = setup
     data = labels.data.copy()
     data[2, :8, :8] = 3  # on a reviewed slice
     labels.data = data
