@@ -103,3 +103,40 @@ def test_info_lists_the_rounds(tmp_path, phantom, base, capsys):
     assert cli.main(["info", str(tmp_path / "r1.safetensors")]) == 0
     out = capsys.readouterr().out
     assert "correction round 1: 3 slices" in out
+
+
+# -- no validation slices: the new model is compared with its base on the ones it learned
+
+
+def test_without_validation_both_models_are_scored_on_the_training_slices(tmp_path, phantom, base):
+    from napari_microfossil.workflows.train import run_report
+
+    stages = []
+    req = TrainRequest(
+        phantom.image, phantom.labels, tmp_path / "m.safetensors", slices="z:5,9", base=base,
+        config=TINY, device="cpu", name="scan",
+    )  # fmt: skip
+    run = drain(iter_run_training(req), lambda p: stages.append(p.stage))
+    assert run.val_slices == {} and run.before is None and run.after is None
+    assert "score base model" in stages and "validate base model" not in stages
+    assert run.fit_before is not None and run.fit_after is not None
+    assert 0 <= run.fit_before <= 1 and 0 <= run.fit_after <= 1
+    assert run.improved == (run.fit_after >= run.fit_before)
+    lines = run_report(run, slices="2 slices")
+    assert any(line.startswith("On those slices IoU fossil: ") for line in lines)
+
+
+def test_a_model_worse_on_its_own_slices_is_reported_and_not_chosen(tmp_path, tiny_model):
+    from napari_microfossil.workflows.train import TrainRun, run_report
+
+    run = TrainRun(
+        path=tmp_path / "m.safetensors", spec=tiny_model.spec, history=[], best_epoch=1,
+        stopped="epochs", score_key="iou_fossil", before=None, after=None,
+        fit_before=0.83, fit_after=0.80,
+    )  # fmt: skip
+    assert not run.improved
+    text = "\n".join(run_report(run, slices="2 slices"))
+    assert "0.830 (base) → 0.800 (fine-tuned); below the base even on the slices it learned" in text
+    assert "Segment keeps the model it had" in text
+    better = TrainRun(**{**run.__dict__, "fit_after": 0.9})
+    assert better.improved and "below" not in "\n".join(run_report(better))

@@ -89,6 +89,18 @@ def run_report(run: TrainRun, *, slices: str = "the slices") -> list[str]:
             f"No validation: {slices} are too few to hold any out, so all trained (best "
             f"epoch {run.best_epoch} by training loss)"
         )
+        if run.fit_before is not None and run.fit_after is not None:
+            name = run.score_key.removeprefix("iou_")
+            lines.append(
+                f"On those slices IoU {name}: {run.fit_before:.3f} (base) → "
+                f"{run.fit_after:.3f} (fine-tuned)"
+                + ("" if run.improved else "; below the base even on the slices it learned")
+            )
+            if not run.improved:
+                lines.append(
+                    "Segment keeps the model it had. Give more time or review more slices "
+                    "(from 4, one is held out to validate); the new model is in Segment's list."
+                )
     how = {"time-limit": "time budget used", "early-stopping": "stopped early"}.get(
         run.stopped, f"{len(run.history)} epochs"
     )

@@ -213,6 +213,9 @@ class TrainRun:
 
     ``before`` and ``after`` are the validation scores (``score_key``) of the base
     model and of the trained one; None without validation (or without a base model).
+    Without validation, ``fit_before`` and ``fit_after`` are the same scores on the
+    training slices: they cannot tell how well a model generalises, but a model below
+    its base even on the slices it learned from is worse.
     """
 
     path: Path
@@ -228,12 +231,19 @@ class TrainRun:
     lr: float = DEFAULT_LR
     lr_found: LRFindResult | None = None
     warnings: tuple[str, ...] = ()
+    fit_before: float | None = None
+    fit_after: float | None = None
 
     @property
     def improved(self) -> bool:
-        """False only when validation shows the trained model below its base: then a
-        front end offers the new model without choosing it."""
-        return self.before is None or self.after is None or self.after >= self.before
+        """False only when the trained model scores below its base, on validation (or,
+        without validation, on the training slices): then a front end offers the new
+        model without choosing it."""
+        if self.before is not None and self.after is not None:
+            return self.after >= self.before
+        if self.fit_before is not None and self.fit_after is not None:
+            return self.fit_after >= self.fit_before
+        return True
 
 
 def check_class_count(classes: Sequence[str] | None, top: int, option: str = "classes") -> None:

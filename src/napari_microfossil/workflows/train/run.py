@@ -176,6 +176,20 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
     return train, val, spec, network, prov, train_sl, val_sl
 
 
+def _score_saved(output: Any, planes: SliceSet, key: str, device: Any) -> float | None:
+    """The score of the model saved in `output` on `planes` (None if none was saved)."""
+    from ... import training
+    from ...model import load_model
+
+    if not Path(output).is_file():
+        return None
+    saved = load_model(output, device="cpu")
+    scores = training.evaluate(
+        saved.network, planes, saved.spec.class_names, device=device, tile=saved.spec.tile_size
+    )
+    return float(scores[key])
+
+
 def next_rounds(base: Any, req: TrainRequest, train_sl: Any, val_sl: Any) -> list[dict[str, Any]]:
     """The correction rounds behind the model this run makes: the base model's rounds
     (the last one given the base's validation score, known only now) and this one.
@@ -319,14 +333,16 @@ def iter_train_slices(
             if ctx.active:
                 prov["world_size"] = ctx.world_size
             before: float | None = None
-            if score_base and network is not None and val is not None and ctx.is_main:
-                yield Progress("validate base model", 0, 1)
+            if score_base and network is not None and ctx.is_main:
+                # On validation; without it, on the training slices (see TrainRun).
+                stage = "validate base model" if val is not None else "score base model"
+                yield Progress(stage, 0, 1)
                 network.to(dev)
                 scores = training.evaluate(
-                    network, val, spec.class_names, device=dev, tile=spec.tile_size
+                    network, val or train, spec.class_names, device=dev, tile=spec.tile_size
                 )
                 before = float(scores[key])
-                yield Progress("validate base model", 1, 1, {key: before})
+                yield Progress(stage, 1, 1, {key: before})
             if lr_find_steps is not None:
                 if ctx.is_main:  # the others wait for its suggestion
                     found = yield from training.iter_lr_find(
@@ -358,6 +374,10 @@ def iter_train_slices(
         value = result.spec.metrics.get(key) if val is not None else None
         after = float(value) if isinstance(value, (int, float)) else None
         result.network = None
+        fit: tuple[float | None, float | None] = (None, None)
+        if val is None and before is not None:
+            fit = (before, _score_saved(output, train, key, dev))
+            before = None
         return TrainRun(
             path=Path(output),
             spec=result.spec,
@@ -369,6 +389,8 @@ def iter_train_slices(
             after=after,
             lr=cfg.lr,
             lr_found=found,
+            fit_before=fit[0],
+            fit_after=fit[1],
         )
     finally:
         # A closed (cancelled) generator still holds its frame until collected: drop
