@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,15 @@ def layer_data_for(path: str) -> LayerData:
         pyr = pyramid.open_store(path)
         vol = read_volume(pyr.scan, lazy=True) if pyr.scan.exists() else None
         return _multiscale(pyr, str(pyr.scan), vol)
-    vol = read_volume(path, lazy=True)
+    vol = _read_lazily(path)
     pyr = pyramid.open_pyramid(path, volume=vol) if not vol.class_names else None
     if pyr is not None and len(pyr.levels) > 1:
         return _multiscale(pyr, path, vol)
     nbytes = int(np.prod(vol.shape)) * vol.dtype.itemsize
     if nbytes <= BIG_BYTES:
-        vol = read_volume(path)  # small: as before (in memory where the format allows)
+        with warnings.catch_warnings():  # already shown
+            warnings.simplefilter("ignore")
+            vol = read_volume(path)  # small: as before (in memory where the format allows)
     elif not vol.class_names and max(vol.shape) > pyramid.MAX_SIDE:
         _notify(
             f"{path} ({nbytes / 2**30:.1f} GiB) opened at full resolution without a "
@@ -66,6 +69,19 @@ def layer_data_for(path: str) -> LayerData:
         return (vol.data, meta, "labels")
     meta["colormap"] = "gray"
     return (vol.data, meta, "image")
+
+
+def _read_lazily(path: str) -> Any:
+    """:func:`read_volume`, lazily; a label volume's missing chunks are background (zarr
+    leaves out chunks of zeros), not a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vol = read_volume(path, lazy=True)
+    for w in caught:
+        if vol.class_names and "chunks are missing" in str(w.message):
+            continue
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return vol
 
 
 def _meta(path: str | Path, vol: Any) -> dict[str, Any]:

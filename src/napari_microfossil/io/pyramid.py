@@ -37,7 +37,7 @@ from .metadata import META_KEY, ours_document
 from .read import read_volume
 from .store import default_chunks
 from .volume import Volume, fmt_shape
-from .zarr_store import ZarrView, is_zarr
+from .zarr_store import ZarrView
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ def _create_group(
         {"path": n, "coordinateTransformations": [{"type": "scale", "scale": list(s)}]}
         for n, s in zip(names, scales, strict=True)
     ]
-    ome = {
+    ome: dict[str, Any] = {
         "version": "0.5",
         "multiscales": [
             {
