@@ -108,6 +108,16 @@ def test_pyramid_of_a_zarr_scan_uses_the_scan_as_level_0(tmp_path):
     assert read_volume(where).spacing == pytest.approx((4.0, 2.0, 2.0))
 
 
+def test_a_small_zarr_scan_gets_a_one_level_pyramid(tmp_path):
+    a = _scan(np.random.default_rng(2), (3, 4, 5))
+    out = create_output(tmp_path / "scan.zarr", a.shape, a.dtype)
+    out.write(0, a)
+    out.finish()
+    where = pyr.build_pyramid(tmp_path / "scan.zarr")
+    [level] = pyr.open_store(where).levels
+    np.testing.assert_array_equal(level[...], a)
+
+
 def test_label_volumes_are_reduced_by_their_mode(tmp_path):
     lab = np.random.default_rng(3).integers(0, 3, (6, 17, 10)).astype(np.uint8)
     write_tiff(tmp_path / "lab.tif", lab, class_names=("background", "fossil", "pore"))

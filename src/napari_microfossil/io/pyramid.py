@@ -303,7 +303,7 @@ def iter_build_pyramid(
         return target
     mtime = scan_mtime(p)
     labels = bool(vol.class_names)
-    own = _level0_of(vol)
+    own = _level0_of(vol) if len(shapes) > 1 else None  # a one-level pyramid is a copy
     spacing = tuple(float(s) for s in vol.spacing)
     scales = [spacing]
     for shape in shapes[:-1]:  # each voxel of the next level covers 2 (or 1) per axis
