@@ -36,7 +36,12 @@ CASE_TIMEOUT_S = 1800
 
 
 def _rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+    """Peak RSS of this process (VmHWM: ru_maxrss would include the parent's, which a
+    child inherits across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def _slab(z0: int, z1: int, shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
@@ -107,6 +112,8 @@ def view(scan: str, *, pyramid: bool, shot: str | None = None) -> dict:
         action()
         viewer.screenshot(canvas_only=True)
         res[key] = round(time.perf_counter() - t0, 2)
+        res["peak_rss_gib"] = round(_rss_gib(), 2)
+        print(json.dumps(res), flush=True)  # what was measured, should a later step die
 
     layers: list = []
     timed("first_view_s", lambda: layers.extend(viewer.open(scan, plugin="napari-microfossil")))
@@ -133,10 +140,11 @@ def _child(*args: str) -> dict:
     except subprocess.TimeoutExpired:
         return {"failed": f"timed out after {CASE_TIMEOUT_S} s"}
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["?"])[-1]
-        return {"failed": f"exit {done.returncode}: {tail}"}
-    return json.loads(lines[-1])  # type: ignore[no-any-return]
+    res = json.loads(lines[-1]) if lines else {}
+    if done.returncode != 0:
+        errors = [ln for ln in done.stderr.splitlines() if "rror" in ln or "bort" in ln]
+        res["failed"] = f"exit {done.returncode}: " + " | ".join(errors[-3:])[-300:]
+    return res  # type: ignore[no-any-return]
 
 
 def main(argv: list[str] | None = None) -> int:

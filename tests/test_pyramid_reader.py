@@ -32,7 +32,7 @@ def test_a_scan_with_a_pyramid_opens_as_a_lazy_multiscale_image(tmp_path):
     [(data, meta, kind)] = _read(scan)
     assert kind == "image" and meta["multiscale"] is True
     assert [d.shape for d in data] == [(8, 40, 30), (4, 20, 15), (2, 10, 8)]
-    assert all(isinstance(d, LazyArray) for d in data)
+    assert all(isinstance(layers.volume_of(_Multiscale([d], {})), LazyArray) for d in data)
     np.testing.assert_array_equal(data[0][3], a[3])
     assert meta["scale"] == pytest.approx((2.0, 0.5, 0.5))
     # the layer still belongs to the scan: panels anchor outputs and reviews there
@@ -87,6 +87,31 @@ def test_a_label_store_of_the_tool_opens_as_lazy_labels(tmp_path):
     np.testing.assert_array_equal(data[...], lab)
 
 
+def test_a_deferred_view_reads_only_what_is_finally_asked_for():
+    from napari_microfossil._napari.levels import DeferredView, full_resolution
+
+    a = np.arange(6 * 7 * 8).reshape(6, 7, 8)
+    reads = []
+
+    class Source:
+        shape, dtype = a.shape, a.dtype
+
+        def __getitem__(self, key):
+            reads.append(key)
+            return a[key]
+
+    view = DeferredView(Source())
+    # napari's multiscale slicing: every plane of the region, then one plane
+    region = view[:, 2:6, 1:7]
+    assert region.shape == (6, 4, 6) and reads == []
+    np.testing.assert_array_equal(np.asarray(region[3]), a[3, 2:6, 1:7])
+    assert reads == [(3, slice(2, 6, 1), slice(1, 7, 1))]
+    for key in [(slice(None, None, -2), 1), (Ellipsis, 5), (slice(1, 5, 2), slice(6, 0, -3))]:
+        np.testing.assert_array_equal(np.asarray(view[key]), a[key])
+    np.testing.assert_array_equal(view[[0, 2]], a[[0, 2]])
+    assert full_resolution(view) is view.source and full_resolution(region) is region
+
+
 class _Multiscale:
     """A stand-in for a multiscale napari layer (no Qt needed)."""
 
@@ -102,7 +127,7 @@ def test_volume_of_a_multiscale_layer_is_level_0_and_scan_path_finds_the_scan(tm
     pyr.build_pyramid(scan, max_side=10)
     [(data, meta, _)] = _read(scan)
     image = _Multiscale(data, meta["metadata"])
-    assert layers.is_multiscale(image) and layers.volume_of(image) is data[0]
+    assert layers.is_multiscale(image) and layers.volume_of(image) is data[0].source
     assert layers.pyramid_of(image) == str(pyr.beside_path(scan))
     assert layers.source_path(image) == str(scan)
 
@@ -131,7 +156,8 @@ def test_panels_take_level_0_of_a_multiscale_scan(make_napari_viewer, tmp_path):
     segment = SegmentWidget(viewer)
     segment.image.set_layer(image.name)
     request = segment.request()
-    assert request.volume is image.data[0] and request.volume.shape == a.shape
+    assert request.volume is layers.volume_of(image) and request.volume.shape == a.shape
+    assert isinstance(request.volume, LazyArray)  # what the engine reads, not napari's view
     fossils = FossilsWidget(viewer)
     fossils.labels.set_layer(labels.name)
     fossils.image.set_layer(image.name)
@@ -147,3 +173,36 @@ def test_panels_take_level_0_of_a_multiscale_scan(make_napari_viewer, tmp_path):
     assert type(opened).__name__ == "Labels" and isinstance(opened.data, LazyArray)
     viewer.dims.set_point(0, 3 * 2.0)
     assert viewer.screenshot(canvas_only=True).size > 0
+
+
+@pytest.mark.gui
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_layers_menu_builds_the_pyramid_and_shows_the_scan_through_it(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    from napari._app_model import get_app_model
+
+    from napari_microfossil._napari import pyramid_menu
+
+    monkeypatch.setattr(pyr, "MAX_SIDE", 10)
+    scan, a = _scan(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.add_points(name="above")
+    [image] = viewer.open(str(scan), plugin="napari-microfossil")
+    image.contrast_limits = (100, 900)
+    viewer.layers.move(viewer.layers.index(image), 0)
+    assert not image.multiscale
+    viewer.layers.selection.active = image
+    # as napari runs it from Layers > Data: the viewer is injected
+    worker = get_app_model().commands.execute_command("napari-microfossil.build_pyramid").result()
+    with qtbot.waitSignal(worker.finished, timeout=20000):
+        pass
+    qtbot.waitUntil(lambda: viewer.layers[0].multiscale, timeout=5000)
+    shown = viewer.layers[0]
+    assert shown.name == "scan" and len(shown.data) == 3
+    assert tuple(shown.contrast_limits) == (100, 900)
+    assert layers.pyramid_of(shown) == str(pyr.beside_path(scan))
+    np.testing.assert_array_equal(layers.volume_of(shown)[...], a)
+    # nothing selected: an error, no worker
+    viewer.layers.selection.clear()
+    assert pyramid_menu.build_pyramid_for_layer(viewer) is None

@@ -101,7 +101,9 @@ def volume_of(layer: Any) -> Any:
     """A layer's full-resolution data: level 0 of a multiscale layer (a pyramid opened
     by the reader), else its data. Panels hand this to the engine."""
     if getattr(layer, "multiscale", False):
-        return layer.data[0]
+        from .levels import full_resolution
+
+        return full_resolution(layer.data[0])
     return layer.data
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import is_supported, read_volume
 from .layers import CLASS_NAMES, PATH, PYRAMID, SPACING_SOURCE, SPATIAL_UNITS, label_colormap
+from .levels import DeferredView
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ def layer_data_for(path: str) -> LayerData:
     elif not vol.class_names and max(vol.shape) > pyramid.MAX_SIDE:
         _notify(
             f"{path} ({nbytes / 2**30:.1f} GiB) opened at full resolution without a "
-            f"pyramid, so zooming out and 3D read all of it. Build one once with "
-            f"`microfossil pyramid {path}` and open the scan again."
+            f"pyramid, so zooming out and 3D read all of it. Build one once: Layers > Data > "
+            f"Build multiscale pyramid (Microfossil), or `microfossil pyramid {path}`."
         )
     meta = _meta(path, vol)
     if vol.class_names:
@@ -102,7 +103,8 @@ def _multiscale(pyr: Any, scan: str, vol: Any) -> LayerData:
     meta["metadata"][PYRAMID] = str(pyr.path)
     meta["multiscale"] = True
     meta["colormap"] = "gray"
-    return (list(pyr.levels), meta, "image")
+    # napari reads the whole depth of a level it indexes unless indexing is lazy
+    return ([DeferredView(level) for level in pyr.levels], meta, "image")
 
 
 class _Scaled:

@@ -71,12 +71,13 @@ def cache_path(scan: str | os.PathLike[str]) -> Path:
     return cache_root() / "pyramids" / f"{digest}-{p.name}{PYRAMID_SUFFIX}"
 
 
-def level_shapes(shape: Sequence[int], *, max_side: int = MAX_SIDE) -> list[tuple[int, ...]]:
+def level_shapes(shape: Sequence[int], *, max_side: int | None = None) -> list[tuple[int, ...]]:
     """The ``(Z, Y, X)`` shape of every level, finest first.
 
     Each level halves (rounding up) every axis longer than one voxel, until the largest
     side is at most `max_side`; a scan already that small has one level.
     """
+    max_side = MAX_SIDE if max_side is None else max_side
     if max_side < 1:
         raise ValueError(f"max_side: expected a positive number of voxels; got {max_side}")
     shapes = [tuple(int(n) for n in shape)]
@@ -270,7 +271,7 @@ def iter_build_pyramid(
     scan: str | os.PathLike[str],
     *,
     out: str | os.PathLike[str] | None = None,
-    max_side: int = MAX_SIDE,
+    max_side: int | None = None,
     overwrite: bool = False,
 ) -> ProgressGen[Path]:
     """Build the pyramid of `scan`, yielding :class:`Progress`; returns where it went.
@@ -282,8 +283,9 @@ def iter_build_pyramid(
     out : str or Path, optional
         The pyramid store; default beside the scan (``SCAN.pyramid.zarr``), or in the
         cache folder when the scan's folder is not writable.
-    max_side : int
-        Stop once the largest side of a level is at most this many voxels.
+    max_side : int, optional
+        Stop once the largest side of a level is at most this many voxels; default
+        :data:`MAX_SIDE`.
     overwrite : bool
         Build even if a fresh pyramid exists (which is otherwise returned as is).
 
@@ -294,11 +296,13 @@ def iter_build_pyramid(
     """
     p = Path(scan).expanduser()
     vol = read_volume(p, lazy=True)
-    shapes = level_shapes(vol.shape, max_side=max_side)
+    side = MAX_SIDE if max_side is None else max_side
+    shapes = level_shapes(vol.shape, max_side=side)
     target = Path(out).expanduser() if out is not None else _target(p)
     if target.exists() and _record(target) is None:
         raise InputError(f"{target}: exists and is not a pyramid made by this tool; remove it")
-    if not overwrite and target.is_dir() and _is_fresh(_record(target), p, vol):
+    rec = _record(target) if target.is_dir() else None
+    if not overwrite and _is_fresh(rec, p, vol) and (rec or {}).get("max_side") == side:
         log.info("%s: pyramid is up to date", target)
         return target
     mtime = scan_mtime(p)
@@ -318,6 +322,7 @@ def iter_build_pyramid(
         "levels": names,
         "scales": [list(s) for s in scales],
         "labels": labels,
+        "max_side": side,
         "built": time.time(),
     }
     start = 0 if own is None else 1
@@ -382,7 +387,8 @@ def _create_group(
 
 def _fill(dest: Any, source: Any, *, copy: bool, labels: bool, stage: str) -> ProgressGen[None]:
     """Write `dest` slab by slab (its chunks' z edge): a copy of `source`, or `source`
-    reduced 2× (one output plane at a time, so memory stays a few input planes)."""
+    reduced 2× (the input slab read at once, reduced a plane at a time: memory stays
+    one input slab, ``2 * cz`` planes)."""
     nz = int(dest.shape[0])
     cz = int(dest.chunks[0])
     fz = 1 if copy else _factors(source.shape)[0]
@@ -390,10 +396,11 @@ def _fill(dest: Any, source: Any, *, copy: bool, labels: bool, stage: str) -> Pr
         z1 = min(z0 + cz, nz)
         if copy:
             slab = np.asarray(source[z0:z1])
-        else:
+        else:  # one read per slab: a plane at a time would decode each chunk cz times
+            block = np.asarray(source[z0 * fz : z1 * fz])
             slab = np.empty((z1 - z0, *dest.shape[1:]), dest.dtype)
-            for z in range(z0, z1):
-                planes = np.asarray(source[z * fz : z * fz + fz])
-                slab[z - z0] = downsample(planes, labels=labels)[0]
+            for z in range(z1 - z0):
+                slab[z] = downsample(block[z * fz : z * fz + fz], labels=labels)[0]
+            del block
         dest[z0:z1] = slab
         yield Progress(stage, z1, nz)
