@@ -338,7 +338,9 @@ def iter_build_pyramid(
                 fill_value=0,
             )
             source = vol.data if k == 0 else arrays[-1]
-            yield from _fill(dest, source, copy=k == 0, labels=labels, stage=f"level {k}")
+            for step in _fill(dest, source, copy=k == 0, labels=labels, stage=f"level {k}"):
+                os.utime(tmp)  # alive: another build removes only temp folders left alone
+                yield step
             arrays.append(dest)
     log.info("%s: pyramid of %d levels, down to %s", target, len(shapes), fmt_shape(shapes[-1]))
     return target
