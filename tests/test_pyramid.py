@@ -92,6 +92,23 @@ def test_pyramid_of_a_tiff_copies_level_0_and_reduces_slab_by_slab(tmp_path):
     assert vol.shape == a.shape and vol.spacing == pytest.approx((3.0, 1.5, 1.5))
 
 
+def test_an_uncompressed_tiff_is_copied_with_plain_reads(tmp_path):
+    import tifffile
+
+    a = _scan(np.random.default_rng(10), (5, 12, 9))
+    mm = tifffile.memmap(tmp_path / "scan.tif", shape=a.shape, dtype=a.dtype)
+    mm[:] = a
+    mm.flush()
+    del mm
+    assert isinstance(read_volume(tmp_path / "scan.tif", lazy=True).data, np.memmap)
+    for z0, z1 in [(0, 2), (3, 5)]:
+        got = pyr._planes(read_volume(tmp_path / "scan.tif", lazy=True).data, z0, z1)
+        assert not isinstance(got, np.memmap)
+        np.testing.assert_array_equal(got, a[z0:z1])
+    pyr.build_pyramid(tmp_path / "scan.tif", max_side=4)
+    np.testing.assert_array_equal(pyr.open_pyramid(tmp_path / "scan.tif").levels[0][...], a)
+
+
 def test_pyramid_of_a_zarr_scan_uses_the_scan_as_level_0(tmp_path):
     a = _scan(np.random.default_rng(2))
     out = create_output(tmp_path / "scan.zarr", a.shape, a.dtype, spacing=(2.0, 1.0, 1.0))
