@@ -60,7 +60,7 @@ def layer_data_for(path: str) -> LayerData:
     elif not vol.class_names and max(vol.shape) > pyramid.MAX_SIDE:
         _notify(
             f"{path} ({nbytes / 2**30:.1f} GiB) opened at full resolution without a "
-            f"pyramid, so zooming out and 3D read all of it. Build one once: Layers > Data > "
+            f"pyramid: the 3D view would load all of it. Build one once: Layers > Data > "
             f"Build multiscale pyramid (Microfossil), or `microfossil pyramid {path}`."
         )
     meta = _meta(path, vol)
