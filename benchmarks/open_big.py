@@ -12,6 +12,8 @@ Usage::
 
     xvfb-run -a python benchmarks/open_big.py --size 1024            # 2 GiB, ~10 min
     xvfb-run -a python benchmarks/open_big.py --shape 2048 2048 2048 # 16 GiB (needs ~40 GB disk)
+    xvfb-run -a python benchmarks/open_big.py --screenshot \
+        /work/shared/data/sandstone-versa-microct/images docs/images/11_pyramid_sandstone.png
 
 Run it under ``prlimit --as=...`` to cap memory; a case that fails (e.g. the 3D view of
 a 16 GB scan without pyramid) is reported as failed and the rest go on.
@@ -135,6 +137,33 @@ def view(scan: str, *, pyramid: bool, shot: str | None = None) -> dict:
     return res
 
 
+def screenshot(scan: str, png: str) -> None:
+    """The docs' picture: a real scan opened through its pyramid (built in the cache
+    folder, as for a read-only data folder), zoomed out so napari draws level 1."""
+    import napari
+
+    from napari_microfossil.io.pyramid import build_pyramid, cache_path
+
+    build_pyramid(scan, max_side=256, out=cache_path(scan))
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1100, 800)
+    [layer] = viewer.open(scan, plugin="napari-microfossil")
+    viewer.dims.set_point(0, layer.data[0].shape[0] // 2 * layer.scale[0])
+    viewer.camera.zoom *= 0.45
+    viewer.screenshot(canvas_only=True)
+    viewer.canvas.overlays["scale_bar"].visible = True
+    text = viewer.canvas.overlays["text"]
+    text.visible = True
+    text.position = "top_left"
+    text.font_size = 11
+    text.text = (
+        f"{layer.name}: multiscale, {len(layer.data)} levels; "
+        f"shown: level {layer.data_level} (zoomed out)"
+    )
+    viewer.screenshot(png, canvas_only=False)
+    viewer.close()
+
+
 def _child(*args: str) -> dict:
     cmd = [sys.executable, __file__, *args]
     try:
@@ -159,10 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"))
     p.add_argument("--tmp", default=None, help="folder for the temp files (default: $TMPDIR)")
     p.add_argument("--formats", nargs="+", default=["zarr", "tif"], choices=["zarr", "tif"])
+    p.add_argument(
+        "--screenshot",
+        nargs=2,
+        metavar=("SCAN", "PNG"),
+        help="only take the docs' screenshot of SCAN opened through its pyramid",
+    )
     p.add_argument("--_build", help=argparse.SUPPRESS)
     p.add_argument("--_view", help=argparse.SUPPRESS)
     p.add_argument("--_plain", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.screenshot:
+        screenshot(*args.screenshot)
+        return 0
     if args._build:
         print(json.dumps(build(args._build)))
         return 0
