@@ -112,6 +112,19 @@ def test_a_deferred_view_reads_only_what_is_finally_asked_for():
     assert full_resolution(view) is view.source and full_resolution(region) is region
 
 
+def test_the_pyramid_of_a_label_volume_opens_as_multiscale_labels(tmp_path):
+    lab = np.random.default_rng(1).integers(0, 3, (6, 30, 20)).astype(np.uint8)
+    write_tiff(tmp_path / "lab.tif", lab, class_names=("background", "fossil", "pore"))
+    where = pyr.build_pyramid(tmp_path / "lab.tif", max_side=10)
+    [(data, meta, kind)] = _read(where)
+    assert kind == "labels" and meta["multiscale"] and len(data) == 3
+    assert meta["metadata"][layers.CLASS_NAMES] == ["background", "fossil", "pore"]
+    assert set(np.unique(np.asarray(data[2]))) <= {0, 1, 2}
+    # the label volume itself still opens whole, editable
+    [(_, meta, kind)] = _read(tmp_path / "lab.tif")
+    assert kind == "labels" and "multiscale" not in meta
+
+
 class _Multiscale:
     """A stand-in for a multiscale napari layer (no Qt needed)."""
 

@@ -102,9 +102,15 @@ def _multiscale(pyr: Any, scan: str, vol: Any) -> LayerData:
     meta = _meta(scan, vol) if vol is not None else _meta(scan, _Scaled(pyr.scales[0]))
     meta["metadata"][PYRAMID] = str(pyr.path)
     meta["multiscale"] = True
-    meta["colormap"] = "gray"
     # napari reads the whole depth of a level it indexes unless indexing is lazy
-    return ([DeferredView(level) for level in pyr.levels], meta, "image")
+    levels = [DeferredView(level) for level in pyr.levels]
+    names = read_volume(pyr.path).class_names if pyr.labels else None
+    if names:  # the pyramid of a label volume, opened as such
+        meta["metadata"][CLASS_NAMES] = list(names)
+        meta["colormap"] = label_colormap(names)
+        return (levels, meta, "labels")
+    meta["colormap"] = "gray"
+    return (levels, meta, "image")
 
 
 class _Scaled:
