@@ -16,6 +16,8 @@ from ..classes import class_colours
 
 #: File the layer was read from (set by the reader).
 PATH = "path"
+#: The multiscale pyramid an Image layer shows (set by the reader; level 0 = the scan).
+PYRAMID = "pyramid"
 #: Where the voxel size came from: ``"metadata"``, ``"user"`` or ``"default"``.
 SPACING_SOURCE = "spacing_source"
 #: Class names of a labels layer (index = class id).
@@ -96,8 +98,24 @@ def source_path(layer: Any) -> str | None:
 
 
 def volume_of(layer: Any) -> Any:
-    """A layer's full-resolution data."""
-    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    """A layer's full-resolution data: level 0 of a multiscale layer (a pyramid opened
+    by the reader), else its data. Panels hand this to the engine."""
+    if getattr(layer, "multiscale", False):
+        from .levels import full_resolution
+
+        return full_resolution(layer.data[0])
+    return layer.data
+
+
+def is_multiscale(layer: Any) -> bool:
+    """Whether a layer shows a multiscale pyramid (its ``data`` is a list of levels)."""
+    return bool(getattr(layer, "multiscale", False))
+
+
+def pyramid_of(layer: Any) -> str | None:
+    """The pyramid store a layer was opened from, or None."""
+    path = meta(layer).get(PYRAMID)
+    return str(path) if path else None
 
 
 def _shape(layer: Any) -> tuple[int, ...]:

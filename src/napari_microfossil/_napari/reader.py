@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError
 from ..io import is_supported, read_volume
-from .layers import CLASS_NAMES, PATH, SPACING_SOURCE, SPATIAL_UNITS, label_colormap
+from .layers import CLASS_NAMES, PATH, PYRAMID, SPACING_SOURCE, SPATIAL_UNITS, label_colormap
+from .levels import DeferredView
 
 log = logging.getLogger(__name__)
 
 LayerData = tuple[Any, dict[str, Any], str]
+
+#: Scans larger than this (bytes) stay on disk; without a pyramid, napari says so.
+BIG_BYTES = 1 << 30
 
 
 def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
@@ -28,25 +35,99 @@ def napari_get_reader(path: str | list[str]) -> Callable[[str | list[str]], list
 
 
 def layer_data_for(path: str) -> LayerData:
-    """Layer data for one path: an Image layer, or a Labels layer for our label volumes."""
-    vol = read_volume(path)
-    name = (
-        Path(path).stem
-        if Path(path).suffix.lower() in {".tif", ".tiff", ".zarr"}
-        else Path(path).name
-    )
-    meta: dict[str, Any] = {
-        "name": name,
-        "scale": tuple(vol.spacing),
-        "units": SPATIAL_UNITS,
-        "metadata": {PATH: str(path), SPACING_SOURCE: vol.spacing_source},
-    }
+    """Layer data for one path: an Image layer, or a Labels layer for our label volumes.
+
+    A scan with a fresh pyramid (``microfossil pyramid SCAN``), or a pyramid store
+    itself, opens as a multiscale Image layer (levels finest first, all lazy). A scan
+    larger than :data:`BIG_BYTES` without one opens lazily at full resolution, with a
+    notification saying how to build it. Smaller scans open as before (in memory).
+    """
+    from ..io import pyramid
+
+    if pyramid.is_pyramid(path):
+        pyr = pyramid.open_store(path)
+        vol = read_volume(pyr.scan, lazy=True) if pyr.scan.exists() else None
+        return _multiscale(pyr, str(pyr.scan), vol)
+    vol = _read_lazily(path)
+    pyr = pyramid.open_pyramid(path, volume=vol) if not vol.class_names else None
+    if pyr is not None and len(pyr.levels) > 1:
+        return _multiscale(pyr, path, vol)
+    nbytes = int(np.prod(vol.shape)) * vol.dtype.itemsize
+    if nbytes <= BIG_BYTES:
+        with warnings.catch_warnings():  # already shown
+            warnings.simplefilter("ignore")
+            vol = read_volume(path)  # small: as before (in memory where the format allows)
+    elif not vol.class_names and max(vol.shape) > pyramid.MAX_SIDE:
+        _notify(
+            f"{path} ({nbytes / 2**30:.1f} GiB) opened at full resolution without a "
+            f"pyramid: the 3D view would load all of it. Build one once: Layers > Data > "
+            f"Build multiscale pyramid (Microfossil), or `microfossil pyramid {path}`."
+        )
+    meta = _meta(path, vol)
     if vol.class_names:
         meta["metadata"][CLASS_NAMES] = list(vol.class_names)
         meta["colormap"] = label_colormap(vol.class_names)
         return (vol.data, meta, "labels")
     meta["colormap"] = "gray"
     return (vol.data, meta, "image")
+
+
+def _read_lazily(path: str) -> Any:
+    """:func:`read_volume`, lazily; a label volume's missing chunks are background (zarr
+    leaves out chunks of zeros), not a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vol = read_volume(path, lazy=True)
+    for w in caught:
+        if vol.class_names and "chunks are missing" in str(w.message):
+            continue
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return vol
+
+
+def _meta(path: str | Path, vol: Any) -> dict[str, Any]:
+    p = Path(path)
+    name = p.stem if p.suffix.lower() in {".tif", ".tiff", ".zarr"} else p.name
+    return {
+        "name": name,
+        "scale": tuple(vol.spacing),
+        "units": SPATIAL_UNITS,
+        "metadata": {PATH: str(path), SPACING_SOURCE: vol.spacing_source},
+    }
+
+
+def _multiscale(pyr: Any, scan: str, vol: Any) -> LayerData:
+    """A multiscale Image layer: level 0 at the scan's voxel size, the rest scaled by
+    napari from their shapes."""
+    meta = _meta(scan, vol) if vol is not None else _meta(scan, _Scaled(pyr.scales[0]))
+    meta["metadata"][PYRAMID] = str(pyr.path)
+    meta["multiscale"] = True
+    # napari reads the whole depth of a level it indexes unless indexing is lazy
+    levels = [DeferredView(level) for level in pyr.levels]
+    names = read_volume(pyr.path).class_names if pyr.labels else None
+    if names:  # the pyramid of a label volume, opened as such
+        meta["metadata"][CLASS_NAMES] = list(names)
+        meta["colormap"] = label_colormap(names)
+        return (levels, meta, "labels")
+    meta["colormap"] = "gray"
+    return (levels, meta, "image")
+
+
+class _Scaled:
+    """Stands in for a Volume where only the voxel size is known."""
+
+    def __init__(self, spacing: tuple[float, float, float]) -> None:
+        self.spacing = spacing
+        self.spacing_source = "metadata"
+
+
+def _notify(message: str) -> None:
+    log.warning("%s", message)
+    try:
+        from napari.utils.notifications import show_info
+    except ImportError:  # pragma: no cover - napari is there when napari calls us
+        return
+    show_info(message)
 
 
 def read_layers(path: str | list[str]) -> list[LayerData]:

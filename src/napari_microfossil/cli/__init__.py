@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import InputError, os_error_line
-from . import fossils, info, sample, segment, suggest, train
+from . import fossils, info, pyramid, sample, segment, suggest, train
 from ._common import Parser, in_cli_terms, plain_warnings
 
 __all__ = ["build_parser", "main"]
@@ -24,7 +24,7 @@ def build_parser() -> Parser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for command in (sample, segment, fossils, train, suggest, info):
+    for command in (sample, segment, fossils, train, suggest, info, pyramid):
         command.add_parser(sub)
     return p
 
