@@ -57,6 +57,7 @@ LAYERS: dict[str, float] = {
     "errors": 0,
     "axes": 0.1,
     "atomic": 0.1,
+    "cache": 0.1,
     "_progress": 0.1,
     "metrics": 0.1,
     "classes": 0.2,

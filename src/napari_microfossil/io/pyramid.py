@@ -31,6 +31,7 @@ import numpy as np
 
 from .._progress import Progress, ProgressGen, drain
 from ..atomic import atomic_path
+from ..cache import cache_root
 from ..errors import InputError
 from .lazy import plan_axes
 from .metadata import META_KEY, ours_document
@@ -49,13 +50,6 @@ RECORD_KEY = "pyramid"
 MAX_SIDE = 512
 #: Version of the record; a pyramid with another version is built again.
 _VERSION = 1
-
-
-def cache_root() -> Path:
-    """The user's cache folder of this tool (``$XDG_CACHE_HOME/napari-microfossil``),
-    the same folder review sidecars fall back to."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "napari-microfossil"
 
 
 def beside_path(scan: str | os.PathLike[str]) -> Path:

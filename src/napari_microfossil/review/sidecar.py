@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..atomic import remove_stale
+from ..cache import cache_root
 from ..errors import InputError
 from ..io import parse_spacing, read_labels, write_tiff
 from .chunks import (
@@ -66,11 +67,6 @@ class _Chunked(NamedTuple):
     grid: ChunkGrid
     dtype: str
     names: list[str]
-
-
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "napari-microfossil"
 
 
 def _digest(labels: np.ndarray) -> str:
@@ -139,7 +135,7 @@ class Sidecar:
             raise ValueError("scan_path, name: expected a scan path or a name; got neither")
         self.scan_path = Path(os.path.abspath(os.fspath(scan_path))) if scan_path else None
         self.name = name
-        self.cache_root = Path(cache_dir) if cache_dir is not None else _cache_root()
+        self.cache_root = Path(cache_dir) if cache_dir is not None else cache_root()
         key = str(self.scan_path) if self.scan_path is not None else f"name:{name}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         self.cache_folder = self.cache_root / digest
