@@ -16,7 +16,8 @@ Modules, one concept each:
   :func:`is_supported`, :func:`volume_info`;
 - ``write``: :func:`write_tiff`;
 - ``store``: :func:`create_output`, chunked OME-Zarr volumes written slab by slab,
-  resumable.
+  resumable;
+- ``pyramid``: multiscale OME-Zarr pyramids of scans, for napari.
 
 This package is imported by napari's reader: it must not import torch, napari or Qt.
 """
