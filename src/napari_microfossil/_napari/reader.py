@@ -68,8 +68,49 @@ def layer_data_for(path: str) -> LayerData:
         meta["metadata"][CLASS_NAMES] = list(vol.class_names)
         meta["colormap"] = label_colormap(vol.class_names)
         return (vol.data, meta, "labels")
+    if looks_like_labels(path, vol):
+        _adopt_scan_spacing(meta, vol)
+        return (vol.data, meta, "labels")
     meta["colormap"] = "gray"
     return (vol.data, meta, "image")
+
+
+#: Words in a file or folder name that say it holds labels, not a scan.
+LABEL_WORDS = ("label", "mask", "truth", "annot", "segment")
+#: At most this many values on the middle plane: labels even without such a name.
+FEW_VALUES = 8
+
+
+def looks_like_labels(path: str | Path, vol: Any) -> bool:
+    """Whether a volume without class names is labels: integer data of at most 16 bits
+    whose middle plane holds at most :data:`FEW_VALUES` values, or up to 256 when its
+    name says labels (``labels_index/``, ``mask.tif``...)."""
+    if np.dtype(vol.dtype).kind not in "ui" or np.dtype(vol.dtype).itemsize > 2:
+        return False
+    named = any(w in part.lower() for part in Path(path).parts[-2:] for w in LABEL_WORDS)
+    plane = np.asarray(vol.data[vol.shape[0] // 2])
+    return int(np.unique(plane).size) <= (256 if named else FEW_VALUES)
+
+
+def _adopt_scan_spacing(meta: dict[str, Any], vol: Any) -> None:
+    """Labels without a voxel size take that of an open scan with the same plane size,
+    so they are drawn over it rather than 2x or 3x too small."""
+    if vol.spacing_source != "default":
+        return
+    try:
+        import napari
+        from napari.layers import Image
+
+        viewer = napari.current_viewer()
+    except ImportError:  # pragma: no cover
+        return
+    for layer in reversed(list(getattr(viewer, "layers", []))):
+        known = layer.metadata.get(SPACING_SOURCE) not in (None, "default")
+        if isinstance(layer, Image) and known and tuple(layer.data.shape[-2:]) == vol.shape[-2:]:
+            meta["scale"] = tuple(float(s) for s in layer.scale[-3:])
+            meta["metadata"][SPACING_SOURCE] = f"from the scan {layer.name!r}"
+            _notify(f"{meta['name']}: no voxel size in the file; drawn at that of {layer.name!r}")
+            return
 
 
 def _read_lazily(path: str) -> Any:
