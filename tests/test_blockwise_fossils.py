@@ -1,0 +1,164 @@
+"""Blockwise fossils: the out-of-core path equals the in-memory one, object by object."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_microfossil._progress import drain
+from napari_microfossil.errors import InputError
+from napari_microfossil.fossils import extract_fossils
+from napari_microfossil.fossils.blocks import face_pairs, in_plane_shifts, iter_label_blocks
+from napari_microfossil.fossils.blockwise import (
+    extract_fossils_blockwise,
+    iter_extract_fossils_blockwise,
+)
+
+
+def _ball(shape, centre, radii):
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    return (
+        ((z - centre[0]) / radii[0]) ** 2
+        + ((y - centre[1]) / radii[1]) ** 2
+        + ((x - centre[2]) / radii[2]) ** 2
+    ) <= 1.0
+
+
+def random_labels(seed: int, shape=(64, 64, 64)) -> np.ndarray:
+    """Classes 0..2: ellipsoids (some hollow, some touching pairs), specks, and
+    diagonal-only contacts, placed anywhere, so that many cross block faces and corners."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(shape, np.uint8)
+    for _ in range(14):
+        c = rng.uniform(0, shape)
+        r = rng.uniform(2.5, 8.0, 3)
+        body = _ball(shape, c, r)
+        if rng.random() < 0.3:  # a hollow shell: a cavity to fill, with a speck inside
+            body &= ~_ball(shape, c, np.maximum(r - 2.0, 0.5))
+            lab[tuple(np.clip(c.astype(int), 0, np.array(shape) - 1))] = 1
+        lab[body] = 1
+        if rng.random() < 0.3:  # a touching twin, for the split
+            c2 = c + rng.choice([-1, 1], 3) * r * 1.6
+            lab[_ball(shape, c2, r)] = 1
+    for _ in range(6):
+        lab[_ball(shape, rng.uniform(0, shape), rng.uniform(2, 5, 3))] = 2
+    specks = rng.random(shape) < 0.004
+    lab[specks] = 1
+    # Voxels joined only by an edge or a corner, across a block corner (blocks of 16).
+    lab[15, 15, 15] = lab[16, 16, 16] = 1
+    lab[31, 32, 17] = lab[32, 31, 17] = 1
+    return lab
+
+
+def _assert_same(mem, blk):
+    inst = np.asarray(blk.instances[...])
+    assert mem.ids == blk.ids
+    np.testing.assert_array_equal(inst, mem.instances)
+    assert len(mem.rows) == len(blk.rows)
+    for a, b in zip(mem.rows, blk.rows, strict=True):
+        assert set(a) == set(b)
+        for key in a:
+            if isinstance(a[key], float) and math.isnan(a[key]):
+                assert math.isnan(b[key]), key
+            else:
+                assert a[key] == b[key], (a["id"], key, a[key], b[key])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+def test_blockwise_equals_in_memory(tmp_path, seed, connectivity):
+    lab = random_labels(seed)
+    image = np.random.default_rng(seed).integers(0, 60000, lab.shape).astype(np.uint16)
+    kw = dict(connectivity=connectivity, min_voxels=3, spacing=(1.5, 1.0, 1.0), image=image)
+    mem = extract_fossils(lab, **kw)
+    blk = extract_fossils_blockwise(lab, tmp_path / "instances.zarr", block=16, **kw)
+    assert len(mem) > 10
+    _assert_same(mem, blk)
+    assert not [p for p in tmp_path.iterdir() if p.name != "instances.zarr"]  # temp removed
+
+
+@pytest.mark.parametrize(
+    ("seed", "shape", "block", "options"),
+    [
+        (3, (48, 64, 40), 16, {"split": True}),
+        (4, (40, 50, 37), (16, 12, 20), {"split": True, "connectivity": 6}),
+        (5, (40, 50, 37), (7, 16, 9), {"fill_cavities": False, "connectivity": 18}),
+        (6, (33, 64, 20), 16, {"min_volume_um3": 40.0, "split": True}),
+        (7, (64, 64, 64), (64, 64, 16), {}),
+    ],
+)
+def test_blockwise_equals_in_memory_split_shapes_blocks(tmp_path, seed, shape, block, options):
+    lab = random_labels(seed, shape)
+    mem = extract_fossils(lab, **options)
+    blk = extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=block, **options)
+    _assert_same(mem, blk)
+
+
+def test_cavity_and_speck_inside_a_shell_across_blocks(tmp_path):
+    shape = (48, 48, 48)
+    shell = _ball(shape, (24, 24, 24), (14, 14, 14)) & ~_ball(shape, (24, 24, 24), (10, 10, 10))
+    lab = shell.astype(np.uint8)
+    lab[24, 24, 24] = 1  # a speck in the cavity: a component of its own, met after the shell
+    mem = extract_fossils(lab, min_voxels=2)
+    blk = extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=16, min_voxels=2)
+    _assert_same(mem, blk)
+    inst = blk.instances
+    assert len(blk) == 1 and inst[24, 24, 30] == 1  # the cavity is filled...
+    assert inst[24, 24, 24] == 0  # ...but not over the speck, too small to keep
+
+
+def test_progress_stages_and_lazy_instances(tmp_path):
+    lab = random_labels(8, (32, 32, 32))
+    gen = iter_extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=16)
+    stages = []
+    try:
+        while True:
+            stages.append(next(gen).stage)
+    except StopIteration as stop:
+        table = stop.value
+    assert stages[0] == "label" and "measure" in stages and stages[-1] == "write"
+    assert not isinstance(table.instances, np.ndarray)  # read from the store, lazily
+    assert table.instances.dtype == np.uint32 and table.instances.shape == lab.shape
+
+
+def test_face_pairs_follow_the_connectivity():
+    a = np.zeros((3, 3), np.uint32)
+    b = np.zeros((3, 3), np.uint32)
+    a[1, 1] = 5
+    b[2, 2] = 7  # a corner neighbour
+    b[1, 2] = 8  # an edge neighbour
+    b[1, 1] = 9  # a face neighbour
+    got = {c: {tuple(p) for p in face_pairs(a, b, in_plane_shifts(c)).tolist()} for c in (6, 18, 26)}
+    assert got[6] == {(5, 9)}
+    assert got[18] == {(5, 9), (5, 8)}
+    assert got[26] == {(5, 9), (5, 8), (5, 7)}
+
+
+def test_components_are_ranked_in_raster_order(tmp_path):
+    lab = np.zeros((20, 20, 20), np.uint8)
+    lab[12:18, 2:4, 2:4] = 1  # first met last, but spans two blocks
+    lab[1:3, 15:19, 15:19] = 1
+    lab[5:15, 5, 5] = 1
+    comps = drain(iter_label_blocks(lab, 1, connectivity=26, block=(8, 8, 8), workdir=tmp_path))
+    assert comps.n == 3
+    assert comps.count.tolist() == [0, 32, 10, 24]
+    assert comps.bbox(3) == (slice(12, 18), slice(2, 4), slice(2, 4))
+
+
+def test_blockwise_checks_its_arguments(tmp_path):
+    lab = np.zeros((8, 8, 8), np.uint8)
+    with pytest.raises(InputError, match="labels"):
+        extract_fossils_blockwise(lab.astype(float), tmp_path / "i.zarr")
+    with pytest.raises(InputError, match="block"):
+        extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=(4, 4))
+    with pytest.raises(InputError, match="connectivity"):
+        extract_fossils_blockwise(lab, tmp_path / "i.zarr", connectivity=8)
+    with pytest.raises(InputError, match="image"):
+        extract_fossils_blockwise(lab, tmp_path / "i.zarr", image=np.zeros((8, 8, 7)))
+    (tmp_path / "i.zarr").mkdir()
+    with pytest.raises(InputError, match="already exists"):
+        extract_fossils_blockwise(lab, tmp_path / "i.zarr")
+    empty = extract_fossils_blockwise(lab, tmp_path / "i.zarr", overwrite=True, block=4)
+    assert len(empty) == 0 and not np.asarray(empty.instances[...]).any()
