@@ -33,6 +33,7 @@ import numpy as np
 
 from .._progress import Progress, drain
 from ..errors import InputError
+from ..io import read_labels
 from ..io.store import create_output
 from .blocks import Components, iter_label_blocks
 from .extract import check_options, component_pieces
@@ -165,9 +166,8 @@ def iter_extract_fossils_blockwise(
         yield from _iter_write(comps, atoms, final, out_path, opts.spacing, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    from ..io import read_volume
-
-    instances = read_volume(out_path).data
+    # zarr leaves out chunks of background: read as labels, which expects that.
+    instances = read_labels(out_path, lazy=True).data
     return FossilTable(instances=instances, rows=tuple(rows), spacing=opts.spacing)
 
 
