@@ -130,7 +130,9 @@ def test_face_pairs_follow_the_connectivity():
     b[2, 2] = 7  # a corner neighbour
     b[1, 2] = 8  # an edge neighbour
     b[1, 1] = 9  # a face neighbour
-    got = {c: {tuple(p) for p in face_pairs(a, b, in_plane_shifts(c)).tolist()} for c in (6, 18, 26)}
+    got = {
+        c: {tuple(p) for p in face_pairs(a, b, in_plane_shifts(c)).tolist()} for c in (6, 18, 26)
+    }
     assert got[6] == {(5, 9)}
     assert got[18] == {(5, 9), (5, 8)}
     assert got[26] == {(5, 9), (5, 8), (5, 7)}
@@ -162,3 +164,96 @@ def test_blockwise_checks_its_arguments(tmp_path):
         extract_fossils_blockwise(lab, tmp_path / "i.zarr")
     empty = extract_fossils_blockwise(lab, tmp_path / "i.zarr", overwrite=True, block=4)
     assert len(empty) == 0 and not np.asarray(empty.instances[...]).any()
+
+
+# ---------------------------------------------------------------- files: workflow and CLI
+
+
+def _write_zarr(path, data, chunks=(8, 16, 16), spacing=(2.0, 1.0, 1.0), class_names=None):
+    from napari_microfossil.io.store import create_output
+
+    out = create_output(
+        path, data.shape, data.dtype, spacing=spacing, chunks=chunks, class_names=class_names
+    )
+    for z0, z1 in out.todo():
+        out.write(z0, data[z0:z1])
+    return out.finish()
+
+
+def test_read_labels_reads_zarr_lazily(tmp_path):
+    from napari_microfossil.io import read_labels
+
+    lab = random_labels(10, (20, 24, 28))
+    vol = read_labels(_write_zarr(tmp_path / "l.zarr", lab))
+    assert vol.lazy and not isinstance(vol.data, np.ndarray)
+    np.testing.assert_array_equal(vol.data[3:9, 2:20, 5:6], lab[3:9, 2:20, 5:6])
+    signed = read_labels(_write_zarr(tmp_path / "s.zarr", lab.astype(np.int16) - 1))
+    assert signed.dtype == np.uint16 and signed.lazy
+    with pytest.raises(InputError, match="non-negative"):
+        signed.data[0:5]  # the check happens as it is read
+    assert not read_labels(tmp_path / "l.zarr", lazy=False).lazy
+
+
+def test_fossils_zarr_input_writes_instances_zarr_like_the_tif_path(tmp_path):
+    from napari_microfossil.io import read_labels, write_tiff
+    from napari_microfossil.workflows.fossils import FossilsRequest, iter_fossils
+
+    lab = random_labels(11, (40, 48, 36))
+    scan = (lab.astype(np.uint16) * 1000 + 5).astype(np.uint16)
+    names = ("background", "fossil", "pore")
+    write_tiff(tmp_path / "l.tif", lab, spacing=(2.0, 1.0, 1.0), class_names=names)
+    _write_zarr(tmp_path / "l.zarr", lab, class_names=names)
+    _write_zarr(tmp_path / "scan.zarr", scan)
+    options = dict(min_voxels=4, crops=True, mesh_format="ply")
+    mem = drain(iter_fossils(FossilsRequest(tmp_path / "l.tif", tmp_path / "a", **options)))
+    req = FossilsRequest(
+        tmp_path / "l.zarr", tmp_path / "b", image=tmp_path / "scan.zarr", **options
+    )
+    blk = drain(iter_fossils(req))
+    assert blk.export.instances == tmp_path / "b" / "instances.zarr"
+    assert not (tmp_path / "b" / "instances.tif").exists()
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "crops",
+        "fossils.csv",
+        "instances.zarr",
+        "meshes",
+    ]
+    inst = read_labels(tmp_path / "b" / "instances.zarr")
+    assert inst.spacing == (2.0, 1.0, 1.0)
+    np.testing.assert_array_equal(
+        inst.data[...], read_labels(tmp_path / "a" / "instances.tif").data
+    )
+    assert sorted(p.name for p in (tmp_path / "b" / "meshes").iterdir()) == sorted(
+        p.name for p in (tmp_path / "a" / "meshes").iterdir()
+    )
+    assert len(list((tmp_path / "b" / "crops").iterdir())) == len(blk.table) > 5
+    # The same table but for the scan's intensity, which only the zarr run had.
+    for a, b in zip(mem.table.rows, blk.table.rows, strict=True):
+        assert {k: v for k, v in a.items() if k != "mean_intensity"} == {
+            k: v for k, v in b.items() if k != "mean_intensity"
+        }
+        assert b["mean_intensity"] == pytest.approx(scan[inst.data[...] == b["id"]].mean())
+    (tmp_path / "b" / "fossils.csv").unlink()
+    with pytest.raises(InputError, match="instances.zarr.*already exists"):
+        FossilsRequest(tmp_path / "l.zarr", tmp_path / "b")
+
+
+def test_fossils_zarr_input_refuses_a_scan_as_labels(tmp_path):
+    from napari_microfossil.workflows.fossils import FossilsRequest, iter_fossils
+
+    scan = np.full((16, 16, 16), 300, np.uint16)
+    _write_zarr(tmp_path / "scan.zarr", scan)
+    with pytest.raises(InputError, match="not a class label volume"):
+        drain(iter_fossils(FossilsRequest(tmp_path / "scan.zarr", tmp_path / "o")))
+    assert not (tmp_path / "o" / "instances.zarr").exists()
+
+
+def test_cli_fossils_on_zarr(tmp_path, capsys):
+    from napari_microfossil.cli import main
+
+    _write_zarr(tmp_path / "l.zarr", random_labels(12, (24, 32, 32)))
+    rc = main(["fossils", str(tmp_path / "l.zarr"), "-o", str(tmp_path / "f"), "--quiet"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"instances  {tmp_path / 'f' / 'instances.zarr'}" in out
+    assert (tmp_path / "f" / "fossils.csv").exists()

@@ -156,7 +156,7 @@ def iter_export_fossils(
     table: FossilTable,
     outdir: str | Path,
     *,
-    image: np.ndarray | None = None,
+    image: Any = None,
     mesh_format: str | None = "stl",
     crops: bool = True,
     margin: int = 4,
@@ -173,8 +173,9 @@ def iter_export_fossils(
         Fossils from :func:`~napari_microfossil.fossils.extract_fossils`.
     outdir : path
         Export folder, created if missing.
-    image : (Z, Y, X) array, optional
+    image : (Z, Y, X) array-like, optional
         The scan, same shape as ``table.instances``; the first channel of each crop.
+        Only crops are read, so it may be lazy (as may ``table.instances``).
     mesh_format : {"stl", "ply", "obj", None}
         Mesh file format, or None (or ``"none"``) for no meshes.
     crops : bool
@@ -214,13 +215,14 @@ def iter_export_fossils(
     if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
         raise InputError(f"margin: expected an integer >= 0 (voxels), got {margin!r}")
     instances = table.instances
-    img = None if image is None else np.asarray(image)
-    if img is not None and img.shape != instances.shape:
+    # A lazy scan (a zarr view) stays lazy: only each fossil's crop is read.
+    lazy = hasattr(image, "shape") and hasattr(image, "dtype")
+    img = image if image is None or lazy else np.asarray(image)
+    if img is not None and tuple(img.shape) != tuple(instances.shape):
         raise InputError(
-            f"image: expected the shape of the instances {instances.shape}, got {img.shape}"
+            f"image: expected the shape of the instances {tuple(instances.shape)}, "
+            f"got {tuple(img.shape)}"
         )
-    if img is not None and img.dtype == bool:
-        img = img.astype(np.uint8)
 
     all_ids = table.ids
     if ids is None:
@@ -318,7 +320,7 @@ def _undo_partial(
 def _write_files(
     table: FossilTable,
     out: Path,
-    img: np.ndarray | None,
+    img: Any,
     selected: list[int],
     rows_by_id: Mapping[int, Mapping[str, Any]],
     inst_path: Path | None,
@@ -369,7 +371,9 @@ def _write_files(
                     axes="ZYX",
                 )
             else:
-                scan = img[box]
+                scan = np.asarray(img[box])
+                if scan.dtype == bool:
+                    scan = scan.astype(np.uint8)
                 mask = np.zeros_like(scan)
                 mask[body] = _mask_value(scan.dtype)
                 write_tiff(

@@ -142,9 +142,7 @@ def read_labels(
     user = parse_spacing(spacing) if spacing is not None else None
     if lazy is None:
         lazy = is_zarr(Path(path).expanduser())
-    r = _open(
-        path, lazy=lazy, lazy_threshold_bytes=_DEFAULT_LAZY_BYTES, allowed=None, labels=True
-    )
+    r = _open(path, lazy=lazy, lazy_threshold_bytes=_DEFAULT_LAZY_BYTES, allowed=None, labels=True)
     kind = np.dtype(r.data.dtype).kind
     if kind == "f":
         raise InputError(
