@@ -234,7 +234,7 @@ def test_fossils_zarr_input_writes_instances_zarr_like_the_tif_path(tmp_path):
         }
         assert b["mean_intensity"] == pytest.approx(scan[inst.data[...] == b["id"]].mean())
     (tmp_path / "b" / "fossils.csv").unlink()
-    with pytest.raises(InputError, match="instances.zarr.*already exists"):
+    with pytest.raises(InputError, match=r"instances\.zarr.*already exists"):
         FossilsRequest(tmp_path / "l.zarr", tmp_path / "b")
 
 

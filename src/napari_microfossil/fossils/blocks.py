@@ -280,7 +280,7 @@ def _collect_faces(
     plane pair looks at every in-plane shift the connectivity allows.
     """
     bz, by, bx = pos
-    zs, ys, xs = region
+    _, ys, xs = region
     if bx > 0 and faces.prev_x is not None:
         faces.add(faces.prev_x, g[:, :, 0])
     faces.prev_x = g[:, :, -1].copy()

@@ -123,7 +123,7 @@ def iter_extract_fossils_blockwise(
     """
     shape = tuple(int(n) for n in getattr(labels, "shape", ()))
     dtype = np.dtype(getattr(labels, "dtype", np.float64))
-    if len(shape) != 3 or not (np.issubdtype(dtype, np.integer) or dtype == bool):
+    if len(shape) != 3 or not (np.issubdtype(dtype, np.integer) or dtype.kind == "b"):
         raise InputError(
             f"labels: expected a 3D (Z, Y, X) array of integer class ids, "
             f"got shape {shape} dtype {dtype}"
