@@ -8,7 +8,7 @@ box, not the volume.
 
 1. Components: :func:`~.blocks.iter_label_blocks` labels each block with cc3d, merges
    labels that touch across block boundaries and ranks the components as cc3d ranks
-   them on the whole volume; a temporary chunked store holds each voxel's block label
+   them on the whole volume; a temporary file holds each voxel's block label
    (its *atom*).
 2. Per component, in rank order, on its bounding-box crop read from the store:
    cavity filling, optional splitting (:func:`~.extract.component_pieces`, the code
@@ -101,7 +101,8 @@ def iter_extract_fossils_blockwise(
         Replace an existing `output`.
     workdir : path, optional
         Where the temporary atom store goes (removed at the end); default beside
-        `output`. It holds a uint32 copy of the volume, compressed.
+        `output`. It holds a uint32 copy of the volume (sparse: blocks without the
+        class take no space).
 
     Yields
     ------
@@ -299,11 +300,11 @@ def _iter_write(
     store = comps.atoms
     shape = tuple(int(n) for n in store.shape)
     out = create_output(path, shape, np.uint32, spacing=sp, overwrite=overwrite)
-    step = int(np.lcm(out.slab, int(store.chunks[0])))
+    step = out.slab
     slabs = list(range(0, shape[0], step))
     yield Progress("write", 0, len(slabs))
     for k, z0 in enumerate(slabs, start=1):
-        slab = np.asarray(store[z0 : z0 + step])
+        slab = store[z0 : z0 + step, :, :]
         for plane in slab:  # in place, one plane at a time: no second slab in memory
             plane[...] = lut[plane]
         out.write(z0, slab)
