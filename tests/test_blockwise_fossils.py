@@ -257,3 +257,18 @@ def test_cli_fossils_on_zarr(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"instances  {tmp_path / 'f' / 'instances.zarr'}" in out
     assert (tmp_path / "f" / "fossils.csv").exists()
+
+
+def test_cached_crops_read_what_slicing_reads():
+    from napari_microfossil.fossils.crops import CachedCrops
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 1000, (23, 31, 17)).astype(np.uint16)
+    cached = CachedCrops(data, block=(4, 8, 5), cache_bytes=3 * 4 * 8 * 5 * 2)  # 3 blocks
+    for _ in range(200):
+        lo = rng.integers(0, data.shape)
+        hi = lo + rng.integers(0, 12, 3)
+        key = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        np.testing.assert_array_equal(cached[key], data[key])
+    assert cached._bytes <= 3 * 4 * 8 * 5 * 2
+    np.testing.assert_array_equal(cached[3, :, 2:4], data[3, :, 2:4])  # other keys: direct

@@ -36,6 +36,7 @@ from ..errors import InputError
 from ..io import read_labels
 from ..io.store import create_output
 from .blocks import Components, iter_label_blocks
+from .crops import CachedCrops, is_lazy
 from .extract import check_options, component_pieces
 from .measure import measure_one
 from .table import FossilTable
@@ -147,6 +148,8 @@ def iter_extract_fossils_blockwise(
     out_path = Path(output)
     if out_path.exists() and not overwrite:
         raise InputError(f"output: {out_path} already exists (use --overwrite to replace it)")
+    if is_lazy(image):
+        image = CachedCrops(image)  # components come in raster order: neighbours share chunks
     tmp = Path(tempfile.mkdtemp(prefix=".fossils-", dir=workdir or out_path.parent))
     try:
         comps = yield from iter_label_blocks(

@@ -31,6 +31,7 @@ from .._progress import Progress, drain
 from ..atomic import atomic_path
 from ..errors import InputError
 from ..io import write_tiff
+from .crops import CachedCrops, is_lazy
 from .mesh import mask_to_mesh
 from .table import FossilTable
 
@@ -345,8 +346,15 @@ def _write_files(
     sp = np.asarray(table.spacing, dtype=float)
     shape = np.asarray(instances.shape)
     total = len(selected)
+    order = selected
+    if is_lazy(instances) or is_lazy(img):
+        # On disk: visit the fossils in raster order of their boxes, through a chunk
+        # cache, so that neighbours share the chunks they read.
+        instances = CachedCrops(instances) if is_lazy(instances) else instances
+        img = CachedCrops(img) if is_lazy(img) else img
+        order = sorted(selected, key=lambda i: [rows_by_id[i][f"bbox_{a}0"] for a in "zyx"])
     yield Progress("export", 0, total)
-    for done, fid in enumerate(selected, start=1):
+    for done, fid in enumerate(order, start=1):
         row = rows_by_id[fid]
         start = np.array([row["bbox_z0"], row["bbox_y0"], row["bbox_x0"]], dtype=int)
         stop = np.array([row["bbox_z1"], row["bbox_y1"], row["bbox_x1"]], dtype=int)
@@ -389,7 +397,9 @@ def _write_files(
 
     yield Progress("write table", 0, 1)
     if inst_path is not None:
-        write_tiff(inst_path, instances, spacing=table.spacing, overwrite=overwrite, axes="ZYX")
+        write_tiff(
+            inst_path, table.instances, spacing=table.spacing, overwrite=overwrite, axes="ZYX"
+        )
         written.append(inst_path)
     rows = []
     for fid in selected:
