@@ -336,7 +336,7 @@ def _write_files(
 ) -> Generator[Progress, None, None]:
     """The writing part of :func:`iter_export_fossils`; appends each file to `written`."""
     fmt = next(iter(mesh_paths.values())).suffix[1:] if mesh_paths else None
-    instances = table.instances
+    instances: Any = table.instances
     out.mkdir(parents=True, exist_ok=True)
     if mesh_paths:
         (out / "meshes").mkdir(exist_ok=True)
