@@ -272,3 +272,14 @@ def test_cached_crops_read_what_slicing_reads():
         np.testing.assert_array_equal(cached[key], data[key])
     assert cached._bytes <= 3 * 4 * 8 * 5 * 2
     np.testing.assert_array_equal(cached[3, :, 2:4], data[3, :, 2:4])  # other keys: direct
+
+
+def test_edits_of_an_on_disk_table_work_on_a_copy(tmp_path):
+    lab = random_labels(13, (32, 32, 32))
+    table = extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=16, min_voxels=5)
+    first, second = table.ids[:2]
+    fewer = table.delete([first])
+    assert isinstance(fewer.instances, np.ndarray) and not (fewer.instances == first).any()
+    assert np.asarray(table.instances[...] == first).any()  # the store is untouched
+    with pytest.raises(InputError, match="in place"):
+        table.merge([first, second], copy=False)
