@@ -162,6 +162,8 @@ def test_blockwise_checks_its_arguments(tmp_path):
     (tmp_path / "i.zarr").mkdir()
     with pytest.raises(InputError, match="already exists"):
         extract_fossils_blockwise(lab, tmp_path / "i.zarr")
+    with pytest.raises(InputError, match="threads"):
+        extract_fossils_blockwise(lab, tmp_path / "j.zarr", threads=0)
     empty = extract_fossils_blockwise(lab, tmp_path / "i.zarr", overwrite=True, block=4)
     assert len(empty) == 0 and not np.asarray(empty.instances[...]).any()
 

@@ -23,9 +23,12 @@ box, not the volume.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Generator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +85,7 @@ def iter_extract_fossils_blockwise(
     block: int | Sequence[int] = BLOCK,
     overwrite: bool = False,
     workdir: str | Path | None = None,
+    threads: int | None = None,
 ) -> Generator[Progress, None, FossilTable]:
     """Find every fossil of one class block by block, as a generator yielding progress.
 
@@ -104,6 +108,9 @@ def iter_extract_fossils_blockwise(
         Where the temporary atom store goes (removed at the end); default beside
         `output`. It holds a uint32 copy of the volume (sparse: blocks without the
         class take no space).
+    threads : int, optional
+        Threads measuring fossils while the next ones are found; default up to 2
+        (the machine's cores). The result does not depend on it.
 
     Yields
     ------
@@ -150,7 +157,9 @@ def iter_extract_fossils_blockwise(
         raise InputError(f"output: {out_path} already exists (use --overwrite to replace it)")
     if is_lazy(image):
         image = CachedCrops(image)  # components come in raster order: neighbours share chunks
+    n_threads = _check_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix=".fossils-", dir=workdir or out_path.parent))
+    pool = ThreadPoolExecutor(n_threads)
     try:
         comps = yield from iter_label_blocks(
             labels, opts.class_id, connectivity=opts.connectivity, block=bs, workdir=tmp
@@ -165,10 +174,13 @@ def iter_extract_fossils_blockwise(
             split=split,
             split_min_distance_um=split_min_distance_um,
             split_neck_ratio=split_neck_ratio,
+            pool=pool,
+            threads=n_threads,
         )
         atoms, rows, final = fossils
         yield from _iter_write(comps, atoms, final, out_path, opts.spacing, overwrite)
     finally:
+        pool.shutdown(cancel_futures=True)
         shutil.rmtree(tmp, ignore_errors=True)
     # zarr leaves out chunks of background: read as labels, which expects that.
     instances = read_labels(out_path, lazy=True).data
@@ -178,6 +190,14 @@ def iter_extract_fossils_blockwise(
 def extract_fossils_blockwise(labels: Any, output: str | Path, **kwargs: Any) -> FossilTable:
     """Find every fossil block by block; see :func:`iter_extract_fossils_blockwise`."""
     return drain(iter_extract_fossils_blockwise(labels, output, **kwargs))
+
+
+def _check_threads(threads: Any) -> int:
+    if threads is None:
+        return max(1, min(2, os.cpu_count() or 1))
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise InputError(f"threads: expected an integer >= 1, got {threads!r}")
+    return int(threads)
 
 
 def _check_block(block: Any) -> tuple[int, int, int]:
@@ -200,6 +220,8 @@ def _iter_pieces(
     split: bool,
     split_min_distance_um: float | None,
     split_neck_ratio: float,
+    pool: ThreadPoolExecutor,
+    threads: int,
 ) -> Generator[Progress, None, tuple[_Atoms, list[dict[str, Any]], np.ndarray]]:
     """Fill, split, filter and measure each component on its crop (see the module doc).
 
@@ -213,7 +235,11 @@ def _iter_pieces(
     alive[0] = False
     single = np.full(n + 1, -1, dtype=np.int64)  # the one piece a component became
     sizes: list[int] = []
-    rows: list[dict[str, Any] | None] = []
+    rows: list[Future[dict[str, Any]] | None] = []
+    # Measuring (a mesh per fossil) is most of the time and independent of the loop's
+    # state: it runs on a small thread pool (marching cubes and numpy release the GIL
+    # for much of it), at most a few fossils ahead, so their masks don't pile up.
+    pending: deque[Future[dict[str, Any]]] = deque()
     every = max(1, n // 200)
     yield Progress("measure", 0, n)
     for i in range(1, n + 1):
@@ -254,7 +280,11 @@ def _iter_pieces(
                         for s, t in zip(slc, sub, strict=True)
                     )
                     img = None if image is None else np.asarray(image[box])
-                    rows.append(measure_one(0, mask, box, sp, shape, img))
+                    job = pool.submit(measure_one, 0, mask, box, sp, shape, img)
+                    rows.append(job)
+                    pending.append(job)
+                    while len(pending) > 4 * threads:
+                        pending.popleft().result()
                 else:
                     rows.append(None)
             if changed:
@@ -268,8 +298,9 @@ def _iter_pieces(
     out_rows = []
     for new_id, k in enumerate(order, start=1):
         final[k] = new_id
-        row = rows[k]
-        assert row is not None
+        done = rows[k]
+        assert done is not None
+        row = done.result()
         row["id"] = new_id
         out_rows.append(row)
     lut = _final_lut(atoms, single, final)
