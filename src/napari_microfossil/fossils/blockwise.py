@@ -177,8 +177,8 @@ def iter_extract_fossils_blockwise(
             pool=pool,
             threads=n_threads,
         )
-        atoms, rows, final = fossils
-        yield from _iter_write(comps, atoms, final, out_path, opts.spacing, overwrite)
+        rows, final = fossils
+        yield from _iter_write(comps, final, out_path, opts.spacing, overwrite)
     finally:
         pool.shutdown(cancel_futures=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -222,11 +222,11 @@ def _iter_pieces(
     split_neck_ratio: float,
     pool: ThreadPoolExecutor,
     threads: int,
-) -> Generator[Progress, None, tuple[_Atoms, list[dict[str, Any]], np.ndarray]]:
+) -> Generator[Progress, None, tuple[list[dict[str, Any]], np.ndarray]]:
     """Fill, split, filter and measure each component on its crop (see the module doc).
 
-    Returns the atoms, the rows of the kept fossils (ids set) and each piece's fossil
-    id (0 = dropped). A piece's voxels are final when it is made: later components only
+    Returns the rows of the kept fossils (ids set, in id order) and the fossil id of
+    every atom (0: none). A piece's voxels are final when it is made: later components only
     take voxels no component holds, and a split only reassigns its own component's.
     """
     n = comps.n
@@ -303,8 +303,7 @@ def _iter_pieces(
         row = done.result()
         row["id"] = new_id
         out_rows.append(row)
-    lut = _final_lut(atoms, single, final)
-    return atoms, out_rows, lut
+    return out_rows, _final_lut(atoms, single, final)
 
 
 def _final_lut(atoms: _Atoms, single: np.ndarray, final: np.ndarray) -> np.ndarray:
@@ -323,14 +322,12 @@ def _final_lut(atoms: _Atoms, single: np.ndarray, final: np.ndarray) -> np.ndarr
 
 def _iter_write(
     comps: Components,
-    atoms: _Atoms,
     lut: np.ndarray,
     path: Path,
     sp: tuple[float, float, float],
     overwrite: bool,
 ) -> Generator[Progress, None, None]:
     """Write the instance volume slab by slab: each atom mapped to its fossil id."""
-    del atoms
     store = comps.atoms
     shape = tuple(int(n) for n in store.shape)
     out = create_output(path, shape, np.uint32, spacing=sp, overwrite=overwrite)
