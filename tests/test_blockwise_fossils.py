@@ -247,7 +247,7 @@ def test_fossils_zarr_input_refuses_a_scan_as_labels(tmp_path):
     _write_zarr(tmp_path / "scan.zarr", scan)
     with pytest.raises(InputError, match="not a class label volume"):
         drain(iter_fossils(FossilsRequest(tmp_path / "scan.zarr", tmp_path / "o")))
-    assert not (tmp_path / "o" / "instances.zarr").exists()
+    assert not (tmp_path / "o").exists()  # nothing left behind, not even the folder
 
 
 def test_cli_fossils_on_zarr(tmp_path, capsys):

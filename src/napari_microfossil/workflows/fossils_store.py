@@ -8,7 +8,9 @@ meshes, crops) reads one fossil's bounding box at a time from it and from the sc
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -99,28 +101,40 @@ def iter_fossils_lazy(
     """
     r = request
     out = Path(r.outdir)
+    made = [d for d in (*reversed(out.parents), out) if not d.exists()]
+    store = out / INSTANCES_ZARR
+    earlier = store.exists()
     out.mkdir(parents=True, exist_ok=True)
     checked = CheckedClassIds(labels, r.labels) if np.dtype(labels.dtype).itemsize > 1 else labels
-    table = yield from iter_extract_fossils_blockwise(
-        checked,
-        out / INSTANCES_ZARR,
-        class_id=class_id,
-        spacing=spacing,
-        min_voxels=r.min_voxels,
-        min_volume_um3=r.min_volume_um3,
-        split=r.split,
-        fill_cavities=r.fill_cavities,
-        image=image,
-        overwrite=r.overwrite,
-        workdir=out,
-    )
-    written = yield from iter_export_fossils(
-        table,
-        out,
-        image=image,
-        mesh_format=r.mesh_format,
-        crops=r.crops,
-        overwrite=r.overwrite,
-        write_instances=False,
-    )
-    return table, dataclasses.replace(written, instances=out / INSTANCES_ZARR)
+    try:
+        table = yield from iter_extract_fossils_blockwise(
+            checked,
+            store,
+            class_id=class_id,
+            spacing=spacing,
+            min_voxels=r.min_voxels,
+            min_volume_um3=r.min_volume_um3,
+            split=r.split,
+            fill_cavities=r.fill_cavities,
+            image=image,
+            overwrite=r.overwrite,
+            workdir=out,
+        )
+        written = yield from iter_export_fossils(
+            table,
+            out,
+            image=image,
+            mesh_format=r.mesh_format,
+            crops=r.crops,
+            overwrite=r.overwrite,
+            write_instances=False,
+        )
+    except BaseException:
+        # As the export does: a failed or cancelled run leaves no files of its own.
+        if not earlier:
+            shutil.rmtree(store, ignore_errors=True)
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only if empty
+        raise
+    return table, dataclasses.replace(written, instances=store)
