@@ -17,6 +17,11 @@ from napari_microfossil.fossils.blockwise import (
 )
 
 
+def _blockwise(labels, output, **kwargs):
+    """The blockwise extraction measuring in a thread (no process start per test)."""
+    return extract_fossils_blockwise(labels, output, **{"workers": 1, **kwargs})
+
+
 def _ball(shape, centre, radii):
     z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
     return (
@@ -67,13 +72,15 @@ def _assert_same(mem, blk):
                 assert a[key] == b[key], (a["id"], key, a[key], b[key])
 
 
-@pytest.mark.parametrize(("seed", "connectivity"), [(0, 6), (1, 18), (2, 26), (9, 26)])
-def test_blockwise_equals_in_memory(tmp_path, seed, connectivity):
+@pytest.mark.parametrize(
+    ("seed", "connectivity", "workers"), [(0, 6, 1), (1, 18, 1), (2, 26, 1), (9, 26, 2)]
+)
+def test_blockwise_equals_in_memory(tmp_path, seed, connectivity, workers):
     lab = random_labels(seed)
     image = np.random.default_rng(seed).integers(0, 60000, lab.shape).astype(np.uint16)
     kw = dict(connectivity=connectivity, min_voxels=3, spacing=(1.5, 1.0, 1.0), image=image)
     mem = extract_fossils(lab, **kw)
-    blk = extract_fossils_blockwise(lab, tmp_path / "instances.zarr", block=16, **kw)
+    blk = _blockwise(lab, tmp_path / "instances.zarr", block=16, workers=workers, **kw)
     assert len(mem) > 10
     _assert_same(mem, blk)
     assert not [p for p in tmp_path.iterdir() if p.name != "instances.zarr"]  # temp removed
@@ -92,7 +99,7 @@ def test_blockwise_equals_in_memory(tmp_path, seed, connectivity):
 def test_blockwise_equals_in_memory_split_shapes_blocks(tmp_path, seed, shape, block, options):
     lab = random_labels(seed, shape)
     mem = extract_fossils(lab, **options)
-    blk = extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=block, **options)
+    blk = _blockwise(lab, tmp_path / "i.zarr", block=block, **options)
     _assert_same(mem, blk)
 
 
@@ -102,7 +109,7 @@ def test_cavity_and_speck_inside_a_shell_across_blocks(tmp_path):
     lab = shell.astype(np.uint8)
     lab[24, 24, 24] = 1  # a speck in the cavity: a component of its own, met after the shell
     mem = extract_fossils(lab, min_voxels=2)
-    blk = extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=16, min_voxels=2)
+    blk = _blockwise(lab, tmp_path / "i.zarr", block=16, min_voxels=2)
     _assert_same(mem, blk)
     inst = blk.instances
     assert len(blk) == 1 and inst[24, 24, 30] == 1  # the cavity is filled...
@@ -111,7 +118,7 @@ def test_cavity_and_speck_inside_a_shell_across_blocks(tmp_path):
 
 def test_progress_stages_and_lazy_instances(tmp_path):
     lab = random_labels(8, (32, 32, 32))
-    gen = iter_extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=16)
+    gen = iter_extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=16, workers=1)
     stages = []
     try:
         while True:
@@ -152,19 +159,19 @@ def test_components_are_ranked_in_raster_order(tmp_path):
 def test_blockwise_checks_its_arguments(tmp_path):
     lab = np.zeros((8, 8, 8), np.uint8)
     with pytest.raises(InputError, match="labels"):
-        extract_fossils_blockwise(lab.astype(float), tmp_path / "i.zarr")
+        _blockwise(lab.astype(float), tmp_path / "i.zarr")
     with pytest.raises(InputError, match="block"):
-        extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=(4, 4))
+        _blockwise(lab, tmp_path / "i.zarr", block=(4, 4))
     with pytest.raises(InputError, match="connectivity"):
-        extract_fossils_blockwise(lab, tmp_path / "i.zarr", connectivity=8)
+        _blockwise(lab, tmp_path / "i.zarr", connectivity=8)
     with pytest.raises(InputError, match="image"):
-        extract_fossils_blockwise(lab, tmp_path / "i.zarr", image=np.zeros((8, 8, 7)))
+        _blockwise(lab, tmp_path / "i.zarr", image=np.zeros((8, 8, 7)))
     (tmp_path / "i.zarr").mkdir()
     with pytest.raises(InputError, match="already exists"):
-        extract_fossils_blockwise(lab, tmp_path / "i.zarr")
-    with pytest.raises(InputError, match="threads"):
-        extract_fossils_blockwise(lab, tmp_path / "j.zarr", threads=0)
-    empty = extract_fossils_blockwise(lab, tmp_path / "i.zarr", overwrite=True, block=4)
+        _blockwise(lab, tmp_path / "i.zarr")
+    with pytest.raises(InputError, match="workers"):
+        _blockwise(lab, tmp_path / "j.zarr", workers=0)
+    empty = _blockwise(lab, tmp_path / "i.zarr", overwrite=True, block=4)
     assert len(empty) == 0 and not np.asarray(empty.instances[...]).any()
 
 
@@ -278,7 +285,7 @@ def test_cached_crops_read_what_slicing_reads():
 
 def test_edits_of_an_on_disk_table_work_on_a_copy(tmp_path):
     lab = random_labels(13, (32, 32, 32))
-    table = extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=16, min_voxels=5)
+    table = _blockwise(lab, tmp_path / "i.zarr", block=16, min_voxels=5)
     first, second = table.ids[:2]
     fewer = table.delete([first])
     assert isinstance(fewer.instances, np.ndarray) and not (fewer.instances == first).any()
