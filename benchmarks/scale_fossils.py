@@ -8,7 +8,9 @@ runs, each in its own subprocess under ``/usr/bin/time -v`` and ``prlimit --as``
 - ``microfossil fossils LABELS.zarr -o OUT``: the blockwise, out-of-core path;
 - ``microfossil fossils LABELS.tif -o OUT``: today's in-memory path, the baseline.
 
-and prints wall time and peak RSS side by side, and whether the two tables agree. The
+and prints wall time, CPU time and peak RSS side by side, and whether the two tables
+agree. Peak RSS is that of the largest single process (``/usr/bin/time``'s maximum
+resident set size): the blockwise path's measuring workers are smaller. The
 temporary folder is deleted afterwards. Run from the repository root::
 
     python benchmarks/scale_fossils.py                    # 512³ with 10⁴ objects
@@ -55,16 +57,24 @@ def make_labels(size: int, objects: int, seed: int) -> np.ndarray:
     return lab
 
 
-def run(cmd: list[str], as_limit: int) -> tuple[float, float, int, str]:
-    """``(wall s, peak RSS GiB, exit code, stderr tail)`` of `cmd` in a subprocess."""
+def run(cmd: list[str], as_limit: int) -> tuple[float, float, float, int, str]:
+    """``(wall s, CPU s, peak RSS GiB, exit code, stderr tail)`` of `cmd` in a subprocess.
+
+    CPU time (user + system, the command and the processes it waited for) does not
+    depend on what else the machine runs: on a shared machine, CPU s / cores is the
+    wall time it would take alone with all cores busy.
+    """
     full = ["/usr/bin/time", "-v", "prlimit", f"--as={as_limit}", *cmd]
     t0 = time.perf_counter()
     proc = subprocess.run(full, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     rss = int(m.group(1)) / 2**20 if m else float("nan")
+    cpu = sum(
+        float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", proc.stderr)
+    )
     tail = "\n".join(proc.stderr.splitlines()[-40:-23])
-    return wall, rss, proc.returncode, tail
+    return wall, cpu, rss, proc.returncode, tail
 
 
 def main() -> None:
@@ -81,7 +91,9 @@ def main() -> None:
     from napari_microfossil.io.store import create_output
 
     cli = [sys.executable, "-m", "napari_microfossil.cli", "fossils"]
-    print(f"{'size':>6} {'objects':>8} {'path':>10} {'time s':>8} {'peak GiB':>9}  exit")
+    print(
+        f"{'size':>6} {'objects':>8} {'path':>10} {'time s':>8} {'CPU s':>8} {'peak GiB':>9}  exit"
+    )
     for size, n in zip(args.size, objects, strict=True):
         with tempfile.TemporaryDirectory(prefix="scale-fossils-") as tmp:
             t = Path(tmp)
@@ -101,8 +113,13 @@ def main() -> None:
             if not args.skip_baseline:
                 runs.append(("in-memory", t / "labels.tif", t / "mem"))
             for name, src, dst in runs:
-                wall, rss, rc, tail = run([*cli, str(src), "-o", str(dst), *opts], args.as_limit)
-                print(f"{size:>6} {n:>8} {name:>10} {wall:>8.1f} {rss:>9.2f}  {rc}", flush=True)
+                wall, cpu, rss, rc, tail = run(
+                    [*cli, str(src), "-o", str(dst), *opts], args.as_limit
+                )
+                print(
+                    f"{size:>6} {n:>8} {name:>10} {wall:>8.1f} {cpu:>8.1f} {rss:>9.2f}  {rc}",
+                    flush=True,
+                )
                 if rc:
                     print(tail)
             if not args.skip_baseline and (t / "mem" / "fossils.csv").exists():
