@@ -16,10 +16,7 @@ from napari_microfossil.fossils.blockwise import (
     iter_extract_fossils_blockwise,
 )
 
-
-def _blockwise(labels, output, **kwargs):
-    """The blockwise extraction measuring in a thread (no process start per test)."""
-    return extract_fossils_blockwise(labels, output, **{"workers": 1, **kwargs})
+_blockwise = extract_fossils_blockwise  # measures in a thread by default (workers=1)
 
 
 def _ball(shape, centre, radii):

@@ -86,7 +86,7 @@ def iter_extract_fossils_blockwise(
     block: int | Sequence[int] = BLOCK,
     overwrite: bool = False,
     workdir: str | Path | None = None,
-    workers: int | None = None,
+    workers: int = 1,
 ) -> Generator[Progress, None, FossilTable]:
     """Find every fossil of one class block by block, as a generator yielding progress.
 
@@ -109,10 +109,12 @@ def iter_extract_fossils_blockwise(
         Where the temporary atom store goes (removed at the end); default beside
         `output`. It holds a uint32 copy of the volume (sparse: blocks without the
         class take no space).
-    workers : int, optional
+    workers : int
         Processes measuring fossils (the meshes behind the surface areas, most of the
-        time) while the next ones are found; default the machine's cores, at most 2.
-        1: a thread of this process. The result does not depend on it.
+        time) while the next ones are found; 1 (default): a thread of this process.
+        More start processes with "spawn", which re-imports the calling script: call
+        from under ``if __name__ == "__main__":`` (as the CLI does). The result does
+        not depend on it.
 
     Yields
     ------
@@ -194,9 +196,13 @@ def extract_fossils_blockwise(labels: Any, output: str | Path, **kwargs: Any) ->
     return drain(iter_extract_fossils_blockwise(labels, output, **kwargs))
 
 
+def default_workers() -> int:
+    """Measuring processes for a run of its own: the machine's cores, at most 2 (more
+    gain little: the loop that feeds them is serial)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def _check_workers(workers: Any) -> int:
-    if workers is None:
-        return max(1, min(2, os.cpu_count() or 1))
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise InputError(f"workers: expected an integer >= 1, got {workers!r}")
     return int(workers)

@@ -19,7 +19,7 @@ import numpy as np
 from .._progress import ProgressGen
 from ..errors import InputError
 from ..fossils import ExportResult, FossilTable, iter_export_fossils
-from ..fossils.blockwise import iter_extract_fossils_blockwise
+from ..fossils.blockwise import default_workers, iter_extract_fossils_blockwise
 from ..io.lazy import LazyArray
 
 #: The instance volume of a zarr input.
@@ -119,6 +119,7 @@ def iter_fossils_lazy(
             image=image,
             overwrite=r.overwrite,
             workdir=out,
+            workers=default_workers(),
         )
         written = yield from iter_export_fossils(
             table,
