@@ -22,7 +22,7 @@ OPTIONS = {
 
 def add_parser(sub: Any) -> None:
     s = sub.add_parser("fossils", help="extract, measure and export each fossil")
-    s.add_argument("labels", metavar="LABELS.tif")
+    s.add_argument("labels", metavar="LABELS.tif|zarr")
     s.add_argument("-o", "--outdir", required=True, metavar="OUTDIR")
     s.add_argument("--image", metavar="SCAN", help="the scan, for crops and mean intensity")
     s.add_argument(
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         vols = sorted((r["volume_um3"] for r in rows), reverse=True)
         voxel = " x ".join(f"{s:g}" for s in result.spacing)
         print(f"  volumes {vols[-1]:.4g} .. {vols[0]:.4g} µm³ (voxel {voxel} µm)")
-    print(f"  table      {outdir / 'fossils.csv'}\n  instances  {outdir / 'instances.tif'}")
+    print(f"  table      {outdir / 'fossils.csv'}\n  instances  {result.export.instances}")
     if mesh:
         print(f"  meshes     {outdir / 'meshes'} ({n} .{mesh})")
     if args.crops:

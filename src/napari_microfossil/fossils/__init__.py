@@ -8,11 +8,14 @@ instance volume with one id per fossil, and measurements in µm); the table's
 :meth:`~FossilTable.iter_remeasure` follow a user's corrections.
 
 Modules: :mod:`.table` (the table and its columns), :mod:`.extract` (components,
-cavities, size limits), :mod:`.split` (separating touching fossils), :mod:`.measure`,
+cavities, size limits), :mod:`.blocks` and :mod:`.blockwise` (the same, block by block,
+for volumes larger than memory), :mod:`.crops` (cached crops of lazy volumes),
+:mod:`.split` (separating touching fossils), :mod:`.measure`,
 :mod:`.edit`, :mod:`.mesh`, :mod:`.export`, :mod:`.gallery` (the gallery writer),
 :mod:`.picture` (one fossil's picture) and :mod:`.render` (drawing on Pillow).
 """
 
+from .blockwise import extract_fossils_blockwise, iter_extract_fossils_blockwise
 from .edit import delete_fossils, iter_remeasure_fossils, merge_fossils, remeasure_fossils
 from .export import (
     FILE_COLUMNS,
@@ -42,9 +45,11 @@ __all__ = [
     "delete_fossils",
     "export_fossils",
     "extract_fossils",
+    "extract_fossils_blockwise",
     "fossil_stem",
     "iter_export_fossils",
     "iter_extract_fossils",
+    "iter_extract_fossils_blockwise",
     "iter_measure_fossils",
     "iter_remeasure_fossils",
     "iter_write_gallery",

@@ -58,6 +58,19 @@ def _image_crop(image: Any, shape: tuple[int, ...], box: tuple[slice, ...]) -> n
     return np.asarray(image[box])
 
 
+def _editable(table: FossilTable, copy: bool) -> np.ndarray:
+    """The instance volume to edit: a copy, or the array itself. An on-disk (lazy)
+    volume, as the blockwise extraction makes, is loaded: edits work in memory."""
+    if not isinstance(table.instances, np.ndarray):
+        if not copy:
+            raise InputError(
+                "copy: expected True for a table whose instances are on disk "
+                f"({type(table.instances).__name__}); they cannot be edited in place"
+            )
+        return np.asarray(table.instances[...])
+    return table.instances.copy() if copy else table.instances
+
+
 def _union(boxes: Sequence[tuple[slice, ...]]) -> tuple[slice, ...]:
     return tuple(
         slice(min(b[k].start for b in boxes), max(b[k].stop for b in boxes)) for k in range(3)
@@ -86,7 +99,7 @@ def delete_fossils(table: FossilTable, ids: Iterable[int], *, copy: bool = True)
         If `ids` is empty or names a fossil that is not in the table.
     """
     gone = set(_ids(table, ids, least=1))
-    inst = table.instances.copy() if copy else table.instances
+    inst = _editable(table, copy)
     for fid in gone:
         crop = inst[table.bbox(fid)]
         crop[crop == fid] = 0
@@ -128,7 +141,7 @@ def merge_fossils(
     boxes = [table.bbox(fid) for fid in group]
     box = _union(boxes)
     crop_image = _image_crop(image, shape, box)  # checked before anything is changed
-    inst = table.instances.copy() if copy else table.instances
+    inst = _editable(table, copy)
     for fid, b in zip(others, boxes[1:], strict=True):
         crop = inst[b]
         crop[crop == fid] = target

@@ -31,6 +31,7 @@ from .._progress import Progress, drain
 from ..atomic import atomic_path
 from ..errors import InputError
 from ..io import write_tiff
+from .crops import CachedCrops, is_lazy
 from .mesh import mask_to_mesh
 from .table import FossilTable
 
@@ -156,7 +157,7 @@ def iter_export_fossils(
     table: FossilTable,
     outdir: str | Path,
     *,
-    image: np.ndarray | None = None,
+    image: Any = None,
     mesh_format: str | None = "stl",
     crops: bool = True,
     margin: int = 4,
@@ -173,8 +174,9 @@ def iter_export_fossils(
         Fossils from :func:`~napari_microfossil.fossils.extract_fossils`.
     outdir : path
         Export folder, created if missing.
-    image : (Z, Y, X) array, optional
+    image : (Z, Y, X) array-like, optional
         The scan, same shape as ``table.instances``; the first channel of each crop.
+        Only crops are read, so it may be lazy (as may ``table.instances``).
     mesh_format : {"stl", "ply", "obj", None}
         Mesh file format, or None (or ``"none"``) for no meshes.
     crops : bool
@@ -214,13 +216,14 @@ def iter_export_fossils(
     if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
         raise InputError(f"margin: expected an integer >= 0 (voxels), got {margin!r}")
     instances = table.instances
-    img = None if image is None else np.asarray(image)
-    if img is not None and img.shape != instances.shape:
+    # A lazy scan (a zarr view) stays lazy: only each fossil's crop is read.
+    lazy = hasattr(image, "shape") and hasattr(image, "dtype")
+    img = image if image is None or lazy else np.asarray(image)
+    if img is not None and tuple(img.shape) != tuple(instances.shape):
         raise InputError(
-            f"image: expected the shape of the instances {instances.shape}, got {img.shape}"
+            f"image: expected the shape of the instances {tuple(instances.shape)}, "
+            f"got {tuple(img.shape)}"
         )
-    if img is not None and img.dtype == bool:
-        img = img.astype(np.uint8)
 
     all_ids = table.ids
     if ids is None:
@@ -318,7 +321,7 @@ def _undo_partial(
 def _write_files(
     table: FossilTable,
     out: Path,
-    img: np.ndarray | None,
+    img: Any,
     selected: list[int],
     rows_by_id: Mapping[int, Mapping[str, Any]],
     inst_path: Path | None,
@@ -333,7 +336,7 @@ def _write_files(
 ) -> Generator[Progress, None, None]:
     """The writing part of :func:`iter_export_fossils`; appends each file to `written`."""
     fmt = next(iter(mesh_paths.values())).suffix[1:] if mesh_paths else None
-    instances = table.instances
+    instances: Any = table.instances
     out.mkdir(parents=True, exist_ok=True)
     if mesh_paths:
         (out / "meshes").mkdir(exist_ok=True)
@@ -343,8 +346,15 @@ def _write_files(
     sp = np.asarray(table.spacing, dtype=float)
     shape = np.asarray(instances.shape)
     total = len(selected)
+    order = selected
+    if is_lazy(instances) or is_lazy(img):
+        # On disk: visit the fossils in raster order of their boxes, through a chunk
+        # cache, so that neighbours share the chunks they read.
+        instances = CachedCrops(instances) if is_lazy(instances) else instances
+        img = CachedCrops(img) if is_lazy(img) else img
+        order = sorted(selected, key=lambda i: [rows_by_id[i][f"bbox_{a}0"] for a in "zyx"])
     yield Progress("export", 0, total)
-    for done, fid in enumerate(selected, start=1):
+    for done, fid in enumerate(order, start=1):
         row = rows_by_id[fid]
         start = np.array([row["bbox_z0"], row["bbox_y0"], row["bbox_x0"]], dtype=int)
         stop = np.array([row["bbox_z1"], row["bbox_y1"], row["bbox_x1"]], dtype=int)
@@ -369,7 +379,9 @@ def _write_files(
                     axes="ZYX",
                 )
             else:
-                scan = img[box]
+                scan = np.asarray(img[box])
+                if scan.dtype == bool:
+                    scan = scan.astype(np.uint8)
                 mask = np.zeros_like(scan)
                 mask[body] = _mask_value(scan.dtype)
                 write_tiff(
@@ -385,7 +397,9 @@ def _write_files(
 
     yield Progress("write table", 0, 1)
     if inst_path is not None:
-        write_tiff(inst_path, instances, spacing=table.spacing, overwrite=overwrite, axes="ZYX")
+        write_tiff(
+            inst_path, table.instances, spacing=table.spacing, overwrite=overwrite, axes="ZYX"
+        )
         written.append(inst_path)
     rows = []
     for fid in selected:

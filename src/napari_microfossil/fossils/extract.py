@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import cc3d
@@ -98,8 +99,109 @@ def iter_extract_fossils(
         limits, or an ``image`` of another shape.
     """
     lab = check_labels(labels, "labels")
-    sp = check_spacing(spacing)
     img = check_image(image, lab.shape)
+    opts = check_options(
+        class_id=class_id,
+        spacing=spacing,
+        min_voxels=min_voxels,
+        min_volume_um3=min_volume_um3,
+        split_min_distance_um=split_min_distance_um,
+        split_neck_ratio=split_neck_ratio,
+        connectivity=connectivity,
+    )
+    sp, cid, min_count = opts.spacing, opts.class_id, opts.min_count
+
+    yield Progress("label", 0, 1)
+    mask = lab == cid
+    comp, n = cc3d.connected_components(
+        mask, connectivity=cast(Literal[6, 18, 26], opts.connectivity), return_N=True
+    )
+    del mask
+    comp = comp.astype(np.uint32, copy=False)
+    logger.debug("%d connected components of class %d", n, cid)
+
+    slices = ndi.find_objects(comp)
+    # At most ~200 progress records for this stage: a noisy segmentation can have
+    # 10⁵ specks, and each record crosses into the UI thread.
+    every = max(1, n // 200)
+    pieces: list[tuple[tuple[slice, ...], np.ndarray]] = []  # (bbox, mask in bbox) per fossil
+    for i, slc in enumerate(slices, start=1):
+        if slc is None:
+            continue
+        # Filling cannot grow a component beyond its bounding box: drop the hopeless ones.
+        if math.prod(s.stop - s.start for s in slc) < min_count:
+            comp[slc][comp[slc] == i] = 0
+            if i % every == 0 or i == n:
+                yield Progress("label", i, n)
+            continue
+        gained, parts = component_pieces(
+            comp[slc],
+            i,
+            sp,
+            fill_cavities=fill_cavities,
+            split=split,
+            split_min_distance_um=split_min_distance_um,
+            split_neck_ratio=split_neck_ratio,
+        )
+        if gained is not None:
+            comp[slc][gained] = i
+        for sub, mask in parts:
+            sub_slc = tuple(
+                slice(s.start + t.start, s.start + t.stop) for s, t in zip(slc, sub, strict=True)
+            )
+            pieces.append((sub_slc, mask))
+        if i % every == 0 or i == n:
+            yield Progress("label", i, n)
+
+    keep = [(s, m) for s, m in pieces if int(m.sum()) >= max(min_count, 1)]
+    # Largest first; Python's sort is stable, so ties keep raster order of components.
+    sizes = [int(m.sum()) for _, m in keep]
+    order = sorted(range(len(keep)), key=lambda k: -sizes[k])
+    dtype = np.uint16 if len(keep) < np.iinfo(np.uint16).max else np.uint32
+    instances = np.zeros(lab.shape, dtype=dtype)
+    for new_id, k in enumerate(order, start=1):
+        s, m = keep[k]
+        instances[s][m] = new_id
+    del comp
+
+    rows: list[dict[str, Any]] = yield from iter_measure_fossils(instances, spacing=sp, image=img)
+    return FossilTable(instances=instances, rows=tuple(rows), spacing=sp)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Checked options of an extraction (see :func:`check_options`)."""
+
+    class_id: int
+    spacing: tuple[float, float, float]
+    min_count: int
+    connectivity: int
+
+
+def check_options(
+    *,
+    class_id: Any,
+    spacing: Any,
+    min_voxels: Any,
+    min_volume_um3: Any,
+    split_min_distance_um: Any,
+    split_neck_ratio: Any,
+    connectivity: Any,
+) -> Options:
+    """Check the options of :func:`iter_extract_fossils` (shared with the blockwise path).
+
+    Returns
+    -------
+    Options
+        The class id, voxel size and the smallest voxel count a fossil may have (the
+        stricter of `min_voxels` and `min_volume_um3`).
+
+    Raises
+    ------
+    InputError
+        Naming the first bad option.
+    """
+    sp = check_spacing(spacing)
     if connectivity not in _CONNECTIVITIES or isinstance(connectivity, bool):
         raise InputError(f"connectivity: expected one of {_CONNECTIVITIES}, got {connectivity!r}")
     if (
@@ -131,62 +233,54 @@ def iter_extract_fossils(
         # A small epsilon so that a limit of exactly k voxels' volume keeps k voxels.
         min_count = max(min_count, math.ceil(min_volume_um3 / voxel_volume - 1e-9))
 
-    yield Progress("label", 0, 1)
-    mask = lab == cid
-    comp, n = cc3d.connected_components(
-        mask, connectivity=cast(Literal[6, 18, 26], connectivity), return_N=True
-    )
-    del mask
-    comp = comp.astype(np.uint32, copy=False)
-    logger.debug("%d connected components of class %d", n, cid)
+    return Options(cid, sp, min_count, int(connectivity))
 
-    slices = ndi.find_objects(comp)
-    # At most ~200 progress records for this stage: a noisy segmentation can have
-    # 10⁵ specks, and each record crosses into the UI thread.
-    every = max(1, n // 200)
-    pieces: list[tuple[tuple[slice, ...], np.ndarray]] = []  # (bbox, mask in bbox) per fossil
-    for i, slc in enumerate(slices, start=1):
-        if slc is None:
-            continue
-        # Filling cannot grow a component beyond its bounding box: drop the hopeless ones.
-        if math.prod(s.stop - s.start for s in slc) < min_count:
-            comp[slc][comp[slc] == i] = 0
-            if i % every == 0 or i == n:
-                yield Progress("label", i, n)
-            continue
-        body = comp[slc] == i
-        if fill_cavities and min(body.shape) >= 3:
-            filled = ndi.binary_fill_holes(body)
-            gained = filled & ~body & (comp[slc] == 0)
-            if gained.any():
-                comp[slc][gained] = i
-                body |= gained
-        if split:
-            parts = split_body(body, sp, split_min_distance_um, split_neck_ratio)
-        else:
-            parts = [body]
-        for part in parts:
-            sub = tight_box(part)
-            sub_slc = tuple(
-                slice(s.start + t.start, s.start + t.stop) for s, t in zip(slc, sub, strict=True)
-            )
-            pieces.append((sub_slc, part[sub]))
-        if i % every == 0 or i == n:
-            yield Progress("label", i, n)
 
-    keep = [(s, m) for s, m in pieces if int(m.sum()) >= max(min_count, 1)]
-    # Largest first; Python's sort is stable, so ties keep raster order of components.
-    sizes = [int(m.sum()) for _, m in keep]
-    order = sorted(range(len(keep)), key=lambda k: -sizes[k])
-    dtype = np.uint16 if len(keep) < np.iinfo(np.uint16).max else np.uint32
-    instances = np.zeros(lab.shape, dtype=dtype)
-    for new_id, k in enumerate(order, start=1):
-        s, m = keep[k]
-        instances[s][m] = new_id
-    del comp
+def component_pieces(
+    state: np.ndarray,
+    index: int,
+    spacing: tuple[float, float, float],
+    *,
+    fill_cavities: bool,
+    split: bool,
+    split_min_distance_um: float | None,
+    split_neck_ratio: float,
+) -> tuple[np.ndarray | None, list[tuple[tuple[slice, ...], np.ndarray]]]:
+    """Fill, and optionally split, one component within its bounding box.
 
-    rows: list[dict[str, Any]] = yield from iter_measure_fossils(instances, spacing=sp, image=img)
-    return FossilTable(instances=instances, rows=tuple(rows), spacing=sp)
+    Parameters
+    ----------
+    state : (z, y, x) array of int
+        The component volume cropped to the component's bounding box: ``index`` marks
+        the component, 0 voxels that no (kept) component holds.
+    index : int
+        The component's id in `state`.
+
+    Returns
+    -------
+    gained : (z, y, x) bool array or None
+        Cavity voxels the component takes (only voxels that are 0 in `state`).
+    pieces : list of (slices, mask)
+        Each fossil made of the component: its tight box within the crop and its mask
+        in that box.
+    """
+    body = state == index
+    gained = None
+    if fill_cavities and min(body.shape) >= 3:
+        filled = ndi.binary_fill_holes(body)
+        more = filled & ~body & (state == 0)
+        if more.any():
+            body |= more
+            gained = more
+    if split:
+        parts = split_body(body, spacing, split_min_distance_um, split_neck_ratio)
+    else:
+        parts = [body]
+    pieces = []
+    for part in parts:
+        sub = tight_box(part)
+        pieces.append((sub, part[sub]))
+    return gained, pieces
 
 
 def extract_fossils(labels: np.ndarray, **kwargs: Any) -> FossilTable:

@@ -111,8 +111,9 @@ def _index_html(
     extra = []
     if (outdir / "fossils.csv").is_file():
         extra.append('<a href="fossils.csv">fossils.csv</a>')
-    if (outdir / "instances.tif").is_file():
-        extra.append('<a href="instances.tif">instances.tif</a>')
+    for name in ("instances.tif", "instances.zarr"):
+        if (outdir / name).exists():
+            extra.append(f'<a href="{name}">{name}</a>')
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',

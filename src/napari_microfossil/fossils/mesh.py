@@ -75,9 +75,12 @@ def _taubin(
     thousands of small fossils is dominated by per-call overhead.
     """
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    edges = np.unique(np.sort(edges, axis=1), axis=0)
-    a, b = edges[:, 0], edges[:, 1]
     n = len(verts)
+    # Distinct edges in (low, high) lexicographic order, through one int64 key per
+    # edge: a 1D sort is several times faster than ``np.unique(..., axis=0)``.
+    edges = np.sort(edges, axis=1).astype(np.int64)
+    keys = np.unique(edges[:, 0] * n + edges[:, 1])
+    a, b = keys // n, keys % n
     degree = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
     degree = np.maximum(degree, 1).astype(np.float64)[:, None]
     # Both directions of every edge, on the flattened (n * 3) coordinates.

@@ -49,7 +49,10 @@ class FossilTable:
     ----------
     instances : (Z, Y, X) array of uint16 or uint32
         0 = not a fossil, ``k`` = fossil ``k``. uint16 when there are fewer than 65535
-        fossils, uint32 otherwise.
+        fossils, uint32 otherwise. From the blockwise extraction
+        (:mod:`~napari_microfossil.fossils.blockwise`): a lazy view of an
+        ``instances.zarr`` store, uint32, that the measurements, meshes, crops and
+        pictures read one bounding box at a time; edits load it into memory.
     rows : tuple of dict
         One measurement record per fossil, keys :attr:`columns`, in id order.
     spacing : (float, float, float)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from .faults import check_regular
+from .lazy import LazyArray
 from .metadata import finish_spacing
 from .slices import SliceStack, is_slice_file, read_png, read_slices
 from .tiff import TIFF_SUFFIXES, read_tiff
@@ -114,26 +115,49 @@ def read_labels(
     path: str | os.PathLike[str],
     *,
     spacing: float | tuple[float, float, float] | None = None,
+    lazy: bool | None = None,
 ) -> Volume:
-    """Read an integer label volume (0 = background) into memory.
+    """Read an integer label volume (0 = background).
 
     Booleans become uint8 and signed integers the unsigned type of the same size, once
     checked to be non-negative. `class_names` is set for files written by this tool.
 
+    Parameters
+    ----------
+    path : str or path
+        As :func:`read_volume`.
+    spacing : float or (z, y, x), optional
+        Voxel size in µm, overriding the file's metadata.
+    lazy : bool, optional
+        True: don't load (as :func:`read_volume`); the conversions and checks then
+        happen on each read. False: load into memory. None (default): lazy for zarr
+        stores, loaded otherwise.
+
     Raises
     ------
     InputError
-        As :func:`read_volume`, and if the values are not integers or are negative.
+        As :func:`read_volume`, and if the values are not integers or are negative
+        (for a lazy volume: when the negative values are read).
     """
     user = parse_spacing(spacing) if spacing is not None else None
-    r = _open(path, lazy=False, lazy_threshold_bytes=_DEFAULT_LAZY_BYTES, allowed=None, labels=True)
-    data = np.asarray(r.data)
-    kind = data.dtype.kind
+    if lazy is None:
+        lazy = is_zarr(Path(path).expanduser())
+    r = _open(path, lazy=lazy, lazy_threshold_bytes=_DEFAULT_LAZY_BYTES, allowed=None, labels=True)
+    kind = np.dtype(r.data.dtype).kind
     if kind == "f":
         raise InputError(
-            f"{path}: labels must be integers (class or instance ids); got {data.dtype.name}. "
+            f"{path}: labels must be integers (class or instance ids); got {r.data.dtype.name}. "
             f"Convert the file to an integer type such as uint8."
         )
+    if r.lazy:
+        data: Any = r.data if kind == "u" else LabelView(r.data, str(path))
+        return _volume(path, r, data, user=user, lazy=True)
+    return _volume(path, r, as_labels(np.asarray(r.data), str(path)), user=user, lazy=False)
+
+
+def as_labels(data: np.ndarray, path: str) -> np.ndarray:
+    """`data` as unsigned native-order labels (see :func:`read_labels`)."""
+    kind = data.dtype.kind
     if kind == "b":
         data = data.astype(np.uint8)
     elif kind == "i":
@@ -141,8 +165,22 @@ def read_labels(
         if low < 0:
             raise InputError(f"{path}: labels must be non-negative (0 = background); found {low}")
         data = data.astype(f"u{data.dtype.itemsize}")
-    data = data.astype(data.dtype.newbyteorder("="), copy=False)
-    return _volume(path, r, data, user=user, lazy=False)
+    return data.astype(data.dtype.newbyteorder("="), copy=False)
+
+
+class LabelView(LazyArray):
+    """A lazy label volume of booleans or signed integers read as unsigned labels: each
+    read is converted, and checked for negative values, by :func:`as_labels`."""
+
+    def __init__(self, base: Any, path: str) -> None:
+        self.base = base
+        self.path = path
+        self.shape = tuple(int(n) for n in base.shape)  # type: ignore[assignment]
+        dt = np.dtype(base.dtype)
+        self.dtype = np.dtype(np.uint8) if dt.kind == "b" else np.dtype(f"u{dt.itemsize}")
+
+    def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
+        return as_labels(np.asarray(self.base[key]), self.path)
 
 
 def is_supported(path: Any) -> bool:

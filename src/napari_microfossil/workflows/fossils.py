@@ -7,7 +7,8 @@
 - :class:`ExportRequest` / :func:`iter_export`: a table's meshes, crops, ``fossils.csv``
   and ``instances.tif``, then optionally the picture gallery.
 - :class:`FossilsRequest` / :func:`iter_fossils`: ``microfossil fossils`` -- read a
-  labels file (and the scan), extract, export.
+  labels file (and the scan), extract, export. A ``.zarr`` labels input is read lazily
+  and processed block by block (:mod:`.fossils_store`), writing ``instances.zarr``.
 
 Edits of a table (delete, merge, re-measure) are methods of
 :class:`~napari_microfossil.fossils.FossilTable`.
@@ -36,6 +37,8 @@ from ..fossils import (
 )
 from ..fossils.export import check_mesh_format
 from ..io import parse_spacing, read_labels, read_volume
+from ..io.zarr_store import is_zarr
+from .fossils_store import INSTANCES_ZARR, check_class_labels, iter_fossils_lazy
 from .outputs import check_not_input, check_output_folder
 
 #: Files whose presence in a folder means it already holds an export (or a gallery).
@@ -97,24 +100,6 @@ def _check_min_volume(value: Any) -> None:
 def _check_folder(outdir: Path) -> None:
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"outdir: {outdir} exists and is not a folder")
-
-
-def check_class_labels(labels: Any, path: Path | str) -> None:
-    """Refuse a volume whose values cannot be class ids (above 255): a scan, most likely.
-
-    Raises
-    ------
-    InputError
-        Naming ``labels`` and hinting at ``--image`` for the scan.
-    """
-    data = np.asarray(labels)
-    top = int(data.max()) if data.dtype.itemsize > 1 and data.size else 0
-    if top > 255:
-        raise InputError(
-            f"labels: {path} is not a class label volume: its values go up to "
-            f"{top} (class ids are 0..255), a scan perhaps; pass the "
-            "segmentation as the labels (and the scan as the image)"
-        )
 
 
 def earlier_export(outdir: str | Path) -> Path | None:
@@ -310,7 +295,9 @@ class FossilsRequest:
     Parameters
     ----------
     labels : path
-        The label volume (a segmentation).
+        The label volume (a segmentation). A zarr store is read lazily and its fossils
+        found block by block; the instances then go to ``instances.zarr``
+        (``instances.tif`` otherwise).
     outdir : path
         The export folder (created if missing; must not be a file).
     image : path, optional
@@ -331,7 +318,7 @@ class FossilsRequest:
     ------
     InputError
         On construction, before anything is read: a missing input, an outdir that is
-        a file, is not writable, would overwrite an input (``instances.tif``, ``fossils.csv``)
+        a file, is not writable, would overwrite an input (the instances, ``fossils.csv``)
         or already holds an export (without `overwrite`), a bad mesh format,
         voxel size or size limit. The class is checked against the labels' names
         and the scan's shape against the labels' when the use case starts, before
@@ -363,7 +350,7 @@ class FossilsRequest:
         _check_folder(self.outdir)
         inputs = (self.labels, self.image)
         check_output_folder(self.outdir, "outdir", inputs=inputs)
-        for name in ("instances.tif", "fossils.csv"):
+        for name in (self.instances_name, "fossils.csv"):
             check_not_input(self.outdir / name, inputs, "outdir")
         object.__setattr__(self, "mesh_format", check_mesh_format(self.mesh_format))
         if self.voxel_size is not None:
@@ -375,13 +362,18 @@ class FossilsRequest:
         for name in ("split", "fill_cavities", "crops", "overwrite"):
             _flag(getattr(self, name), name)
         if not self.overwrite:
-            existing = [self.outdir / n for n in ("fossils.csv", "instances.tif")]
+            existing = [self.outdir / n for n in ("fossils.csv", self.instances_name)]
             existing = [p for p in existing if p.exists()]
             if existing:
                 raise InputError(
                     f"outdir: {str(existing[0])!r} already exists; "
                     "choose another folder or pass overwrite=True (--overwrite)"
                 )
+
+    @property
+    def instances_name(self) -> str:
+        """``instances.zarr`` for a zarr labels input, else ``instances.tif``."""
+        return INSTANCES_ZARR if is_zarr(self.labels) else "instances.tif"
 
 
 @dataclass(frozen=True, eq=False)
@@ -432,6 +424,13 @@ def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
             )
         if labels.spacing_source == "default" and vol.spacing_source != "default":
             spacing = vol.spacing
+    if labels.lazy:
+        table, export = yield from iter_fossils_lazy(
+            r, labels.data, None if vol is None else vol.data, cid, spacing
+        )
+        return FossilsResult(
+            request=r, table=table, export=export, class_id=cid, class_name=name, spacing=spacing
+        )
     lab = labels.load()  # read once: checked, then extracted
     check_class_labels(lab, r.labels)
     image = vol.load() if vol is not None else None

@@ -1,0 +1,363 @@
+"""Finding fossils out of core: the in-memory extraction's result, block by block.
+
+:func:`iter_extract_fossils_blockwise` gives the same fossils, ids and table as
+:func:`~napari_microfossil.fossils.iter_extract_fossils` for a label volume that need
+not fit in memory (a lazy zarr view), and writes the instance volume to an OME-Zarr
+store block by block. Peak memory is a few blocks plus the largest fossil's bounding
+box, not the volume.
+
+1. Components: :func:`~.blocks.iter_label_blocks` labels each block with cc3d, merges
+   labels that touch across block boundaries and ranks the components as cc3d ranks
+   them on the whole volume; a temporary file holds each voxel's block label
+   (its *atom*).
+2. Per component, in rank order, on its bounding-box crop read from the store:
+   cavity filling, optional splitting (:func:`~.extract.component_pieces`, the code
+   the in-memory path runs), the size limit and the measurements
+   (:func:`~.measure.measure_one`). Voxels a component gains or a split reassigns get
+   new atoms, written back into the crop, so a later component sees the same
+   neighbours the in-memory loop sees.
+3. Ids by size (largest first, ties in component order), then the instance volume:
+   each slab of the store mapped atom -> fossil id and written to the output store.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Generator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._progress import Progress, drain
+from ..errors import InputError
+from ..io import read_labels
+from ..io.store import create_output
+from .blocks import Components, iter_label_blocks
+from .crops import CachedCrops, is_lazy
+from .extract import check_options, component_pieces
+from .measure import measure_one
+from .table import FossilTable
+
+logger = logging.getLogger(__name__)
+
+#: Default block edge (voxels): a 256³ block of uint32 labels is 64 MiB.
+BLOCK = 256
+
+
+class _Atoms:
+    """Atom -> component rank, growing as components gain cavities or split."""
+
+    def __init__(self, rank_of: np.ndarray) -> None:
+        self.base = len(rank_of)
+        self.rank = rank_of.astype(np.int64)
+        self.n = len(rank_of)
+        self.piece: list[int] = []  # of each new atom: its piece, or -1 (its component's)
+
+    def new(self, rank: int, piece: int) -> int:
+        if self.n == len(self.rank):
+            self.rank = np.concatenate([self.rank, np.zeros(max(16, self.n), np.int64)])
+        self.rank[self.n] = rank
+        self.piece.append(piece)
+        self.n += 1
+        return self.n - 1
+
+
+def iter_extract_fossils_blockwise(
+    labels: Any,
+    output: str | Path,
+    *,
+    class_id: int = 1,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    min_voxels: int = 0,
+    min_volume_um3: float | None = None,
+    split: bool = False,
+    split_min_distance_um: float | None = None,
+    split_neck_ratio: float = 0.7,
+    fill_cavities: bool = True,
+    connectivity: int = 26,
+    image: Any = None,
+    block: int | Sequence[int] = BLOCK,
+    overwrite: bool = False,
+    workdir: str | Path | None = None,
+    workers: int = 1,
+) -> Generator[Progress, None, FossilTable]:
+    """Find every fossil of one class block by block, as a generator yielding progress.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) array-like of int
+        Class id per voxel; read one block or one bounding box at a time (basic
+        slicing), so it may be a lazy view of a zarr store.
+    output : path
+        The instance volume, an OME-Zarr store (``instances.zarr``) of uint32 ids.
+    class_id, spacing, min_voxels, min_volume_um3, split, split_min_distance_um, split_neck_ratio, fill_cavities, connectivity
+        As :func:`~napari_microfossil.fossils.iter_extract_fossils`.
+    image : (Z, Y, X) array-like, optional
+        The scan, for ``mean_intensity``; only each fossil's bounding box is read.
+    block : int or (bz, by, bx)
+        Block edges in voxels (default 256).
+    overwrite : bool
+        Replace an existing `output`.
+    workdir : path, optional
+        Where the temporary atom store goes (removed at the end); default beside
+        `output`. It holds a uint32 copy of the volume (sparse: blocks without the
+        class take no space).
+    workers : int
+        Processes measuring fossils (the meshes behind the surface areas, most of the
+        time) while the next ones are found; 1 (default): a thread of this process.
+        More start processes with "spawn", which re-imports the calling script: call
+        from under ``if __name__ == "__main__":`` (as the CLI does). The result does
+        not depend on it.
+
+    Yields
+    ------
+    Progress
+        Stage ``"label"`` per block, ``"measure"`` per component (at most about 200
+        records), ``"write"`` per slab of the output.
+
+    Returns
+    -------
+    FossilTable
+        Its ``instances`` is a lazy view of `output`; rows and ids equal the
+        in-memory result's.
+
+    Raises
+    ------
+    InputError
+        As :func:`~napari_microfossil.fossils.iter_extract_fossils`, a bad `block`, or
+        an existing `output` without `overwrite`.
+    """
+    shape = tuple(int(n) for n in getattr(labels, "shape", ()))
+    dtype = np.dtype(getattr(labels, "dtype", np.float64))
+    if len(shape) != 3 or not (np.issubdtype(dtype, np.integer) or dtype.kind == "b"):
+        raise InputError(
+            f"labels: expected a 3D (Z, Y, X) array of integer class ids, "
+            f"got shape {shape} dtype {dtype}"
+        )
+    if image is not None and tuple(getattr(image, "shape", ())) != shape:
+        raise InputError(
+            f"image: expected the same shape as the labels {shape}, "
+            f"got {tuple(getattr(image, 'shape', ()))}"
+        )
+    opts = check_options(
+        class_id=class_id,
+        spacing=spacing,
+        min_voxels=min_voxels,
+        min_volume_um3=min_volume_um3,
+        split_min_distance_um=split_min_distance_um,
+        split_neck_ratio=split_neck_ratio,
+        connectivity=connectivity,
+    )
+    bs = _check_block(block)
+    out_path = Path(output)
+    if out_path.exists() and not overwrite:
+        raise InputError(f"output: {out_path} already exists (use --overwrite to replace it)")
+    if is_lazy(image):
+        image = CachedCrops(image)  # components come in raster order: neighbours share chunks
+    n_workers = _check_workers(workers)
+    tmp = Path(tempfile.mkdtemp(prefix=".fossils-", dir=workdir or out_path.parent))
+    pool = _pool(n_workers)
+    try:
+        comps = yield from iter_label_blocks(
+            labels, opts.class_id, connectivity=opts.connectivity, block=bs, workdir=tmp
+        )
+        fossils = yield from _iter_pieces(
+            comps,
+            shape,
+            opts.spacing,
+            opts.min_count,
+            image,
+            fill_cavities=fill_cavities,
+            split=split,
+            split_min_distance_um=split_min_distance_um,
+            split_neck_ratio=split_neck_ratio,
+            pool=pool,
+            ahead=4 * n_workers,
+        )
+        rows, final = fossils
+        yield from _iter_write(comps, final, out_path, opts.spacing, overwrite)
+    finally:
+        pool.shutdown(cancel_futures=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    # zarr leaves out chunks of background: read as labels, which expects that.
+    instances = read_labels(out_path, lazy=True).data
+    return FossilTable(instances=instances, rows=tuple(rows), spacing=opts.spacing)
+
+
+def extract_fossils_blockwise(labels: Any, output: str | Path, **kwargs: Any) -> FossilTable:
+    """Find every fossil block by block; see :func:`iter_extract_fossils_blockwise`."""
+    return drain(iter_extract_fossils_blockwise(labels, output, **kwargs))
+
+
+def default_workers() -> int:
+    """Measuring processes for a run of its own: the machine's cores, at most 2 (more
+    gain little: the loop that feeds them is serial)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _check_workers(workers: Any) -> int:
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise InputError(f"workers: expected an integer >= 1, got {workers!r}")
+    return int(workers)
+
+
+def _pool(workers: int) -> Executor:
+    """Where fossils are measured: `workers` processes, or one thread for 1.
+
+    Processes, because the measurement is Python-heavy (threads measured 1.3x on two
+    cores); "spawn", because this process may hold threads (zarr's event loop) that a
+    fork would copy in an unknown state.
+    """
+    if workers == 1:
+        return ThreadPoolExecutor(1)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _check_block(block: Any) -> tuple[int, int, int]:
+    values = [block] * 3 if isinstance(block, (int, np.integer)) else list(block)
+    if len(values) != 3 or any(
+        isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 2 for b in values
+    ):
+        raise InputError(f"block: expected 1 or 3 integers >= 2 (voxels), got {block!r}")
+    return int(values[0]), int(values[1]), int(values[2])
+
+
+def _iter_pieces(
+    comps: Components,
+    shape: tuple[int, ...],
+    sp: tuple[float, float, float],
+    min_count: int,
+    image: Any,
+    *,
+    fill_cavities: bool,
+    split: bool,
+    split_min_distance_um: float | None,
+    split_neck_ratio: float,
+    pool: Executor,
+    ahead: int,
+) -> Generator[Progress, None, tuple[list[dict[str, Any]], np.ndarray]]:
+    """Fill, split, filter and measure each component on its crop (see the module doc).
+
+    Returns the rows of the kept fossils (ids set, in id order) and the fossil id of
+    every atom (0: none). A piece's voxels are final when it is made: later components only
+    take voxels no component holds, and a split only reassigns its own component's.
+    """
+    n = comps.n
+    atoms = _Atoms(comps.rank_of)
+    alive = np.ones(n + 1, dtype=bool)
+    alive[0] = False
+    single = np.full(n + 1, -1, dtype=np.int64)  # the one piece a component became
+    sizes: list[int] = []
+    rows: list[Future[dict[str, Any]] | None] = []
+    # Measuring (a mesh per fossil) is most of the time and independent of the loop's
+    # state: it runs in other processes, at most `ahead` fossils behind the loop, so
+    # that their masks don't pile up.
+    pending: deque[Future[dict[str, Any]]] = deque()
+    every = max(1, n // 200)
+    yield Progress("measure", 0, n)
+    for i in range(1, n + 1):
+        slc = comps.bbox(i)
+        if int(np.prod(comps.stop[i] - comps.start[i])) < min_count:
+            alive[i] = False  # as the in-memory loop: these voxels become free
+        else:
+            crop = np.asarray(comps.atoms[slc])
+            state = atoms.rank[crop]
+            state[~alive[state]] = 0
+            gained, parts = component_pieces(
+                state,
+                i,
+                sp,
+                fill_cavities=fill_cavities,
+                split=split,
+                split_min_distance_um=split_min_distance_um,
+                split_neck_ratio=split_neck_ratio,
+            )
+            changed = False
+            if gained is not None:
+                crop[gained] = atoms.new(i, -1)
+                changed = True
+            body_count = int((state == i).sum()) + (0 if gained is None else int(gained.sum()))
+            whole = len(parts) == 1 and int(parts[0][1].sum()) == body_count
+            for sub, mask in parts:
+                piece = len(sizes)
+                if whole:
+                    single[i] = piece
+                else:
+                    crop[sub][mask] = atoms.new(i, piece)
+                    changed = True
+                size = int(mask.sum())
+                sizes.append(size)
+                if size >= max(min_count, 1):
+                    box = tuple(
+                        slice(s.start + t.start, s.start + t.stop)
+                        for s, t in zip(slc, sub, strict=True)
+                    )
+                    img = None if image is None else np.asarray(image[box])
+                    job = pool.submit(measure_one, 0, mask, box, sp, shape, img)
+                    rows.append(job)
+                    pending.append(job)
+                    while len(pending) > ahead:
+                        pending.popleft().result()
+                else:
+                    rows.append(None)
+            if changed:
+                comps.atoms[slc] = crop
+        if i % every == 0 or i == n:
+            yield Progress("measure", i, n)
+    # Largest first; the stable sort keeps component (raster) order for ties.
+    kept = [k for k, r in enumerate(rows) if r is not None]
+    order = sorted(kept, key=lambda k: -sizes[k])
+    final = np.zeros(len(sizes), dtype=np.int64)
+    out_rows = []
+    for new_id, k in enumerate(order, start=1):
+        final[k] = new_id
+        done = rows[k]
+        assert done is not None
+        row = done.result()
+        row["id"] = new_id
+        out_rows.append(row)
+    return out_rows, _final_lut(atoms, single, final)
+
+
+def _final_lut(atoms: _Atoms, single: np.ndarray, final: np.ndarray) -> np.ndarray:
+    """Fossil id (uint32) of every atom: its piece's, or its component's only piece's."""
+    rank = atoms.rank[: atoms.n]
+    piece = np.where(single[rank] >= 0, single[rank], -1)
+    extra = np.asarray(atoms.piece, dtype=np.int64)
+    if len(extra):
+        own = extra >= 0
+        tail = piece[atoms.base :]
+        tail[own] = extra[own]
+    piece[0] = -1
+    lut = np.where(piece >= 0, final[np.maximum(piece, 0)] if len(final) else 0, 0)
+    return lut.astype(np.uint32)
+
+
+def _iter_write(
+    comps: Components,
+    lut: np.ndarray,
+    path: Path,
+    sp: tuple[float, float, float],
+    overwrite: bool,
+) -> Generator[Progress, None, None]:
+    """Write the instance volume slab by slab: each atom mapped to its fossil id."""
+    store = comps.atoms
+    shape = tuple(int(n) for n in store.shape)
+    out = create_output(path, shape, np.uint32, spacing=sp, overwrite=overwrite)
+    step = out.slab
+    slabs = list(range(0, shape[0], step))
+    yield Progress("write", 0, len(slabs))
+    for k, z0 in enumerate(slabs, start=1):
+        slab = store[z0 : z0 + step, :, :]
+        for plane in slab:  # in place, one plane at a time: no second slab in memory
+            plane[...] = lut[plane]
+        out.write(z0, slab)
+        yield Progress("write", k, len(slabs))
+    out.finish()
