@@ -404,7 +404,7 @@ class Sidecar:
             labels = self._load_chunks(folder, rec)
         else:
             path = folder / rec["labels_file"]
-            labels = read_labels(path).data
+            labels = read_labels(path, lazy=False).data
             if labels.dtype.name != rec.get("dtype"):
                 labels = labels.astype(rec["dtype"])
             if list(labels.shape) != rec.get("shape") or _digest(labels) != rec.get("sha256"):
