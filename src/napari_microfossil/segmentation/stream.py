@@ -21,9 +21,15 @@ How close slab-wise work is to the whole-volume result:
   to ``z1 + halo`` of the whole y-plane; only the slab's rows are kept. Rows far from
   the cut see the same context as in the whole plane, rows near it see ``halo``
   planes of context instead of all of them, and the tiling of the shorter plane
-  differs. With ``halo >= tile / 2`` a context-free predictor gives the whole-volume
-  result up to float rounding; on the tests' phantom with a 3-pixel-context predictor
-  and ``halo=8`` over 99 % of the voxels agree with the whole-volume fusion.
+  differs. A per-pixel predictor gives the whole-volume result for any halo (up to
+  float rounding), a halo reaching both ends of the volume gives it exactly. On the
+  tests' 20 x 40 x 44 phantom, with a predictor that looks 1-3 pixels away and slabs
+  of 4 planes, the labels agree with the whole-volume fusion on 89.6 % of the voxels
+  with no halo, 99.5 % with 4 planes, 99.6 % with 8 and 100 % with 16 (the test
+  asserts >= 99 % at 8). A U-Net sees further (tens of pixels), hence the default
+  :data:`~.options.DEFAULT_HALO` of 32 planes; a y/x pass then reads ``slab + 64``
+  planes per slab of the scan, and costs ``(slab + 64) / slab`` times the whole-volume
+  pass.
 """
 
 from __future__ import annotations
@@ -156,8 +162,11 @@ def iter_slabs(
     ------
     Progress or Slab
         ``Progress("segment <axes>", planes done, planes to do)`` after every
-        predictor call, and each finished :class:`Slab` in order. Closing the
-        generator stops it before the next predictor call.
+        predictor call, and each finished :class:`Slab` in order. When one slab
+        covers the volume, the stages are those of ``iter_segment`` instead
+        (``"smooth"``, ``"segment z"``, ``"segment y"``..., ``"fuse"``) and the
+        smoothing is of the whole volume at once. Closing the generator stops it
+        before the next predictor call.
 
     Raises
     ------
