@@ -46,8 +46,10 @@ class PlaneReads:
     def __init__(self, data: np.ndarray) -> None:
         self._data, self.shape, self.dtype = data, data.shape, data.dtype
         self.planes_read = 0
+        self.keys: list[object] = []
 
     def __getitem__(self, key):
+        self.keys.append(key)
         out = self._data[key]
         self.planes_read += 1 if out.ndim == 2 else out.shape[0]
         return out
@@ -96,6 +98,8 @@ def test_z_slabs_equal_the_in_memory_segmentation(volume, slab, smooth):
     )
     if smooth == 0:
         assert lazy.planes_read <= 20 + 24  # each plane once, plus the intensity sample
+        slabs = [k for k in lazy.keys if isinstance(k, slice)]
+        assert len(slabs) == -(-20 // slab)  # one read per slab (a chunk decoded once)
 
 
 def test_intensity_range_of_the_smoothed_volume_from_sampled_planes(volume):

@@ -241,12 +241,12 @@ class _Job:
         side = any(a != "z" for a in s.axes)
         if self.whole:
             src, a0, a1 = self.src, 0, nz
-        elif side or s.smooth > 0:
+        else:
+            # One read per slab: a chunked store decodes each chunk once, not once
+            # per plane.
             a0 = max(0, z0 - s.halo) if side else z0
             a1 = min(nz, z1 + s.halo) if side else z1
             src = read_planes(self.volume, a0, a1, s.smooth)
-        else:
-            src, a0, a1 = self.volume, 0, nz  # z-planes read one at a time
         n = z1 - z0
         keep = slice(z0 - a0, z1 - a0) if self.whole or side else slice(None)
         single = len(s.axes) == 1
@@ -261,7 +261,7 @@ class _Job:
                 acc, tmpdir = self._accumulator((s.spec.num_classes, n, ny, nx))
             for axis in s.axes:
                 length = n if axis == "z" else self.shape[AXES.index(axis)]
-                off = a0 if src is not self.volume else 0
+                off = a0
                 events = predict_events(
                     self._planes(src, off, axis, z0, z1),
                     self.predictor,
