@@ -23,7 +23,7 @@ writing; a real network adds its own memory (a constant) and time. Run from the
 repository root::
 
     python benchmarks/scale_segment.py                     # 256 512 1024
-    python benchmarks/scale_segment.py --sizes 256 --modes stream memory
+    python benchmarks/scale_segment.py --sizes 256 --modes stream memory --axes zyx
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def make_scan(path: Path, n: int) -> None:
     out.finish()
 
 
-def child(mode: str, scan: Path, work: Path) -> dict[str, object]:
+def child(mode: str, scan: Path, work: Path, axes: str = "z") -> dict[str, object]:
     """One run, in this process (the parent measures its peak RSS)."""
     from napari_microfossil.io import read_volume
 
@@ -86,7 +86,7 @@ def child(mode: str, scan: Path, work: Path) -> dict[str, object]:
         from napari_microfossil.io import write_tiff
         from napari_microfossil.segmentation import segment
 
-        seg = segment(data, stand_in, class_names=CLASSES, confidence=True)
+        seg = segment(data, stand_in, class_names=CLASSES, confidence=True, axes=axes)
         write_tiff(work / "l.tif", seg.labels, spacing=vol.spacing, class_names=CLASSES)
         write_tiff(work / "c.tif", seg.confidence, spacing=vol.spacing)
         counts = np.bincount(seg.labels.ravel(), minlength=3)
@@ -109,7 +109,13 @@ def child(mode: str, scan: Path, work: Path) -> dict[str, object]:
     )
     counts = np.zeros(3, dtype=np.int64)
     for item in iter_slabs(
-        data, stand_in, slab=slab, class_names=CLASSES, confidence=True, intensity_range=(lo, hi)
+        data,
+        stand_in,
+        slab=slab,
+        axes=axes,
+        class_names=CLASSES,
+        confidence=True,
+        intensity_range=(lo, hi),
     ):
         if isinstance(item, Slab):
             outputs[0].write(item.z0, item.labels)
@@ -121,10 +127,10 @@ def child(mode: str, scan: Path, work: Path) -> dict[str, object]:
     return {"seconds": time.perf_counter() - t0, "counts": counts.tolist(), "slab": slab}
 
 
-def measure(mode: str, scan: Path, work: Path, limit: int) -> dict[str, object]:
+def measure(mode: str, scan: Path, work: Path, limit: int, axes: str) -> dict[str, object]:
     """Run `mode` in a subprocess under /usr/bin/time -v and prlimit."""
     cmd = ["/usr/bin/time", "-v", "prlimit", f"--as={limit}", sys.executable, __file__]
-    cmd += ["--child", mode, str(scan), str(work)]
+    cmd += ["--child", mode, str(scan), str(work), axes]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -145,13 +151,15 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--limit", type=int, default=8_000_000_000, help="address space, bytes")
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--axes", default="z", help="z, or e.g. zyx (three axes fused)")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        mode, scan, work = args.child
-        print(json.dumps(child(mode, Path(scan), Path(work))))
+        mode, scan, work, axes = args.child
+        print(json.dumps(child(mode, Path(scan), Path(work), axes)))
         return
     modes = ["baseline", *[m for m in args.modes if m != "baseline"]]
+    print(f"# axes {args.axes}; address space limit {args.limit / 1e9:g} GB")
     print(f"{'size':>6} {'mode':>12} {'time s':>8} {'peak RSS MiB':>13} {'beyond libs':>12}  note")
     for n in args.sizes:
         tmp = Path(tempfile.mkdtemp(prefix="microfossil-scale-"))
@@ -164,7 +172,7 @@ def main() -> None:
             for mode in modes:
                 work = tmp / mode
                 work.mkdir()
-                r = measure(mode, scan, work, args.limit)
+                r = measure(mode, scan, work, args.limit, args.axes)
                 shutil.rmtree(work, ignore_errors=True)
                 rss = float(r["rss_mib"])  # type: ignore[arg-type]
                 if mode == "baseline":
