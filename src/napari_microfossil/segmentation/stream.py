@@ -175,18 +175,20 @@ def iter_slabs(
     """
     shape, settings = check_settings(volume, model, **options)
     ranges = _ranges(todo, slab, shape[0])
-    return _run(volume, model, shape, settings, ranges)
+    return run_ranges(volume, model, shape, settings, ranges)
 
 
-def _run(
+def run_ranges(
     volume: Any,
     model: LoadedModel | Predictor,
     shape: tuple[int, int, int],
     s: SegmentSettings,
     ranges: list[tuple[int, int]],
 ) -> Generator[Progress | Slab, None, None]:
-    """The engine after the checks (see :func:`iter_slabs`); a single range covering
-    the volume reports per-axis stages as ``iter_segment`` always has."""
+    """The engine after the checks: `shape` and `s` from
+    :func:`~.options.check_settings`, `ranges` sorted ``(start, stop)`` z-ranges (see
+    :func:`iter_slabs`). A single range covering the volume reports per-axis stages
+    as ``iter_segment`` always has."""
     whole = ranges == [(0, shape[0])]
     src: Any = volume
     if whole and s.smooth > 0:

@@ -29,7 +29,7 @@ import numpy as np
 from .._progress import Progress, drain
 from ..model import LoadedModel, ModelSpec, Predictor
 from .options import SegmentSettings, check_axes, check_settings, flip_averaged
-from .stream import Slab, _run
+from .stream import Slab, run_ranges
 
 __all__ = ["Segmentation", "check_axes", "flip_averaged", "iter_segment", "segment"]
 
@@ -172,7 +172,7 @@ def _collect(
 ) -> Generator[Progress, None, Segmentation]:
     """The slab engine run as one slab covering the volume."""
     result: Slab | None = None
-    for item in _run(volume, model, shape, settings, [(0, shape[0])]):
+    for item in run_ranges(volume, model, shape, settings, [(0, shape[0])]):
         if isinstance(item, Slab):
             result = item
         else:
