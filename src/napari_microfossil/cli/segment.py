@@ -12,7 +12,13 @@ from ._common import add_common_options, progress, spacing_arg
 def add_parser(sub: Any) -> None:
     s = sub.add_parser("segment", help="segment a scan slice by slice with a U-Net")
     s.add_argument("scan", metavar="SCAN", help=".tif/.tiff file, folder of slices, or .zarr")
-    s.add_argument("-o", "--output", required=True, metavar="LABELS.tif")
+    s.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="LABELS.tif|LABELS.zarr",
+        help="labels to write: a TIFF, or a .zarr store written slab by slab (resumable)",
+    )
     s.add_argument("--model", default="default", help="'default' or a .safetensors model file")
     s.add_argument("--axes", default="z", help="z, y, x or zyx (all three fused)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -21,7 +27,17 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
     s.add_argument("--batch-size", type=int, default=4)
-    s.add_argument("--confidence", metavar="CONF.tif", help="also write a confidence map (percent)")
+    s.add_argument(
+        "--confidence",
+        metavar="CONF.tif|CONF.zarr",
+        help="also write a confidence map (percent)",
+    )
+    s.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into its incomplete .zarr outputs "
+        "(same scan, model and options); only the missing slabs are segmented",
+    )
     s.add_argument(
         "--flips",
         action="store_true",
@@ -69,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         voxel_size=spacing_arg(args.voxel_size),
         overwrite=args.overwrite,
+        resume=args.resume,
     )
     result = progress(iter_segment_scan(request), quiet=args.quiet)
     if result.smoothing is not None:

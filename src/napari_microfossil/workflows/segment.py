@@ -16,7 +16,6 @@ stops it before its next predictor call, and nothing is written.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from ..errors import InputError
 from ..model import LoadedModel, ModelSpec
 from ..normalise import check_smooth
 from ..segmentation import (
+    DEFAULT_HALO,
     Segmentation,
     SmoothingSuggestion,
     check_axes,
@@ -35,7 +35,6 @@ from ..segmentation import (
     iter_segment,
     iter_suggest_smoothing,
 )
-from .outputs import TIFF_OUTPUT_SUFFIXES, check_output
 
 #: The ``smooth`` value that asks for :func:`~napari_microfossil.segmentation.iter_suggest_smoothing`.
 AUTO = "auto"
@@ -111,6 +110,19 @@ class SegmentOptions:
             "smooth": sigma,
         }
 
+    def record(self) -> dict[str, Any]:
+        """The options as JSON values, for a resumable output's job record."""
+        return {
+            "axes": self.axes,
+            "tile": None if self.tile is None else int(self.tile),
+            "overlap": float(self.overlap),
+            "batch_size": int(self.batch_size),
+            "device": self.device,
+            "flips": bool(self.flips),
+            "smooth": self.smooth,
+            "halo": DEFAULT_HALO,
+        }
+
 
 def _model_spec(model: str | Path) -> ModelSpec:
     """The model file's spec (its header only: no weights, no torch)."""
@@ -156,78 +168,6 @@ def _check_volume(volume: Any, name: str) -> tuple[int, int, int]:
     return (shape[0], shape[1], shape[2])
 
 
-@dataclass(frozen=True)
-class SegmentRequest:
-    """Segment a scan file and write its labels (and confidence) as TIFF.
-
-    Every argument and path is checked when the request is built, before the scan is
-    read or the model loaded.
-
-    Parameters
-    ----------
-    scan : path
-        ``.tif``/``.tiff`` file, folder of slices or ``.zarr`` store.
-    output : path
-        Labels TIFF to write (uint8 class ids, the scan's voxel size, class names).
-    confidence : path, optional
-        Confidence TIFF to write (uint8, percent); not the same file as `output`.
-    model : str or path
-        ``"default"`` or a ``.safetensors`` model file.
-    options : SegmentOptions
-    voxel_size : float or (z, y, x), optional
-        Voxel size in µm, overriding the scan's.
-    overwrite : bool
-        Replace existing outputs.
-
-    Raises
-    ------
-    InputError
-        Naming the option: ``-o``/``--confidence`` (exists without `overwrite`, folder
-        missing or read-only, not ``.tif``/``.tiff``, the same file as the scan, the
-        model or each other), ``voxel_size``, ``scan`` (missing), ``model`` (missing or
-        not a model file).
-    """
-
-    scan: Path
-    output: Path
-    confidence: Path | None = None
-    model: str = "default"
-    options: SegmentOptions = field(default_factory=SegmentOptions)
-    voxel_size: tuple[float, float, float] | None = None
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        from ..io import parse_spacing
-
-        if not isinstance(self.options, SegmentOptions):
-            raise InputError(f"options: expected SegmentOptions, got {type(self.options).__name__}")
-        scan, out = Path(self.scan), Path(self.output)
-        conf = None if self.confidence is None else Path(self.confidence)
-        object.__setattr__(self, "scan", scan)
-        object.__setattr__(self, "output", out)
-        object.__setattr__(self, "confidence", conf)
-        if conf is not None and _same_file(conf, out):
-            raise InputError(
-                f"--confidence: {conf} is the labels output (-o) too; name another file"
-            )
-        for path, option in ((out, "-o"), (conf, "--confidence")):
-            if path is not None and _same_file(path, scan):
-                raise InputError(f"{option}: {path} is the scan itself; name another file")
-            if path is not None:
-                check_output(
-                    path,
-                    self.overwrite,
-                    option,
-                    inputs=(scan, _model_file(self.model)),
-                    suffixes=TIFF_OUTPUT_SUFFIXES,
-                )
-        if self.voxel_size is not None:
-            object.__setattr__(self, "voxel_size", parse_spacing(self.voxel_size))
-        if not scan.exists():
-            raise InputError(f"scan: {scan}: no such file or folder")
-        _model_spec(self.model)
-
-
 def parse_voxel_size(text: str) -> tuple[float, float, float]:
     """A voxel size as typed: one value in µm (isotropic) or three, ``z, y, x`` (commas
     or spaces between).
@@ -254,57 +194,6 @@ def voxel_size_text(zyx: Any) -> str:
     return ", ".join(f"{v:g}" for v in (values[:1] if same else values))
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    return a.expanduser().resolve() == b.expanduser().resolve()
-
-
-@dataclass(frozen=True)
-class SegmentResult:
-    """What :func:`iter_segment_scan` did, for a summary line.
-
-    Attributes
-    ----------
-    labels_path, confidence_path : Path, Path or None
-        The files written.
-    shape : (int, int, int)
-        ``(Z, Y, X)`` of the labels.
-    axes : str
-        Axes the scan was sliced along.
-    class_names : tuple of str
-    counts : tuple of int
-        Voxels of each class (index = class id).
-    seconds : float
-        Wall time of the segmentation, smoothing suggestion included (not the reading,
-        the model loading or the writing).
-    read_seconds, load_seconds, write_seconds : float
-        Wall time of the other steps.
-    smoothing : SmoothingSuggestion or None
-        The suggestion, when ``smooth="auto"``.
-    """
-
-    labels_path: Path
-    confidence_path: Path | None
-    shape: tuple[int, int, int]
-    axes: str
-    class_names: tuple[str, ...]
-    counts: tuple[int, ...]
-    seconds: float
-    read_seconds: float = 0.0
-    load_seconds: float = 0.0
-    write_seconds: float = 0.0
-    smoothing: SmoothingSuggestion | None = None
-
-    @property
-    def voxels(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def shares(self) -> dict[str, float]:
-        """Class name -> fraction of the voxels (0..1)."""
-        n = max(1, self.voxels)
-        return {name: c / n for name, c in zip(self.class_names, self.counts, strict=False)}
-
-
 def _segment_loaded(
     volume: Any, model: LoadedModel, options: SegmentOptions, *, confidence: bool
 ) -> ProgressGen[tuple[Segmentation, SmoothingSuggestion | None]]:
@@ -319,64 +208,6 @@ def _segment_loaded(
         volume, model, confidence=confidence, **options.engine_options(sigma)
     )
     return seg, found
-
-
-def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
-    """Read the scan, load the model, segment, write the labels (and confidence).
-
-    Both files are written atomically, after the segmentation: a cancel (closing the
-    generator) or an error writes nothing.
-
-    Yields
-    ------
-    Progress
-        ``"suggest smoothing"`` (with ``smooth="auto"``), ``"smooth"``,
-        ``"segment z"`` (``y``, ``x``), ``"fuse"``: see
-        :func:`~napari_microfossil.segmentation.iter_segment`.
-
-    Returns
-    -------
-    SegmentResult
-    """
-    from ..io import read_volume, write_tiff
-    from ..model import load_model
-
-    t0 = time.perf_counter()
-    vol = read_volume(request.scan, spacing=request.voxel_size)
-    check_finite(vol.data, "scan")
-    t1 = time.perf_counter()
-    model = load_model(request.model, device=request.options.device)
-    t2 = time.perf_counter()
-    seg, found = yield from _segment_loaded(
-        vol.data, model, request.options, confidence=request.confidence is not None
-    )
-    t3 = time.perf_counter()
-    write_tiff(
-        request.output,
-        seg.labels,
-        spacing=vol.spacing,
-        class_names=seg.class_names,
-        overwrite=request.overwrite,
-    )
-    if request.confidence is not None and seg.confidence is not None:
-        write_tiff(
-            request.confidence, seg.confidence, spacing=vol.spacing, overwrite=request.overwrite
-        )
-    counts = np.bincount(seg.labels.ravel(), minlength=len(seg.class_names))
-    z, y, x = seg.labels.shape
-    return SegmentResult(
-        labels_path=request.output,
-        confidence_path=request.confidence,
-        shape=(z, y, x),
-        axes=seg.axes,
-        class_names=tuple(seg.class_names),
-        counts=tuple(int(c) for c in counts),
-        seconds=t3 - t2,
-        read_seconds=t1 - t0,
-        load_seconds=t2 - t1,
-        write_seconds=time.perf_counter() - t3,
-        smoothing=found,
-    )
 
 
 @dataclass(frozen=True)
@@ -452,3 +283,21 @@ def iter_suggest_image(request: SegmentImageRequest) -> ProgressGen[SmoothingSug
     """
     model = yield from _load(request.model, request.options.device)
     return (yield from iter_suggest_smoothing(request.volume, model, device=request.options.device))
+
+
+# The scan use case lives in its own module; it is part of this module's interface.
+from .segment_scan import SegmentRequest, SegmentResult, iter_segment_scan  # noqa: E402
+
+__all__ = [
+    "AUTO",
+    "SegmentImageRequest",
+    "SegmentOptions",
+    "SegmentRequest",
+    "SegmentResult",
+    "check_finite",
+    "iter_segment_image",
+    "iter_segment_scan",
+    "iter_suggest_image",
+    "parse_voxel_size",
+    "voxel_size_text",
+]

@@ -1,0 +1,287 @@
+"""``microfossil segment``'s use case: a scan file in, label (and confidence) files out.
+
+:class:`SegmentRequest` checks every argument and path up front; :func:`iter_segment_scan`
+segments the scan slab by slab and writes each slab at once (TIFF atomically, ``.zarr``
+resumably: see :mod:`.segment_outputs`). Both are re-exported by
+:mod:`napari_microfossil.workflows.segment`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._progress import ProgressGen
+from ..errors import InputError
+from ..segmentation import (
+    Slab,
+    SmoothingSuggestion,
+    estimate_intensity_range,
+    iter_slabs,
+    iter_suggest_smoothing,
+)
+from .segment import SegmentOptions, _check_volume, _model_file, _model_spec, check_finite
+from .segment_outputs import (
+    abort_outputs,
+    check_resume,
+    check_segment_output,
+    count_labels,
+    job_record,
+    open_outputs,
+    slabs_to_do,
+)
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """Segment a scan file and write its labels (and confidence), TIFF or ``.zarr``.
+
+    Every argument and path is checked when the request is built, before the scan is
+    read or the model loaded.
+
+    Parameters
+    ----------
+    scan : path
+        ``.tif``/``.tiff`` file, folder of slices or ``.zarr`` store.
+    output : path
+        Labels to write (uint8 class ids, the scan's voxel size, class names): a
+        ``.tif``/``.tiff`` file, or a ``.zarr`` store written slab by slab and
+        resumable (see :mod:`.segment_outputs`).
+    confidence : path, optional
+        Confidence to write (uint8, percent), TIFF or ``.zarr``; not `output`.
+    model : str or path
+        ``"default"`` or a ``.safetensors`` model file.
+    options : SegmentOptions
+    voxel_size : float or (z, y, x), optional
+        Voxel size in µm, overriding the scan's.
+    overwrite : bool
+        Replace existing outputs.
+    resume : bool
+        Continue the incomplete ``.zarr`` outputs of an interrupted run of the same
+        job (scan, model file, options); only the missing slabs are segmented.
+
+    Raises
+    ------
+    InputError
+        Naming the option: ``-o``/``--confidence`` (exists without `overwrite` or
+        `resume`, folder missing or read-only, not ``.tif``/``.tiff``/``.zarr``, the
+        same file as the scan, the model or each other), ``voxel_size``, ``scan``
+        (missing), ``model`` (missing or not a model file), ``--resume`` (a TIFF
+        output, nothing to resume, another job's store, with `overwrite`).
+    """
+
+    scan: Path
+    output: Path
+    confidence: Path | None = None
+    model: str = "default"
+    options: SegmentOptions = field(default_factory=SegmentOptions)
+    voxel_size: tuple[float, float, float] | None = None
+    overwrite: bool = False
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        from ..io import parse_spacing
+
+        if not isinstance(self.options, SegmentOptions):
+            raise InputError(f"options: expected SegmentOptions, got {type(self.options).__name__}")
+        if not isinstance(self.resume, (bool, np.bool_)):
+            raise InputError(f"resume: expected True or False, got {self.resume!r}")
+        scan, out = Path(self.scan), Path(self.output)
+        conf = None if self.confidence is None else Path(self.confidence)
+        object.__setattr__(self, "scan", scan)
+        object.__setattr__(self, "output", out)
+        object.__setattr__(self, "confidence", conf)
+        if conf is not None and _same_file(conf, out):
+            raise InputError(
+                f"--confidence: {conf} is the labels output (-o) too; name another file"
+            )
+        for path, option in self.outputs:
+            if _same_file(path, scan):
+                raise InputError(f"{option}: {path} is the scan itself; name another file")
+            check_segment_output(
+                path,
+                overwrite=self.overwrite,
+                resume=bool(self.resume),
+                option=option,
+                inputs=(scan, _model_file(self.model)),
+            )
+        if self.voxel_size is not None:
+            object.__setattr__(self, "voxel_size", parse_spacing(self.voxel_size))
+        if not scan.exists():
+            raise InputError(f"scan: {scan}: no such file or folder")
+        _model_spec(self.model)
+        if self.resume:
+            check_resume(self.outputs, overwrite=self.overwrite, job=self.job())
+
+    @property
+    def outputs(self) -> list[tuple[Path, str]]:
+        """``(path, option)`` of the labels output and the confidence output, if any."""
+        out = [(self.output, "-o")]
+        return out if self.confidence is None else [*out, (self.confidence, "--confidence")]
+
+    def job(self) -> dict[str, Any]:
+        """What a ``.zarr`` output records about this job (see :func:`job_record`);
+        reads the model file to hash it."""
+        return job_record(
+            self.scan,
+            self.model,
+            self.options.record(),
+            confidence=self.confidence is not None,
+        )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.expanduser().resolve() == b.expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """What :func:`iter_segment_scan` did, for a summary line.
+
+    Attributes
+    ----------
+    labels_path, confidence_path : Path, Path or None
+        The files written.
+    shape : (int, int, int)
+        ``(Z, Y, X)`` of the labels.
+    axes : str
+        Axes the scan was sliced along.
+    class_names : tuple of str
+    counts : tuple of int
+        Voxels of each class (index = class id).
+    seconds : float
+        Wall time of the segmentation, smoothing suggestion included (not the reading,
+        the model loading or the writing).
+    read_seconds, load_seconds, write_seconds : float
+        Wall time of the other steps.
+    smoothing : SmoothingSuggestion or None
+        The suggestion, when ``smooth="auto"``.
+    """
+
+    labels_path: Path
+    confidence_path: Path | None
+    shape: tuple[int, int, int]
+    axes: str
+    class_names: tuple[str, ...]
+    counts: tuple[int, ...]
+    seconds: float
+    read_seconds: float = 0.0
+    load_seconds: float = 0.0
+    write_seconds: float = 0.0
+    smoothing: SmoothingSuggestion | None = None
+
+    @property
+    def voxels(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """Class name -> fraction of the voxels (0..1)."""
+        n = max(1, self.voxels)
+        return {name: c / n for name, c in zip(self.class_names, self.counts, strict=False)}
+
+
+def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
+    """Read the scan, load the model, segment slab by slab, write each slab.
+
+    The scan is read a slab at a time and each slab of labels (and confidence) goes
+    to its output at once (:func:`~napari_microfossil.segmentation.iter_slabs`), so
+    memory does not grow with the scan. A TIFF output is written atomically: a cancel
+    (closing the generator) or an error leaves nothing. A ``.zarr`` output keeps the
+    slabs finished so far, marked incomplete, for ``resume``; with ``resume`` only the
+    missing slabs are segmented and the result equals an uninterrupted run's. The
+    class shares are counted slab by slab (and from the stored slabs on resume).
+
+    Yields
+    ------
+    Progress
+        ``"suggest smoothing"`` (with ``smooth="auto"``), then ``"segment <axes>"``
+        (``"smooth"``, ``"segment y"``, ``"fuse"``... when one slab holds the scan):
+        see :func:`~napari_microfossil.segmentation.iter_slabs`.
+
+    Returns
+    -------
+    SegmentResult
+    """
+    from ..io import read_volume
+    from ..model import load_model
+
+    t0 = time.perf_counter()
+    vol = read_volume(request.scan, spacing=request.voxel_size)
+    check_finite(vol.data, "scan")
+    t1 = time.perf_counter()
+    model = load_model(request.model, device=request.options.device)
+    t2 = time.perf_counter()
+    found = None
+    sigma = request.options.smooth
+    if request.options.auto_smooth:
+        found = yield from iter_suggest_smoothing(vol.data, model, device=request.options.device)
+        sigma = found.sigma
+    assert not isinstance(sigma, str)  # "auto" was replaced just above
+    spec = model.spec
+    sigma = spec.normalisation.smooth if sigma is None else float(sigma)
+    lo, hi = estimate_intensity_range(vol.data, spec.normalisation, smooth=sigma)
+    shape = _check_volume(vol.data, "scan")
+    record = {**request.job(), "sigma": sigma, "intensity_range": [lo, hi]}
+    paths = [p for p, _ in request.outputs]
+    outputs, slab = open_outputs(
+        paths,
+        shape,
+        spacing=vol.spacing,
+        class_names=spec.class_names,
+        overwrite=request.overwrite,
+        resume=request.resume,
+        record=record,
+    )
+    todo = slabs_to_do(outputs, shape[0], slab)
+    done = [r for r in _slabs(shape[0], slab) if r not in todo]
+    counts = count_labels(getattr(outputs[0], "array", None), done, spec.num_classes)
+    written = 0.0
+    try:
+        slabs = iter_slabs(
+            vol.data,
+            model,
+            slab=slab,
+            todo=todo,
+            confidence=request.confidence is not None,
+            intensity_range=(lo, hi),
+            **request.options.engine_options(sigma),
+        )
+        for item in slabs:
+            if not isinstance(item, Slab):
+                yield item
+                continue
+            tw = time.perf_counter()
+            outputs[0].write(item.z0, item.labels)
+            if item.confidence is not None:
+                outputs[1].write(item.z0, item.confidence)
+            written += time.perf_counter() - tw
+            counts += count_labels(item.labels, [(0, len(item.labels))], spec.num_classes)
+        t3 = time.perf_counter()
+        for o in outputs:
+            o.finish()
+    except BaseException:
+        abort_outputs(outputs)
+        raise
+    t4 = time.perf_counter()
+    return SegmentResult(
+        labels_path=request.output,
+        confidence_path=request.confidence,
+        shape=shape,
+        axes=request.options.axes,
+        class_names=tuple(spec.class_names),
+        counts=tuple(int(c) for c in counts),
+        seconds=t3 - t2 - written,
+        read_seconds=t1 - t0,
+        load_seconds=t2 - t1,
+        write_seconds=written + t4 - t3,
+        smoothing=found,
+    )
+
+
+def _slabs(nz: int, slab: int) -> list[tuple[int, int]]:
+    return [(a, min(a + slab, nz)) for a in range(0, nz, slab)]
