@@ -45,6 +45,9 @@ def setup(make_napari_viewer):
         metadata={"class_names": CLASSES, "source_image": "scan"},
     )
     widget = FossilsWidget(viewer)
+    # the default size limit (a ball 5 voxels across) would drop the smallest ball
+    assert widget.min_size.value() == 66 and widget.min_unit.currentText() == "voxels"
+    widget.min_size.setValue(0)
     return viewer, widget
 
 

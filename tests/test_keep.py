@@ -83,3 +83,97 @@ def test_shapes_must_match(volumes):
     new, _ = volumes
     with pytest.raises(InputError, match="expected the segmentation's shape"):
         keep_planes(new, np.zeros((12, 10, 8), np.uint8), {"z": [1]})
+
+
+# -- microfossil segment --keep / --keep-slices ----------------------------------------
+
+SHAPE = (10, 40, 48)
+
+
+@pytest.fixture
+def scan(tmp_path):
+    from napari_microfossil.io import write_tiff
+
+    data = np.random.default_rng(0).integers(0, 1000, size=SHAPE).astype(np.uint16)
+    return write_tiff(tmp_path / "scan.tif", data, spacing=(2.0, 0.5, 0.5))
+
+
+@pytest.fixture
+def model_file(tmp_path, tiny_model):
+    from napari_microfossil.model import save_model
+
+    return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
+
+
+@pytest.fixture
+def corrected(tmp_path):
+    from napari_microfossil.io import write_tiff
+
+    data = np.full(SHAPE, 2, np.uint8)
+    data[:, :, :5] = 1  # a pattern the model never gives
+    return write_tiff(
+        tmp_path / "corrected.tif", data, class_names=("background", "fossil", "pore")
+    )
+
+
+def _segment(scan, model_file, out, *extra):
+    from napari_microfossil.cli import main
+
+    argv = ["segment", str(scan), "-o", str(out), "--model", str(model_file)]
+    return main([*argv, "--device", "cpu", "--quiet", *extra])
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".zarr"])
+def test_cli_keeps_the_corrected_planes_bit_exact(
+    tmp_path, scan, model_file, corrected, suffix, capsys, monkeypatch
+):
+    import napari_microfossil.io.store as store
+    from napari_microfossil.io import read_labels
+
+    monkeypatch.setattr(store, "CHUNK_BYTES", 2 * 40 * 48)  # slabs of 2 planes
+    assert _segment(scan, model_file, tmp_path / f"plain{suffix}") == 0
+    spec = "z:0,3,9;y:7;x:47"
+    assert (
+        _segment(
+            scan,
+            model_file,
+            tmp_path / f"kept{suffix}",
+            "--keep",
+            str(corrected),
+            "--keep-slices",
+            spec,
+        )
+        == 0
+    )
+    assert f"kept       z:0,3,9;y:7;x:47 of {corrected}" in capsys.readouterr().out
+    plain = np.asarray(read_labels(tmp_path / f"plain{suffix}").data)
+    kept = np.asarray(read_labels(tmp_path / f"kept{suffix}").data)
+    truth = np.asarray(read_labels(corrected).data)
+    want = _expected(plain, truth, {"z": [0, 3, 9], "y": [7], "x": [47]})
+    np.testing.assert_array_equal(kept, want)
+    assert not np.array_equal(plain, want)  # the test can fail
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--keep", "CORRECTED"], "--keep-slices: needed with --keep"),
+        (["--keep-slices", "z:1"], "--keep: needed with --keep-slices"),
+        (["--keep", "missing.tif", "--keep-slices", "z:1"], "--keep: missing.tif: no such file"),
+        (["--keep", "CORRECTED", "--keep-slices", "z:10"], "--keep-slices: z-slice 10 is outside"),
+        (["--keep", "CORRECTED", "--keep-slices", "q:1"], "--keep-slices: expected e.g."),
+        (["--keep", "SMALL", "--keep-slices", "z:1"], "--keep: "),
+    ],
+)
+def test_cli_keep_refusals_are_one_line(
+    tmp_path, scan, model_file, corrected, capsys, extra, message, monkeypatch
+):
+    from napari_microfossil.io import write_tiff
+
+    monkeypatch.chdir(tmp_path)
+    small = write_tiff(tmp_path / "small.tif", np.zeros((2, 4, 4), np.uint8))
+    extra = [{"CORRECTED": str(corrected), "SMALL": str(small)}.get(a, a) for a in extra]
+    assert _segment(scan, model_file, tmp_path / "out.tif", *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out.tif").exists()

@@ -108,9 +108,8 @@ class FossilsWidget(QWidget):
         )
         self.image = LayerChooser(napari_viewer, Image, allow_none="(none)", parent=body)
         self.class_name = QComboBox(body)
-        self.min_size = QDoubleSpinBox(body)
-        self.min_size.setRange(0, 1e15)
-        self.min_size.setDecimals(0)
+        self.min_size = QDoubleSpinBox(body, decimals=0, minimum=0, maximum=1e15)
+        self.min_size.setValue(fossils.DEFAULT_MIN_VOXELS)  # a ball 5 voxels across
         self.min_unit = QComboBox(body)
         self.min_unit.addItems(SIZE_UNITS)
         self.split = QCheckBox("Split touching fossils", body)

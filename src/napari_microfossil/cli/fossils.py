@@ -28,7 +28,14 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--class", dest="class_", default="fossil", help="class name or id (default: fossil)"
     )
-    s.add_argument("--min-voxels", type=int, default=0)
+    s.add_argument(
+        "--min-voxels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="drop objects with fewer voxels (default: 66, a ball 5 voxels across, unless "
+        "--min-volume is given; 0 keeps every speck)",
+    )
     s.add_argument(
         "--min-volume", type=float, default=None, metavar="UM3", help="minimum volume in µm³"
     )
@@ -44,8 +51,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fossils import DEFAULT_MIN_DIAMETER_VOXELS, DEFAULT_MIN_VOXELS
     from ..workflows.fossils import FossilsRequest, iter_fossils
 
+    by_default = args.min_voxels is None and args.min_volume is None
+    if args.min_voxels is None:
+        args.min_voxels = DEFAULT_MIN_VOXELS if by_default else 0
     request = FossilsRequest(
         labels=args.labels,
         outdir=args.outdir,
@@ -71,6 +82,13 @@ def run(args: argparse.Namespace) -> int:
         vols = sorted((r["volume_um3"] for r in rows), reverse=True)
         voxel = " x ".join(f"{s:g}" for s in result.spacing)
         print(f"  volumes {vols[-1]:.4g} .. {vols[0]:.4g} µm³ (voxel {voxel} µm)")
+    if by_default:
+        across = DEFAULT_MIN_DIAMETER_VOXELS * sum(result.spacing) / 3
+        print(
+            f"  size limit {DEFAULT_MIN_VOXELS} voxels (a ball {DEFAULT_MIN_DIAMETER_VOXELS} "
+            f"voxels, about {across:.3g} µm, across): smaller specks dropped; "
+            f"--min-voxels 0 keeps them, --min-volume UM3 sets another limit"
+        )
     print(f"  table      {outdir / 'fossils.csv'}\n  instances  {result.export.instances}")
     if mesh:
         print(f"  meshes     {outdir / 'meshes'} ({n} .{mesh})")

@@ -39,6 +39,17 @@ def add_parser(sub: Any) -> None:
         "(same scan, model and options); only the missing slabs are segmented",
     )
     s.add_argument(
+        "--keep",
+        metavar="CORRECTED",
+        help="labels you corrected (TIFF or .zarr): the --keep-slices planes are copied "
+        "from it into the output as they are",
+    )
+    s.add_argument(
+        "--keep-slices",
+        metavar="SLICES",
+        help="the corrected planes to keep, e.g. 'z:20,48,76' (any axis: 'z:20;y:5')",
+    )
+    s.add_argument(
         "--flips",
         action="store_true",
         help="average each tile over its four flips (4x slower, a little more accurate)",
@@ -86,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         voxel_size=spacing_arg(args.voxel_size),
         overwrite=args.overwrite,
         resume=args.resume,
+        keep=Path(args.keep) if args.keep else None,
+        keep_slices=args.keep_slices,
     )
     result = progress(iter_segment_scan(request), quiet=args.quiet)
     if result.smoothing is not None:
@@ -96,5 +109,10 @@ def run(args: argparse.Namespace) -> int:
         f"Segmented {'x'.join(map(str, result.shape))} voxels along {result.axes} in {dt:.1f} s "
         f"({result.voxels / dt / 1e6:.2f} Mvoxel/s): {shares}\n  labels     {result.labels_path}"
         + (f"\n  confidence {result.confidence_path}" if result.confidence_path else "")
+        + (f"\n  kept       {_spec(request.keep_slices)} of {request.keep}" if request.keep else "")
     )
     return 0
+
+
+def _spec(slices: dict[str, list[int]]) -> str:
+    return ";".join(f"{a}:{','.join(map(str, v))}" for a, v in slices.items())

@@ -26,7 +26,12 @@ from .export import (
     iter_export_fossils,
     write_fossils_csv,
 )
-from .extract import extract_fossils, iter_extract_fossils
+from .extract import (
+    DEFAULT_MIN_DIAMETER_VOXELS,
+    DEFAULT_MIN_VOXELS,
+    extract_fossils,
+    iter_extract_fossils,
+)
 from .gallery import GALLERY_DIR, GalleryResult, iter_write_gallery, write_gallery
 from .measure import iter_measure_fossils, measure_fossils
 from .mesh import mask_surface_area, mask_to_mesh
@@ -35,6 +40,8 @@ from .render import render_histogram, render_mesh
 from .table import FOSSIL_COLUMNS, FossilTable
 
 __all__ = [
+    "DEFAULT_MIN_DIAMETER_VOXELS",
+    "DEFAULT_MIN_VOXELS",
     "FILE_COLUMNS",
     "FOSSIL_COLUMNS",
     "GALLERY_DIR",

@@ -27,6 +27,13 @@ logger = logging.getLogger(__name__)
 
 _CONNECTIVITIES = (6, 18, 26)
 
+#: The default size limit of the command line and the panel: a fossil must hold at
+#: least a ball this many voxels across. Specks of a few voxels (noise the network
+#: labelled) go; the smallest microfossils worth measuring are tens of voxels across.
+DEFAULT_MIN_DIAMETER_VOXELS = 5
+#: :data:`DEFAULT_MIN_DIAMETER_VOXELS` as a voxel count: 66.
+DEFAULT_MIN_VOXELS = math.ceil(math.pi / 6 * DEFAULT_MIN_DIAMETER_VOXELS**3)
+
 
 def iter_extract_fossils(
     labels: np.ndarray,

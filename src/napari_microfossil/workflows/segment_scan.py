@@ -24,6 +24,7 @@ from ..segmentation import (
     iter_slabs,
     iter_suggest_smoothing,
 )
+from .keep import check_kept, keep_in_slab
 from .segment import SegmentOptions, _check_volume, _model_file, _model_spec, check_finite
 from .segment_outputs import (
     abort_outputs,
@@ -63,6 +64,12 @@ class SegmentRequest:
     resume : bool
         Continue the incomplete ``.zarr`` outputs of an interrupted run of the same
         job (scan, model file, options); only the missing slabs are segmented.
+    keep : path, optional
+        Corrected labels of the same scan (TIFF or ``.zarr``): the planes `keep_slices`
+        are copied from it into the output verbatim (:mod:`.keep`), so a new
+        segmentation leaves the user's corrections as they were.
+    keep_slices : str or dict, optional
+        ``"z:20,48,76"`` (any axis, as ``--slices`` elsewhere); needed with `keep`.
 
     Raises
     ------
@@ -82,9 +89,13 @@ class SegmentRequest:
     voxel_size: tuple[float, float, float] | None = None
     overwrite: bool = False
     resume: bool = False
+    keep: Path | None = None
+    keep_slices: Any = None
 
     def __post_init__(self) -> None:
         from ..io import parse_spacing
+
+        self._check_keep()
 
         if not isinstance(self.options, SegmentOptions):
             raise InputError(f"options: expected SegmentOptions, got {type(self.options).__name__}")
@@ -117,6 +128,28 @@ class SegmentRequest:
         if self.resume:
             check_resume(self.outputs, overwrite=self.overwrite, job=self.job())
 
+    def _check_keep(self) -> None:
+        if (self.keep is None) != (self.keep_slices is None):
+            given, missing = (
+                ("--keep", "--keep-slices") if self.keep else ("--keep-slices", "--keep")
+            )
+            raise InputError(f"{missing}: needed with {given} (which planes of which labels)")
+        if self.keep is None:
+            return
+        from ..training.slices import parse_slices
+
+        keep = Path(self.keep)
+        object.__setattr__(self, "keep", keep)
+        if not keep.exists():
+            raise InputError(f"--keep: {keep}: no such file or folder")
+        slices = self.keep_slices
+        if not isinstance(slices, dict):
+            slices = parse_slices(str(slices), "--keep-slices")
+        object.__setattr__(self, "keep_slices", {k: sorted(set(v)) for k, v in slices.items()})
+        for path, option in self.outputs:
+            if _same_file(path, keep):
+                raise InputError(f"{option}: {path} is the --keep labels; name another file")
+
     @property
     def outputs(self) -> list[tuple[Path, str]]:
         """``(path, option)`` of the labels output and the confidence output, if any."""
@@ -126,12 +159,15 @@ class SegmentRequest:
     def job(self) -> dict[str, Any]:
         """What a ``.zarr`` output records about this job (see :func:`job_record`);
         reads the model file to hash it."""
-        return job_record(
+        job = job_record(
             self.scan,
             self.model,
             self.options.record(),
             confidence=self.confidence is not None,
         )
+        if self.keep is not None:
+            job["keep"] = {"labels": str(self.keep.resolve()), "slices": self.keep_slices}
+        return job
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -213,6 +249,7 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
     t0 = time.perf_counter()
     vol = read_volume(request.scan, spacing=request.voxel_size)
     check_finite(vol.data, "scan")
+    kept = _kept_labels(request, _check_volume(vol.data, "scan"))  # before the model loads
     t1 = time.perf_counter()
     model = load_model(request.model, device=request.options.device)
     t2 = time.perf_counter()
@@ -255,6 +292,8 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
             if not isinstance(item, Slab):
                 yield item
                 continue
+            if kept is not None:
+                keep_in_slab(item.labels, item.z0, kept, request.keep_slices)
             tw = time.perf_counter()
             outputs[0].write(item.z0, item.labels)
             if item.confidence is not None:
@@ -281,6 +320,21 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
         write_seconds=written + t4 - t3,
         smoothing=found,
     )
+
+
+def _kept_labels(request: SegmentRequest, shape: tuple[int, int, int]) -> Any:
+    """The `keep` labels, lazily, checked against the scan's shape (None without)."""
+    if request.keep is None:
+        return None
+    from ..io import read_labels
+
+    data = read_labels(request.keep, lazy=True).data
+    if tuple(int(n) for n in data.shape) != shape:
+        raise InputError(
+            f"--keep: {request.keep} holds {tuple(data.shape)} voxels, the scan {shape}"
+        )
+    check_kept(request.keep_slices, shape)
+    return data
 
 
 def _slabs(nz: int, slab: int) -> list[tuple[int, int]]:
