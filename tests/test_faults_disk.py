@@ -117,3 +117,73 @@ def test_sample_module_uses_the_shared_check():
     """One place checks the disk: the sample request calls outputs.check_disk_space."""
     assert sample.check_disk_space is outputs.check_disk_space
     assert np.isclose(sum(outputs.COMPRESSED_BYTES_PER_VOXEL.values()), 0.54)
+
+
+# -- segment: labels and confidence are written both or neither -----------------------
+
+
+@pytest.fixture
+def scan_and_model(tmp_path, tiny_model):
+    from napari_microfossil.io import write_tiff
+    from napari_microfossil.model import save_model
+
+    data = np.random.default_rng(0).integers(0, 1000, size=(6, 40, 48)).astype(np.uint16)
+    scan = write_tiff(tmp_path / "scan.tif", data)
+    return scan, save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
+
+
+def test_a_full_disk_while_writing_the_confidence_leaves_no_labels_either(
+    tmp_path, scan_and_model, monkeypatch, capsys
+):
+    """Issue 13, case 3: `segment --confidence` used to leave a complete labels file
+    without its confidence. Both TIFFs are complete in their temp files before either is
+    renamed, so a full disk leaves neither (and no temp file)."""
+    import tifffile
+
+    scan, model = scan_and_model
+    real = tifffile.imwrite
+
+    def imwrite(path, data, *args, **kwargs):
+        if ".conf." in str(path):
+            for _ in data:  # the pages arrive, then the disk is full
+                pass
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile, "imwrite", imwrite)
+    argv = ["segment", str(scan), "-o", str(tmp_path / "labels.tif"), "--confidence"]
+    argv += [str(tmp_path / "conf.tif"), "--model", str(model), "--device", "cpu", "--quiet"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.tif", "tiny.safetensors"]
+
+
+def test_segment_too_big_for_the_disk_is_refused_before_the_model_loads(
+    tmp_path, scan_and_model, monkeypatch, capsys
+):
+    from napari_microfossil import model as models
+
+    scan, model = scan_and_model
+    _disk_free(monkeypatch, 100)  # bytes
+    loaded = []
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: loaded.append(1))
+    argv = ["segment", str(scan), "-o", str(tmp_path / "labels.tif"), "--model", str(model)]
+    assert cli.main([*argv, "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("microfossil segment: error: -o: the labels of")
+    assert "disk space" in err[0] and not loaded
+    assert not (tmp_path / "labels.tif").exists()
+
+
+def test_fossils_too_big_for_the_disk_is_refused_before_work(tmp_path, monkeypatch, capsys):
+    from napari_microfossil.io import write_tiff
+
+    labels = np.zeros((8, 32, 32), np.uint8)
+    labels[2:6, 5:20, 5:20] = 1
+    path = write_tiff(tmp_path / "labels.tif", labels, class_names=("bg", "fossil"))
+    _disk_free(monkeypatch, 10)
+    assert cli.main(["fossils", str(path), "-o", str(tmp_path / "f"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "-o: the instances of" in err[0] and "disk space" in err[0]
+    assert not (tmp_path / "f").exists()

@@ -235,6 +235,7 @@ class TiffSlabWriter:
         self._closed = False
         self._commit = False
         self._decided = threading.Event()
+        self._flushed = threading.Event()  # every page is in the temp file (or it failed)
         self._thread = threading.Thread(target=self._work, name="tiff-writer", daemon=True)
         self._thread.start()
 
@@ -261,11 +262,14 @@ class TiffSlabWriter:
                     **self._kwargs,
                 )
                 # All pages are in the temp file; it replaces `path` only on finish().
+                self._flushed.set()
                 self._decided.wait()
                 if not self._commit:
                     raise _Abort()
         except BaseException as exc:
             self._error = exc
+        finally:
+            self._flushed.set()
 
     def _put(self, item: Any) -> None:
         import queue
@@ -297,6 +301,27 @@ class TiffSlabWriter:
             raise ValueError(f"{self.path}: more than {self.shape[0]} planes written")
         self._put(data.astype(self.dtype, copy=False))
         self._written += int(data.shape[0])
+
+    def flush(self) -> None:
+        """Wait until every page is in the temp file, without renaming it into place:
+        with several outputs, all are flushed before any is renamed, so a full disk
+        leaves none of them (then :meth:`finish` each, or :meth:`abort`).
+
+        Raises
+        ------
+        ValueError
+            If planes are missing; whatever the writer raised.
+        """
+        import queue
+
+        if self._written != self.shape[0]:
+            raise ValueError(f"{self.path}: {self._written} of {self.shape[0]} planes written")
+        if self._thread.is_alive():
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_DONE)
+        self._flushed.wait()
+        if self._error is not None:
+            raise self._error
 
     def finish(self) -> Path:
         """Wait for the last page and rename the file into place.

@@ -39,7 +39,7 @@ from ..fossils.export import check_mesh_format
 from ..io import parse_spacing, read_labels, read_volume
 from ..io.zarr_store import is_zarr
 from .fossils_store import INSTANCES_ZARR, check_class_labels, iter_fossils_lazy
-from .outputs import check_not_input, check_output_folder
+from .outputs import check_disk_space, check_not_input, check_output_folder, expected_bytes
 
 #: Files whose presence in a folder means it already holds an export (or a gallery).
 EXPORT_MARKERS = ("fossils.csv", "index.html")
@@ -424,6 +424,9 @@ def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
             )
         if labels.spacing_source == "default" and vol.spacing_source != "default":
             spacing = vol.spacing
+    voxels = int(np.prod(labels.shape))
+    need = expected_bytes(voxels, "instances")
+    check_disk_space(Path(r.outdir), need, "-o", f"the instances of {voxels / 1e9:.3g} G voxels")
     if labels.lazy:
         table, export = yield from iter_fossils_lazy(
             r, labels.data, None if vol is None else vol.data, cid, spacing

@@ -250,6 +250,7 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
     vol = read_volume(request.scan, spacing=request.voxel_size)
     check_finite(vol.data, "scan")
     kept = _kept_labels(request, _check_volume(vol.data, "scan"))  # before the model loads
+    _check_space(request, int(np.prod(vol.data.shape)))
     t1 = time.perf_counter()
     model = load_model(request.model, device=request.options.device)
     t2 = time.perf_counter()
@@ -301,6 +302,10 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
             written += time.perf_counter() - tw
             counts += count_labels(item.labels, [(0, len(item.labels))], spec.num_classes)
         t3 = time.perf_counter()
+        for o in outputs:  # every TIFF complete in its temp file before any is renamed
+            flush = getattr(o, "flush", None)
+            if flush is not None:
+                flush()
         for o in outputs:
             o.finish()
     except BaseException:
@@ -320,6 +325,18 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
         write_seconds=written + t4 - t3,
         smoothing=found,
     )
+
+
+def _check_space(request: SegmentRequest, voxels: int) -> None:
+    """Refuse outputs that surely do not fit their disks (a lower bound, see
+    :func:`~.outputs.expected_bytes`); a resumed run needs only what is left."""
+    from .outputs import check_disk_space, expected_bytes
+
+    if request.resume:
+        return
+    for (path, option), kind in zip(request.outputs, ("labels", "confidence"), strict=False):
+        what = f"the {kind} of {voxels / 1e9:.3g} G voxels"
+        check_disk_space(path.parent, expected_bytes(voxels, kind), option, what)
 
 
 def _kept_labels(request: SegmentRequest, shape: tuple[int, int, int]) -> Any:
