@@ -165,8 +165,12 @@ def test_closing_early_leaves_no_file(tmp_path, scan_and_base):
     out = tmp_path / "out.safetensors"
     cfg = TrainConfig(epochs=1, steps_per_epoch=50, batch_size=1, crop_size=64)
     gen = iter_finetune(ph.image, ph.labels, {"z": [3]}, output=out, base=base, config=cfg)
-    stages = [next(gen).stage for _ in range(4)]
-    assert stages == ["load model", "load model", "train", "train"]  # one slice: no validation
+    stages = [next(gen).stage for _ in range(6)]
+    # one slice: no validation; the base is scored on the training slice instead
+    assert stages == ["load model", "load model", "score base model", "score base model"] + [
+        "train",
+        "train",
+    ]
     gen.close()
     assert not out.exists() and not list(tmp_path.glob(".out.safetensors*"))
 
