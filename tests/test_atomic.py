@@ -68,3 +68,31 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
         raise OSError(28, "No space left on device")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.tif"]
+
+
+def test_work_dir_clears_what_killed_jobs_of_this_machine_left(tmp_path):
+    """Issue 13, case 9: a killed segment leaves a memory-mapped accumulator (GBs) and a
+    killed fossils run its label file; the next job's work_dir removes them, not the
+    folders of running processes or of other machines."""
+    import socket
+    import subprocess
+    import sys
+
+    from napari_microfossil.atomic import work_dir
+
+    host = socket.gethostname().replace("-", "_")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    killed = tmp_path / f"job-{host}-{dead_pid}-abc"
+    killed.mkdir()
+    (killed / "probabilities.u16").write_bytes(b"x" * 100)
+    running = tmp_path / f"job-{host}-{os.getpid()}-def"
+    running.mkdir()
+    elsewhere = tmp_path / f"job-otherhost-{dead_pid}-ghi"
+    elsewhere.mkdir()
+    mine = tmp_path / "job-notes"
+    mine.mkdir()
+    new = work_dir("job-", tmp_path)
+    assert new.is_dir() and new.name.startswith(f"job-{host}-{os.getpid()}-")
+    assert not killed.exists()
+    assert running.exists() and elsewhere.exists() and mine.exists()

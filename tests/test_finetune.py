@@ -167,10 +167,8 @@ def test_closing_early_leaves_no_file(tmp_path, scan_and_base):
     gen = iter_finetune(ph.image, ph.labels, {"z": [3]}, output=out, base=base, config=cfg)
     stages = [next(gen).stage for _ in range(6)]
     # one slice: no validation; the base is scored on the training slice instead
-    assert stages == ["load model", "load model", "score base model", "score base model"] + [
-        "train",
-        "train",
-    ]
+    scored = ["score base model"] * 2
+    assert stages == ["load model", "load model", *scored, "train", "train"]
     gen.close()
     assert not out.exists() and not list(tmp_path.glob(".out.safetensors*"))
 

@@ -8,6 +8,7 @@ user's name.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import shutil
@@ -98,3 +99,34 @@ def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iter
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def work_dir(prefix: str, folder: str | os.PathLike[str] | None = None) -> Path:
+    """A new temp folder ``<prefix><host>-<pid>-<random>`` in `folder` (default the
+    system's temp folder), for a job's scratch files; the caller removes it.
+
+    First removes the folders with this `prefix` that a process on this machine left
+    when it was killed (its pid no longer runs): a killed job's scratch files, often
+    gigabytes (a memory-mapped accumulator, a blockwise label file), do not stay forever.
+    Folders of other machines (a shared disk) and of running processes are left alone.
+    """
+    import socket
+    import tempfile
+
+    host = socket.gethostname().replace("-", "_")
+    where = Path(folder) if folder is not None else Path(tempfile.gettempdir())
+    for old in where.glob(f"{glob.escape(prefix)}{glob.escape(host)}-*-*"):
+        pid = old.name[len(prefix) + len(host) + 1 :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{host}-{os.getpid()}-", dir=where))

@@ -26,7 +26,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import tempfile
 from collections import deque
 from collections.abc import Generator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .._progress import Progress, drain
+from ..atomic import work_dir
 from ..errors import InputError
 from ..io import read_labels
 from ..io.store import create_output
@@ -162,7 +162,7 @@ def iter_extract_fossils_blockwise(
     if is_lazy(image):
         image = CachedCrops(image)  # components come in raster order: neighbours share chunks
     n_workers = _check_workers(workers)
-    tmp = Path(tempfile.mkdtemp(prefix=".fossils-", dir=workdir or out_path.parent))
+    tmp = work_dir(".fossils-", workdir or out_path.parent)
     pool = _pool(n_workers)
     try:
         comps = yield from iter_label_blocks(

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,6 +44,7 @@ import numpy as np
 
 from .. import normalise
 from .._progress import Progress, drain
+from ..atomic import work_dir
 from ..axes import AXES, take_plane
 from ..errors import InputError
 from ..model import LoadedModel, Predictor
@@ -307,7 +307,7 @@ class _Job:
         nbytes = 2 * int(np.prod(shape))
         if nbytes <= self.s.max_ram_bytes:
             return np.zeros(shape, dtype=np.uint16), None
-        tmpdir = tempfile.mkdtemp(prefix="microfossil-accumulator-", dir=self.s.accumulator_dir)
+        tmpdir = str(work_dir("microfossil-accumulator-", self.s.accumulator_dir))
         log.info("multi-axis accumulator (%.1f MB) on disk in %s", nbytes / 1e6, tmpdir)
         path = Path(tmpdir) / "probabilities.u16"
         return np.memmap(path, dtype=np.uint16, mode="w+", shape=shape), tmpdir
