@@ -81,7 +81,9 @@ def test_work_dir_clears_what_killed_jobs_of_this_machine_left(tmp_path):
     from napari_microfossil.atomic import work_dir
 
     host = socket.gethostname().replace("-", "_")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(dead.stdout)
     killed = tmp_path / f"job-{host}-{dead_pid}-abc"
     killed.mkdir()
