@@ -279,6 +279,7 @@ def test_table_takes_the_dock_height(make_napari_viewer, qtbot):
         labels[6, 3 + 3 * k : 5 + 3 * k, 3:5] = 1
     viewer.add_labels(labels, name="scan fossils", metadata={"class_names": CLASSES})
     widget = FossilsWidget(viewer)
+    widget.min_size.setValue(0)  # the 4-voxel fossils are below the default limit
     assert widget.table_widget.sizePolicy().verticalPolicy() == QSizePolicy.Policy.Expanding
     box = widget.table_widget.parentWidget()  # the "Fossils" group box
     assert box.sizePolicy().verticalPolicy() == QSizePolicy.Policy.Expanding
