@@ -24,7 +24,7 @@ def line_plot(
     from PIL import Image, ImageDraw
 
     w, h = size
-    left, right, top, bottom = 70, 190, 40, 60
+    left, right, top, bottom = 70, 190, 44, 60
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)
     pts = [p for s in series.values() for p in s]
@@ -60,9 +60,9 @@ def line_plot(
             [w - right + 12, top + 12 + 18 * k, w - right + 32, top + 12 + 18 * k], fill=c, width=3
         )
         d.text((w - right + 38, top + 6 + 18 * k), name, fill="black")
-    d.text((left, 12), title, fill="black")
+    d.text((left, 4), title, fill="black")
     d.text(((left + w - right) / 2 - 40, h - 25), xlabel, fill="black")
-    d.text((8, top - 20), ylabel, fill="black")
+    d.text((8, top - 16), ylabel, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path

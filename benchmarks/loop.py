@@ -252,7 +252,8 @@ def unet_round(arm, r, st, per, tmp, image, labels, names, classes, args, segmen
 
 def report(rows: list[dict], names: list[str], args: argparse.Namespace, total: float) -> None:
     what = "fossil IoU" if args.dataset == "phantom" else "mean IoU of the 4 phases"
-    print(f"\n{args.dataset} {args.label}: {what} on the never-corrected slices ({total:.0f} s)")
+    name = f"{args.dataset} ({args.label})" if args.label else args.dataset
+    print(f"\n{name}: {what} on the never-corrected slices ({total:.0f} s)")
     print(f"{'arm':>10} {'slices':>6} {'value':>7} " + " ".join(f"{n:>10}" for n in names))
     for row in rows:
         ious = " ".join(f"{row['iou'][n]:>10.4f}" for n in names)
@@ -262,7 +263,7 @@ def report(rows: list[dict], names: list[str], args: argparse.Namespace, total: 
         if row["arm"] != "base":
             series.setdefault(row["arm"], []).append((row["n"], row["value"]))
     png = args.png or IMAGES / f"12_loop_{args.dataset}.png"
-    title = f"{args.dataset} {args.label}: {what}, never-corrected slices"
+    title = f"{name}: {what}, never-corrected slices"
     line_plot(png, series, title=title, xlabel="corrected slices", ylabel=what)
     print(f"plot: {png}")
     if args.json:
