@@ -1,0 +1,274 @@
+"""The correction loop, simulated with the ground truth as the user: an annotation-efficiency curve.
+
+Each round, for each arm:
+
+1. pick the next ``--per-round`` slices, never one already corrected:
+   - ``suggested``: ``review.suggest_slices`` on the per-slice confidence of the
+     previous round's model (round 1: the base model), as the Review panel and
+     ``microfossil suggest`` do;
+   - ``even``: evenly spaced slices, nested (the slices of the earlier rounds stay):
+     of the ``k`` evenly spaced positions for this round's total ``k``, the ones farthest
+     from every corrected slice;
+2. "correct" them: their truth planes are the user's labels;
+3. fine-tune from the previous round's model on all corrected slices so far, the path of
+   ``microfossil train``/the Fine-tune panel (``TrainRequest``/``iter_run_training``,
+   with its default split: from 4 slices on a quarter is held out to keep the best
+   epoch), at most ``--minutes-per-round`` of wall-clock time;
+4. segment the whole volume again and score it on the slices this arm never corrected.
+
+``forest`` (the ilastik recipe, ``benchmarks/_forest.py``) trains each round on exactly
+the ``suggested`` arm's corrected slices and is scored on the same slices as that arm.
+
+Data:
+
+- ``phantom``: ``make_phantom`` in ``PhantomStyle().harder()`` (noisier, blurrier, less
+  contrast than the default model's training data), as ``benchmarks/finetune.py``;
+  scored as fossil IoU; trained and segmented with ``--smooth`` (default 0.7, as there).
+- ``sandstone``: the 10 labelled Versa slices (``benchmarks/real_data.py``), four new
+  classes; 1 slice per round; scored as the mean IoU of the four phases (pore included)
+  on the never-corrected slices; no smoothing (the slices are not contiguous).
+
+Usage::
+
+    python benchmarks/loop.py phantom [--rounds 4] [--per-round 3] [--minutes-per-round 1]
+        [--shape 64 256 256] [--axes z] [--lr ...] [--augment light] [--png PATH]
+    python benchmarks/loop.py sandstone [--rounds 5] [--minutes-per-round 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _forest import forest_segment, slice_features
+from _plot import line_plot
+from real_data import DEFAULT_DATA, load_sandstone
+
+from napari_microfossil._progress import drain
+from napari_microfossil.cli.train import add_recipe_options, recipe_from_args
+from napari_microfossil.metrics import confusion_matrix, scores_from_confusion
+from napari_microfossil.model import load_model
+from napari_microfossil.phantom import PhantomStyle, make_phantom
+from napari_microfossil.review import slice_confidence, suggest_slices
+from napari_microfossil.segmentation import iter_segment
+from napari_microfossil.workflows.train import TrainRequest, iter_run_training
+
+IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+
+
+def even_picks(n: int, reviewed: list[int], k: int) -> list[int]:
+    """`k` more slices of `n`, evenly spaced and nested with `reviewed`.
+
+    The targets are the centres of ``len(reviewed) + k`` equal parts of the stack; the
+    `k` targets farthest from every taken slice are taken (snapped to a free slice).
+    """
+    total = len(reviewed) + k
+    targets = [int((i + 0.5) * n / total) for i in range(total)]
+    taken = list(reviewed)
+    picks: list[int] = []
+    for _ in range(k):
+        free = [z for z in range(n) if z not in taken]
+        if not free:
+            break
+
+        def dist(z: int) -> int:
+            return min((abs(z - t) for t in taken), default=n)
+
+        best = max(targets, key=lambda t: (dist(min(free, key=lambda z: abs(z - t))), -t))
+        z = min(free, key=lambda f: abs(f - best))
+        picks.append(z)
+        taken.append(z)
+    return picks
+
+
+def score(pred: np.ndarray, truth: np.ndarray, names: list[str], dataset: str) -> dict:
+    """Per-class IoU and the curve's value (fossil IoU, or the mean over all phases)."""
+    sc = scores_from_confusion(confusion_matrix(pred, truth, len(names)), names)
+    ious = {n: sc[f"iou_{n}"] for n in names}
+    value = ious["fossil"] if dataset == "phantom" else float(np.nanmean(list(ious.values())))
+    return {"value": value, "iou": ious}
+
+
+def load(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, list[str], list[str] | None]:
+    """(image, labels, class names, classes to pass to training or None)."""
+    if args.dataset == "phantom":
+        style = PhantomStyle().harder()
+        ph = make_phantom(tuple(args.shape), seed=args.seed, style=style)  # type: ignore[arg-type]
+        names = list(load_model(args.base, device=args.device).spec.class_names)
+        return np.asarray(ph.image), np.asarray(ph.labels), names, None
+    image, labels, _, _, classes = load_sandstone(args.data)
+    return image, labels, classes, classes
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("dataset", choices=["phantom", "sandstone"])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--base", default="default")
+    p.add_argument("--seed", type=int, default=4000)
+    p.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256))
+    p.add_argument("--rounds", type=int, default=None, help="default 4 (phantom), 5 (sandstone)")
+    p.add_argument("--per-round", type=int, default=None, help="default 3 (phantom), 1 (sandstone)")
+    p.add_argument("--minutes-per-round", type=float, default=1.0)
+    p.add_argument("--arms", nargs="+", default=["suggested", "even", "forest"])
+    p.add_argument("--axes", default="z", help="slicing axes when segmenting, e.g. zyx")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--forest-pixels", type=int, default=20000, help="per training slice")
+    p.add_argument("--png", type=Path, help="default docs/images/12_loop_<dataset>.png")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--label", default="", help="a note for the table's title and the plot")
+    add_recipe_options(p)
+    p.set_defaults(epochs=1000, smooth=None)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    phantom = args.dataset == "phantom"
+    rounds = args.rounds or (4 if phantom else 5)
+    per = args.per_round or (3 if phantom else 1)
+    if args.smooth is None and phantom:
+        args.smooth = 0.7
+    args.time_limit = args.minutes_per_round * 60.0
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    image, labels, names, classes = load(args)
+    nz = image.shape[0]
+
+    def segment(model_path: str | Path, conf: bool):
+        model = load_model(model_path, device=args.device)
+        return drain(
+            iter_segment(image, model, axes=args.axes, device=args.device, confidence=conf)
+        )
+
+    unet_arms = [a for a in ("suggested", "even") if a in args.arms]
+    base_seg = segment(args.base, True) if unet_arms else None
+    rows: list[dict] = []
+    if phantom and base_seg is not None:
+        rows.append({"arm": "base", "n": 0, **score(base_seg.labels, labels, names, args.dataset)})
+        print(f"base model: fossil IoU {rows[0]['value']:.4f} on all {nz} slices", flush=True)
+    conf = base_seg.confidence if base_seg is not None else None
+    state = {a: {"model": args.base, "reviewed": [], "conf": conf} for a in unet_arms}
+    forests = [a for a in ("forest", "forest-even") if a in args.arms]
+    feats = slice_features(image) if forests else None
+    even_forest: list[int] = []
+
+    def forest_row(arm: str, reviewed: list[int]) -> dict:
+        rest = [z for z in range(nz) if z not in reviewed]
+        t0 = time.perf_counter()
+        pred = forest_segment(feats, labels, reviewed, rest, pixels_per_slice=args.forest_pixels)
+        row = {
+            "arm": arm,
+            "n": len(reviewed),
+            "slices": reviewed,
+            "fit_predict_s": round(time.perf_counter() - t0, 1),
+            **score(pred, labels[rest], names, args.dataset),
+        }
+        print(f"{arm:>11}: {row['n']:>2} slices {reviewed} -> {row['value']:.4f}", flush=True)
+        return row
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(1, rounds + 1):
+            for arm in unet_arms:
+                rows.append(
+                    unet_round(
+                        arm,
+                        r,
+                        state[arm],
+                        per,
+                        Path(tmp),
+                        image,
+                        labels,
+                        names,
+                        classes,
+                        args,
+                        segment,
+                    )
+                )
+                if arm == "suggested" and "forest" in forests:
+                    rows.append(forest_row("forest", state[arm]["reviewed"]))
+            if "forest-even" in forests:
+                even_forest = sorted(even_forest + even_picks(nz, even_forest, per))
+                rows.append(forest_row("forest-even", even_forest))
+    total = time.perf_counter() - t_start
+    report(rows, names, args, total)
+    return 0
+
+
+def unet_round(arm, r, st, per, tmp, image, labels, names, classes, args, segment) -> dict:
+    """One round of a U-Net arm: pick, correct, fine-tune from the last model, score."""
+    nz = image.shape[0]
+    if arm == "suggested":
+        picks = suggest_slices(slice_confidence(st["conf"]), st["reviewed"], per)
+    else:
+        picks = even_picks(nz, st["reviewed"], per)
+    st["reviewed"] = sorted(st["reviewed"] + picks)
+    out = tmp / f"{arm}_{r}.safetensors"
+    request = TrainRequest(
+        image,
+        labels,
+        out,
+        slices={"z": st["reviewed"]},
+        base=st["model"],
+        classes=classes,
+        **recipe_from_args(args),
+        device=args.device,
+        name=args.dataset,
+    )
+    c0, w0 = time.process_time(), time.perf_counter()
+    result = drain(iter_run_training(request))
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    st["model"] = out
+    seg = segment(out, arm == "suggested")
+    st["conf"] = seg.confidence
+    rest = [z for z in range(nz) if z not in st["reviewed"]]
+    row = {
+        "arm": arm,
+        "n": len(st["reviewed"]),
+        "slices": st["reviewed"],
+        "picked": picks,
+        "train_cpu_s": round(cpu, 1),
+        "train_wall_s": round(wall, 1),
+        "steps": int(result.history[-1]["steps"]) if result.history else 0,
+        **score(seg.labels[rest], labels[rest], names, args.dataset),
+    }
+    print(
+        f"round {r} {arm:>9}: {row['n']:>2} slices {st['reviewed']} -> {row['value']:.4f}; "
+        f"trained {wall:.0f} s wall, {cpu:.0f} s CPU, {row['steps']} steps",
+        flush=True,
+    )
+    return row
+
+
+def report(rows: list[dict], names: list[str], args: argparse.Namespace, total: float) -> None:
+    what = "fossil IoU" if args.dataset == "phantom" else "mean IoU of the 4 phases"
+    name = f"{args.dataset} ({args.label})" if args.label else args.dataset
+    print(f"\n{name}: {what} on the never-corrected slices ({total:.0f} s)")
+    print(f"{'arm':>10} {'slices':>6} {'value':>7} " + " ".join(f"{n:>10}" for n in names))
+    for row in rows:
+        ious = " ".join(f"{row['iou'][n]:>10.4f}" for n in names)
+        print(f"{row['arm']:>10} {row['n']:>6} {row['value']:>7.4f} {ious}")
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        if row["arm"] != "base":
+            series.setdefault(row["arm"], []).append((row["n"], row["value"]))
+    png = args.png or IMAGES / f"12_loop_{args.dataset}.png"
+    title = f"{name}: {what}, never-corrected slices"
+    line_plot(png, series, title=title, xlabel="corrected slices", ylabel=what)
+    print(f"plot: {png}")
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
