@@ -27,21 +27,44 @@ def _imagej_unit(unit: str) -> str:
     return "".join(c if ord(c) < 128 else f"\\u{ord(c):04X}" for c in unit)
 
 
+def _checked_spacing(
+    spacing: float | tuple[float, float, float], unit: str
+) -> tuple[float, float, float]:
+    """`spacing` as ``(z, y, x)``; InputError for a bad spacing or an unknown `unit`."""
+    sp = parse_spacing(spacing)
+    if unit_factor(unit) is None:
+        raise InputError(f"unit: expected a length unit such as 'µm' or 'nm'; got {unit!r}")
+    return sp
+
+
 def _tiff_kwargs(
     dtype: np.dtype,
     shape: tuple[int, ...],
     sp: tuple[float, float, float],
     unit: str,
     axes: str,
-    doc: dict[str, Any],
-    info: str,
+    *,
+    class_names: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+    compression: str | None,
 ) -> dict[str, Any]:
     """tifffile keywords: an ImageJ hyperstack when ImageJ can hold the volume, else a
-    plain TIFF (BigTIFF from 4 GiB) with resolution tags.
+    plain TIFF (BigTIFF from 4 GiB) with resolution tags; this tool's JSON record of
+    the voxel size, class names and `metadata` either way (TypeError if `metadata` is
+    not JSON-serialisable), and the compression (``"none"`` for None).
 
     An ImageJ hyperstack cannot hold a plane one pixel high or wide (tifffile writes it
     as one page of another shape); a plain TIFF keeps the shape and our axes.
     """
+    doc = ours_document(
+        spacing=sp, unit=unit, axes=axes, class_names=class_names, metadata=metadata
+    )
+    try:
+        info = json.dumps(doc)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata: expected JSON-serialisable values ({exc})") from exc
+    if compression is not None and compression.lower() == "none":
+        compression = None
     f = unit_factor(unit) or 1.0
     nbytes = int(np.prod(shape)) * dtype.itemsize
     if (
@@ -50,6 +73,7 @@ def _tiff_kwargs(
         and min(shape[-2:]) > 1
     ):
         return {
+            "compression": compression,
             "imagej": True,
             "resolution": (1.0 / sp[2], 1.0 / sp[1]),
             "metadata": {
@@ -60,6 +84,7 @@ def _tiff_kwargs(
             },
         }
     return {
+        "compression": compression,
         "bigtiff": nbytes >= _BIGTIFF_BYTES,
         # plain TIFF readers know inch and cm only
         "resolution": (1e4 / (sp[2] * f), 1e4 / (sp[1] * f)),
@@ -128,9 +153,7 @@ def write_tiff(
     target = Path(path)
     if axes not in ("ZYX", "ZCYX"):
         raise ValueError(f"axes: expected 'ZYX' or 'ZCYX'; got {axes!r}")
-    sp = parse_spacing(spacing)
-    if unit_factor(unit) is None:
-        raise InputError(f"unit: expected a length unit such as 'µm' or 'nm'; got {unit!r}")
+    sp = _checked_spacing(spacing, unit)
     arr = np.asarray(data)
     if arr.ndim != len(axes):
         raise ValueError(
@@ -140,18 +163,18 @@ def write_tiff(
         raise TypeError(f"data: expected a boolean, integer or float dtype; got {arr.dtype}")
     if arr.dtype.kind == "b":
         arr = arr.astype(np.uint8)
-    doc = ours_document(
-        spacing=sp, unit=unit, axes=axes, class_names=class_names, metadata=metadata
+    kwargs = _tiff_kwargs(
+        arr.dtype,
+        arr.shape,
+        sp,
+        unit,
+        axes,
+        class_names=class_names,
+        metadata=metadata,
+        compression=compression,
     )
-    try:
-        info = json.dumps(doc)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"metadata: expected JSON-serialisable values ({exc})") from exc
-    if compression is not None and compression.lower() == "none":
-        compression = None
-    kwargs = _tiff_kwargs(arr.dtype, arr.shape, sp, unit, axes, doc, info)
     with atomic_path(target, overwrite=overwrite) as tmp:
-        tifffile.imwrite(tmp, arr, photometric="minisblack", compression=compression, **kwargs)
+        tifffile.imwrite(tmp, arr, photometric="minisblack", **kwargs)
     return target
 
 
@@ -214,20 +237,17 @@ class TiffSlabWriter:
             raise InputError(
                 f"{self.path}: already exists; pass --overwrite (overwrite=True) to replace it"
             )
-        sp = parse_spacing(spacing)
-        if unit_factor(unit) is None:
-            raise InputError(f"unit: expected a length unit such as 'µm' or 'nm'; got {unit!r}")
-        doc = ours_document(
-            spacing=sp, unit=unit, axes="ZYX", class_names=class_names, metadata=metadata
+        sp = _checked_spacing(spacing, unit)
+        self._kwargs = _tiff_kwargs(
+            self.dtype,
+            self.shape,
+            sp,
+            unit,
+            "ZYX",
+            class_names=class_names,
+            metadata=metadata,
+            compression=compression,
         )
-        try:
-            info = json.dumps(doc)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"metadata: expected JSON-serialisable values ({exc})") from exc
-        if compression is not None and compression.lower() == "none":
-            compression = None
-        self._kwargs = _tiff_kwargs(self.dtype, tuple(self.shape), sp, unit, "ZYX", doc, info)
-        self._kwargs["compression"] = compression
         self._overwrite = overwrite
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
