@@ -68,6 +68,14 @@ def tiny_spec():
 
 
 @pytest.fixture
+def model_file(tmp_path, tiny_model):
+    """The tiny model saved as ``tmp_path / "tiny.safetensors"``."""
+    from napari_microfossil.model import save_model
+
+    return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
+
+
+@pytest.fixture
 def tiny_model(tiny_spec):
     import torch
 

@@ -123,13 +123,11 @@ def test_sample_module_uses_the_shared_check():
 
 
 @pytest.fixture
-def scan_and_model(tmp_path, tiny_model):
+def scan_and_model(tmp_path, model_file):
     from napari_microfossil.io import write_tiff
-    from napari_microfossil.model import save_model
 
     data = np.random.default_rng(0).integers(0, 1000, size=(6, 40, 48)).astype(np.uint16)
-    scan = write_tiff(tmp_path / "scan.tif", data)
-    return scan, save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
+    return write_tiff(tmp_path / "scan.tif", data), model_file
 
 
 def test_a_full_disk_while_writing_the_confidence_leaves_no_labels_either(

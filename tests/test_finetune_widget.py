@@ -33,13 +33,6 @@ def phantom():
     return make_phantom(SHAPE, seed=3)
 
 
-@pytest.fixture
-def model_file(tmp_path, tiny_model):
-    from napari_microfossil.model import save_model
-
-    return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
-
-
 def _add_scan(viewer, phantom, tmp_path, model_file, *, reviewed=(2, 7, 10, 12)):
     viewer.add_image(phantom.image, name="scan", metadata={"path": str(tmp_path / "scan.tif")})
     state = ReviewState.for_volume(SHAPE)

@@ -99,13 +99,6 @@ def scan(tmp_path):
 
 
 @pytest.fixture
-def model_file(tmp_path, tiny_model):
-    from napari_microfossil.model import save_model
-
-    return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
-
-
-@pytest.fixture
 def corrected(tmp_path):
     from napari_microfossil.io import write_tiff
 

@@ -18,13 +18,6 @@ TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-def model_file(tmp_path, tiny_model):
-    from napari_microfossil.model import save_model
-
-    return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
-
-
-@pytest.fixture
 def setup(make_napari_viewer, model_file):
     from napari_microfossil._napari.segment_widget import SegmentWidget
 

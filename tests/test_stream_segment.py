@@ -209,13 +209,6 @@ def scan(tmp_path):
 
 
 @pytest.fixture
-def model_file(tmp_path, tiny_model):
-    from napari_microfossil.model import save_model
-
-    return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
-
-
-@pytest.fixture
 def small_chunks(monkeypatch):
     """Slabs of 2 planes for the 40 x 48 scan."""
     import napari_microfossil.io.store as store

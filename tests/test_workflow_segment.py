@@ -32,13 +32,6 @@ def scan(tmp_path):
 
 
 @pytest.fixture
-def model_file(tmp_path, tiny_model):
-    from napari_microfossil.model import save_model
-
-    return save_model(tmp_path / "tiny.safetensors", tiny_model.network, tiny_model.spec)
-
-
-@pytest.fixture
 def no_work(monkeypatch):
     """Reading a scan or loading a model fails the test: checks must come first."""
     import napari_microfossil.io as io
