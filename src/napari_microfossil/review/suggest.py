@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import numpy as np
 
+from .._progress import Progress, drain
 from ..axes import axis_index
 from .state import ReviewState
+
+
+def iter_slice_confidence(
+    confidence: Any, axis: str | int = "z"
+) -> Generator[Progress, None, np.ndarray]:
+    """:func:`slice_confidence` as a generator: yields ``Progress("read confidence")``
+    every 16 slices of a lazy volume (an in-memory one is done in one step)."""
+    ax = axis_index(axis)
+    if getattr(confidence, "ndim", None) != 3:
+        raise ValueError(
+            f"confidence: expected a (Z, Y, X) array; got shape "
+            f"{getattr(confidence, 'shape', type(confidence))}"
+        )
+    others = tuple(i for i in range(3) if i != ax)
+    if type(confidence) is np.ndarray:
+        # float64 accumulation is buffered: no float copy of the volume is made.
+        return np.asarray(np.mean(confidence, axis=others, dtype=np.float64))
+    n = int(confidence.shape[ax])
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        key: list[Any] = [slice(None)] * 3
+        key[ax] = i
+        out[i] = float(np.mean(np.asarray(confidence[tuple(key)]), dtype=np.float64))
+        if i % 16 == 15 or i == n - 1:
+            yield Progress("read confidence", i + 1, n)
+    return out
 
 
 def slice_confidence(confidence: Any, axis: str | int = "z") -> np.ndarray:
@@ -26,23 +53,7 @@ def slice_confidence(confidence: Any, axis: str | int = "z") -> np.ndarray:
     ndarray of float64, shape (n_slices,)
         In the units of `confidence`.
     """
-    ax = axis_index(axis)
-    if getattr(confidence, "ndim", None) != 3:
-        raise ValueError(
-            f"confidence: expected a (Z, Y, X) array; got shape "
-            f"{getattr(confidence, 'shape', type(confidence))}"
-        )
-    others = tuple(i for i in range(3) if i != ax)
-    if type(confidence) is np.ndarray:
-        # float64 accumulation is buffered: no float copy of the volume is made.
-        return np.asarray(np.mean(confidence, axis=others, dtype=np.float64))
-    n = int(confidence.shape[ax])
-    out = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        key: list[Any] = [slice(None)] * 3
-        key[ax] = i
-        out[i] = float(np.mean(np.asarray(confidence[tuple(key)]), dtype=np.float64))
-    return out
+    return drain(iter_slice_confidence(confidence, axis))
 
 
 def _spread_pick(candidates: np.ndarray, reviewed: Iterable[int], n: int) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._progress import Progress, ProgressGen
+from .._progress import ProgressGen
 from ..axes import AXES, axis_index
 from ..errors import InputError
 
@@ -104,7 +104,7 @@ def iter_suggest(request: SuggestRequest) -> ProgressGen[SuggestResult]:
         ``"read confidence"``, in slices along the axis.
     """
     from ..io import read_volume
-    from ..review.suggest import suggest_slices
+    from ..review.suggest import iter_slice_confidence, suggest_slices
 
     vol = read_volume(request.confidence)
     path = request.confidence
@@ -123,13 +123,7 @@ def iter_suggest(request: SuggestRequest) -> ProgressGen[SuggestResult]:
             f"--reviewed: slice {bad[0]} is outside the confidence's {total} {axis}-slices "
             f"(0..{total - 1})"
         )
-    per = np.empty(total, dtype=np.float64)
-    for i in range(total):
-        key: list[Any] = [slice(None)] * 3
-        key[ax] = i
-        per[i] = float(np.mean(np.asarray(vol.data[tuple(key)]), dtype=np.float64))
-        if i % 16 == 15 or i == total - 1:
-            yield Progress("read confidence", i + 1, total)
+    per = yield from iter_slice_confidence(vol.data, axis)
     picks = suggest_slices(per, done, int(request.n))
     return SuggestResult(
         axis=axis,
