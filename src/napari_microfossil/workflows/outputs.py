@@ -18,7 +18,8 @@ from ..errors import InputError
 TIFF_OUTPUT_SUFFIXES = (".tif", ".tiff")
 
 
-def _same(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (after ``~`` and links are resolved)."""
     return a.expanduser().resolve() == b.expanduser().resolve()
 
 
@@ -41,7 +42,7 @@ def check_not_input(
         if given is None:
             continue
         given = Path(given)
-        if _same(path, given) or (inside and _within(given, path)):
+        if same_file(path, given) or (inside and _within(given, path)):
             raise InputError(
                 f"{option}: writing {path} would replace the input {given}; name another output"
             )

@@ -25,6 +25,7 @@ from ..segmentation import (
     iter_suggest_smoothing,
 )
 from .keep import check_kept, keep_in_slab
+from .outputs import same_file
 from .segment import SegmentOptions, _check_volume, _model_file, _model_spec, check_finite
 from .segment_outputs import (
     abort_outputs,
@@ -106,12 +107,12 @@ class SegmentRequest:
         object.__setattr__(self, "scan", scan)
         object.__setattr__(self, "output", out)
         object.__setattr__(self, "confidence", conf)
-        if conf is not None and _same_file(conf, out):
+        if conf is not None and same_file(conf, out):
             raise InputError(
                 f"--confidence: {conf} is the labels output (-o) too; name another file"
             )
         for path, option in self.outputs:
-            if _same_file(path, scan):
+            if same_file(path, scan):
                 raise InputError(f"{option}: {path} is the scan itself; name another file")
             check_segment_output(
                 path,
@@ -147,7 +148,7 @@ class SegmentRequest:
             slices = parse_slices(str(slices), "--keep-slices")
         object.__setattr__(self, "keep_slices", {k: sorted(set(v)) for k, v in slices.items()})
         for path, option in self.outputs:
-            if _same_file(path, keep):
+            if same_file(path, keep):
                 raise InputError(f"{option}: {path} is the --keep labels; name another file")
 
     @property
@@ -168,10 +169,6 @@ class SegmentRequest:
         if self.keep is not None:
             job["keep"] = {"labels": str(self.keep.resolve()), "slices": self.keep_slices}
         return job
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    return a.expanduser().resolve() == b.expanduser().resolve()
 
 
 @dataclass(frozen=True)
