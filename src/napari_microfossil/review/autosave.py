@@ -106,6 +106,9 @@ class ChunkUpdate:
         A copy: the session goes on editing its own.
     spacing, class_names, extra
         As for :class:`Snapshot`.
+    gens : dict
+        For labels in a store (:class:`~.labels_store.StoreLabels`): chunk number ->
+        which write of it the copy holds.
     """
 
     sidecar: Sidecar
@@ -118,6 +121,7 @@ class ChunkUpdate:
     class_names: tuple[str, ...] | None
     extra: dict[str, Any]
     _done: threading.Event = field(repr=False, compare=False)
+    gens: dict[int, int] = field(default_factory=dict)
 
     @property
     def dtype(self) -> np.dtype[Any]:

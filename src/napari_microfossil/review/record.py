@@ -9,21 +9,26 @@ chunks an edit touched.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..atomic import atomic_path
 from .chunks import CHUNK_DIR, CODEC, HASH
 
 STATE_FILE = "review.json"
-#: The whole-volume TIFF layout, and the chunked one.
-TIFF_VERSION, CHUNKED_VERSION = 1, 2
+#: The whole-volume TIFF layout, the chunked one, and labels kept in a zarr store
+#: (:mod:`.labels_store`: the record lists the chunks its save writes into the store).
+TIFF_VERSION, CHUNKED_VERSION, STORE_VERSION = 1, 2, 3
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
@@ -43,9 +48,12 @@ def read_record(folder: Path) -> dict[str, Any] | None:
         name = rec.get("labels_file")
         ok = isinstance(name, str) and (folder / name).is_file()
         return rec if ok else None
+    lab = rec.get("labels")
+    if rec.get("version") == STORE_VERSION:
+        ok = isinstance(lab, dict) and isinstance(lab.get("pending"), dict)
+        return rec if ok and Path(str(lab.get("store"))).is_dir() else None
     if rec.get("version") != CHUNKED_VERSION:
         return None
-    lab = rec.get("labels")
     if not isinstance(lab, dict) or lab.get("codec") != CODEC or lab.get("hash") != HASH:
         return None
     try:
@@ -74,6 +82,8 @@ class SavedReview:
     axis : str
         The review axis; ``reviewed`` and ``edited`` count its slices (of ``n_slices``).
     reviewed, edited, n_slices : int
+    store : str or None
+        The zarr store holding the labels, for a save of labels kept in one.
     """
 
     folder: Path
@@ -84,9 +94,13 @@ class SavedReview:
     reviewed: int = 0
     edited: int = 0
     n_slices: int = 0
+    store: str | None = None
 
-    def mismatch(self, layer: str | None, shape: Sequence[int]) -> str | None:
-        """Why this save is not the review of `layer` with labels of `shape`; None if it is.
+    def mismatch(
+        self, layer: str | None, shape: Sequence[int], *, store: str | None = None
+    ) -> str | None:
+        """Why this save is not the review of `layer` with labels of `shape` (kept in the
+        zarr `store`, or in memory for None); None if it is.
 
         A save of another layer never matches; one with no layer name recorded matches
         on its shape alone (the caller should then ask, defaulting to No).
@@ -95,6 +109,9 @@ class SavedReview:
             return f"it is of layer '{self.layer}', not '{layer}'"
         if tuple(int(n) for n in shape) != self.shape:
             return f"its labels have shape {self.shape}, these {tuple(shape)}"
+        if self.store is not None and store is not None:
+            if Path(self.store).absolute() != Path(store).absolute():
+                return f"its labels are in {self.store}, these in {store}"
         return None
 
     def describe(self) -> str:
@@ -106,6 +123,35 @@ class SavedReview:
             f"{who}, saved {stamp}: {self.reviewed} of {self.n_slices} {self.axis}-slices "
             f"reviewed, {self.edited} edited"
         )
+
+
+def labels_digest(labels: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(f"{labels.dtype.str}{labels.shape}".encode())
+    h.update(np.ascontiguousarray(labels).view(np.uint8).data)
+    return h.hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    # A crash of napari keeps what the OS has buffered; this also survives power loss.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def writable_dir(folder: Path) -> bool:
+    """Whether files can be created in `folder` (created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
 
 
 def write_record(folder: Path, record: dict[str, Any]) -> Path:

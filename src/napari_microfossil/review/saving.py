@@ -19,6 +19,7 @@ import numpy as np
 
 from .autosave import AutosaveSchedule, ChunkUpdate, Snapshot, copy_chunks
 from .chunks import ChunkGrid
+from .labels_store import StoreLabels
 from .sidecar import Sidecar
 from .state import ReviewState
 
@@ -52,6 +53,8 @@ class Autosaving:
     @property
     def chunk_grid(self) -> ChunkGrid:
         """How the labels are cut into chunks for saving (follows their shape and dtype)."""
+        if isinstance(self.labels, StoreLabels):
+            return self.labels.grid  # the store's own chunks: a save writes whole ones
         shape, dtype = tuple(int(n) for n in self.labels.shape), np.dtype(self.labels.dtype)
         if self._grid is None or self._grid[:2] != (shape, dtype):
             self._grid = (shape, dtype, ChunkGrid(shape, self.chunks, dtype=dtype))
@@ -129,11 +132,20 @@ class Autosaving:
         that could not be localised) or the changed chunks hold more than
         `copy_max_bytes`, nothing is copied: the save reads the live labels chunk by
         chunk, and an edit made meanwhile is saved again by the next save.
+
+        Labels kept in a zarr store (:class:`~.labels_store.StoreLabels`) know their
+        edited chunks: those not yet in the store are copied, whatever their size (they
+        are in memory already), and the save writes them into the store.
         """
         if not self.dirty or self.sidecar is None or self.saving:
             return None
         grid, changed = self.chunk_grid, self.autosave.unsaved_chunks()
-        copies = copy_chunks(self.labels, grid, changed, max_bytes=self.copy_max_bytes)
+        gens: dict[int, int] = {}
+        if isinstance(self.labels, StoreLabels):
+            copies, gens = self.labels.unsaved()
+            changed = frozenset(copies)
+        else:
+            copies = copy_chunks(self.labels, grid, changed, max_bytes=self.copy_max_bytes)
         z, y, x = (float(s) for s in spacing)
         return ChunkUpdate(
             sidecar=self.sidecar,
@@ -146,6 +158,7 @@ class Autosaving:
             class_names=tuple(class_names) if class_names is not None else None,
             extra=dict(extra or {}),
             _done=self.autosave.begin(),
+            gens=gens,
         )
 
     def saved(self, path: Path) -> None:

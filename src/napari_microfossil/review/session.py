@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import InputError
 from .autosave import AutosaveSchedule, sidecar_for
 from .edits import Edit, UndoStack, edit_slices, erase_object, slices_touched
+from .labels_store import StoreLabels
 from .saving import Autosaving
 from .sidecar import SavedReview, Sidecar
 from .state import Marks, ReviewState
@@ -377,13 +378,23 @@ class ReviewSession(Autosaving):
         """Whether the sidecar holds an autosave of these labels (:meth:`restore` takes
         it): of the layer named `name` (or of no recorded layer) and of their shape."""
         saved = self.saved_review
-        return saved is not None and saved.mismatch(self.name, self.labels.shape) is None
+        return saved is not None and self._mismatch(saved) is None
 
-    def restore(self) -> np.ndarray:
+    def _mismatch(self, saved: SavedReview) -> str | None:
+        store = self.labels.path if isinstance(self.labels, StoreLabels) else None
+        why = saved.mismatch(self.name, self.labels.shape, store=None if store is None else str(store))
+        if why is None and (saved.store is None) != (store is None):
+            # Whole saved labels do not go into a store, nor a store into memory.
+            return f"its labels are in {saved.store}" if saved.store else "its labels are whole"
+        return why
+
+    def restore(self) -> Any:
         """Take the labels and the state of the last autosave; returns the labels.
 
         The labels come in the dtype of those under review and replace them here; the
-        caller shows them (e.g. as its layer's data).
+        caller shows them (e.g. as its layer's data). Labels kept in a zarr store stay
+        there: the save was written into it (finished now if it was interrupted), edits
+        not saved are dropped, and the labels returned are the store's.
 
         Raises
         ------
@@ -393,13 +404,19 @@ class ReviewSession(Autosaving):
         if self.sidecar is None:
             raise InputError("review: no autosave to restore (no scan path and no name)")
         saved = self.sidecar.summary()
-        why = None if saved is None else saved.mismatch(self.name, self.labels.shape)
+        why = None if saved is None else self._mismatch(saved)
         if saved is not None and why is not None:
             raise InputError(
                 f"{saved.folder}: the autosave is not of these labels ({why}); not restored"
             )
         labels, state, _meta = self.sidecar.load()
-        self.labels = labels.astype(self.labels.dtype, copy=False)
+        if isinstance(labels, StoreLabels):
+            if isinstance(self.labels, StoreLabels) and self.labels.path == labels.path:
+                labels = self.labels  # the same store: keep the array the caller shows
+            labels.discard()
+            self.labels = labels
+        else:
+            self.labels = labels.astype(self.labels.dtype, copy=False)
         self.state = state
         self._fill_shape()
         self.undo_stack.clear()

@@ -40,8 +40,12 @@ from .chunks import (
 from .record import (
     CHUNKED_VERSION,
     STATE_FILE,
+    STORE_VERSION,
     TIFF_VERSION,
     SavedReview,
+    labels_digest,
+    fsync_path,
+    writable_dir,
     read_record,
     write_readme,
     write_record,
@@ -67,35 +71,6 @@ class _Chunked(NamedTuple):
     grid: ChunkGrid
     dtype: str
     names: list[str]
-
-
-def _digest(labels: np.ndarray) -> str:
-    h = hashlib.sha256()
-    h.update(f"{labels.dtype.str}{labels.shape}".encode())
-    h.update(np.ascontiguousarray(labels).view(np.uint8).data)
-    return h.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    # A crash of napari keeps what the OS has buffered; this also survives power loss.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _writable_dir(folder: Path) -> bool:
-    """Whether files can be created in `folder` (created if missing)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".probe-{secrets.token_hex(4)}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
-    except OSError:
-        return False
 
 
 class Sidecar:
@@ -172,10 +147,10 @@ class Sidecar:
         return self.cache_folder
 
     def _choose_folder(self) -> Path:
-        if self._folder is not None and _writable_dir(self._folder):
+        if self._folder is not None and writable_dir(self._folder):
             return self._folder
         for folder in self.candidates:
-            if _writable_dir(folder):
+            if writable_dir(folder):
                 if folder != self.candidates[0]:
                     logger.warning(
                         "%s is not writable; autosaving review to %s",
@@ -231,7 +206,7 @@ class Sidecar:
             folder = self._choose_folder()
             token = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
             labels_name = f"labels-{token}.tif"
-            digest = _digest(labels)
+            digest = labels_digest(labels)
             path = write_tiff(
                 folder / labels_name,
                 labels,
@@ -241,7 +216,7 @@ class Sidecar:
                 compression="zstd",
                 metadata={"review_save": token},
             )
-            _fsync(path)
+            fsync_path(path)
             record = self._new_record(
                 TIFF_VERSION, labels.shape, labels.dtype.name, spacing, class_names, extra
             )
@@ -266,6 +241,10 @@ class Sidecar:
         OSError
             If no folder is writable.
         """
+        from .labels_store import StoreLabels
+
+        if isinstance(update.labels, StoreLabels):
+            return self._save_into_store(update)
         state_dict = update.state.to_dict()
         grid, dtype = update.grid, update.dtype.name
         with self._lock:
@@ -302,6 +281,31 @@ class Sidecar:
             else:
                 remove_chunks(root, set(base.names) - set(names))
         logger.debug("review autosaved to %s (%d chunks written)", target, len(new))
+        return target
+
+    def _save_into_store(self, update: ChunkUpdate) -> Path:
+        """Labels kept in a zarr store: their changed chunks go into it, through this
+        folder as a journal (:func:`~.labels_store.save_into_store`)."""
+        from .labels_store import save_into_store
+
+        with self._lock:
+            folder = self._choose_folder()
+            token = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+            grid = update.grid
+            record = self._new_record(
+                STORE_VERSION,
+                grid.shape,
+                update.dtype.name,
+                update.spacing,
+                update.class_names,
+                update.extra,
+            )
+            record.update(save_id=token, state=update.state.to_dict())
+            target = save_into_store(folder, update, record, write_record)
+            self._chunked = None
+            self.last_written = tuple(sorted(update.copies))
+            self._cleanup(folder, keep=None)
+        logger.debug("review autosaved to %s (%d chunks into the store)", target, len(update.copies))
         return target
 
     def _base_for(self, folder: Path, grid: ChunkGrid, dtype: str) -> _Chunked | None:
@@ -384,11 +388,15 @@ class Sidecar:
                 reviewed=len(st.get("reviewed") or ()),
                 edited=len(st.get("edited") or ()),
                 n_slices=int(st.get("n_slices") or 0),
+                store=rec["labels"].get("store") if rec["version"] == STORE_VERSION else None,
             )
         return None
 
-    def load(self) -> tuple[np.ndarray, ReviewState, dict[str, Any]]:
+    def load(self) -> tuple[Any, ReviewState, dict[str, Any]]:
         """The last save: labels, review state and the rest of ``review.json``.
+
+        The labels are a numpy array, or for a save of labels kept in a zarr store,
+        that store's :class:`~.labels_store.StoreLabels` (its save finished first).
 
         Raises
         ------
@@ -400,14 +408,19 @@ class Sidecar:
         if latest is None:
             raise InputError(f"{self.folder}: no autosaved review found")
         folder, rec = latest
-        if rec["version"] == CHUNKED_VERSION:
+        labels: Any
+        if rec["version"] == STORE_VERSION:
+            from .labels_store import load_store_record
+
+            labels = load_store_record(rec)
+        elif rec["version"] == CHUNKED_VERSION:
             labels = self._load_chunks(folder, rec)
         else:
             path = folder / rec["labels_file"]
             labels = read_labels(path, lazy=False).data
             if labels.dtype.name != rec.get("dtype"):
                 labels = labels.astype(rec["dtype"])
-            if list(labels.shape) != rec.get("shape") or _digest(labels) != rec.get("sha256"):
+            if list(labels.shape) != rec.get("shape") or labels_digest(labels) != rec.get("sha256"):
                 raise InputError(
                     f"{path}: autosaved labels do not match {folder / STATE_FILE} (shape "
                     f"{labels.shape}, expected {tuple(rec.get('shape', ()))}, or a different "
@@ -431,7 +444,8 @@ class Sidecar:
         dest.mkdir()
         with self._lock:
             labels = rec["labels_file"] if rec["version"] == TIFF_VERSION else CHUNK_DIR
-            os.replace(folder / labels, dest / labels)
+            if rec["version"] != STORE_VERSION or (folder / labels).exists():
+                os.replace(folder / labels, dest / labels)
             os.replace(folder / STATE_FILE, dest / STATE_FILE)
             self._chunked = None
         logger.info("previous autosave kept in %s", dest)
