@@ -86,8 +86,18 @@ class Autosaver(QObject):
             app.aboutToQuit.connect(self.flush)
 
     def follow(self, layer: Labels | None, session: ReviewSession | None) -> None:
-        """Save `session`, the review of `layer`, from now on."""
+        """Save `session`, the review of `layer`, from now on.
+
+        Labels kept in a zarr store get this autosaver's :meth:`flush` as their
+        ``flush_hook``: whoever needs every edit in the store
+        (:func:`layers.labels_store_of`) saves through the review's journal.
+        """
+        old = getattr(self.layer, "data", None)
+        if getattr(old, "flush_hook", None) == self.flush:
+            old.flush_hook = None
         self.layer, self.session = layer, session
+        if layer is not None and session is not None and layers.store_of(layer):
+            layer.data.flush_hook = self.flush
 
     def sync(self) -> None:
         """Take up a state another panel put on the layer, or start afresh if it dropped

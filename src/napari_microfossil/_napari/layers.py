@@ -107,6 +107,52 @@ def volume_of(layer: Any) -> Any:
     return layer.data
 
 
+def store_of(layer: Any) -> str | None:
+    """The zarr store a Labels layer's data is kept in (edited in place), or None for
+    labels held in memory (or read-only)."""
+    from ..review.labels_store import StoreLabels
+
+    data = getattr(layer, "data", None)
+    return str(data.path) if isinstance(data, StoreLabels) else None
+
+
+def labels_store_of(layer: Any) -> str | None:
+    """The zarr store holding a Labels layer's labels with every edit in it, or None.
+
+    For engine work that reads the labels from their file, block by block (Fossils
+    on a big volume, Segment keeping corrected slices): edits not yet autosaved are
+    saved first, through the Review panel's autosave when it follows the layer (so
+    its record stays that of the store), else written into the store directly.
+    """
+    from ..review.labels_store import StoreLabels
+
+    data = getattr(layer, "data", None)
+    if not isinstance(data, StoreLabels):
+        return None
+    if data.dirty and callable(hook := getattr(data, "flush_hook", None)):
+        hook()
+    if data.dirty:
+        copies, gens = data.unsaved()
+        data.write_to_store(copies)
+        data.stored(gens)
+    return str(data.path)
+
+
+def editable_labels(path: str, data: Any) -> Any:
+    """A Labels layer's data for labels read from `path`: a writable zarr store written
+    by this tool opens for editing in place (painting goes into the store through the
+    review autosave, see :mod:`napari_microfossil.review.labels_store`); anything else
+    is `data` as read."""
+    import os
+
+    from ..io.store import is_own_store
+    from ..review.labels_store import open_store_labels
+
+    if not (is_own_store(path) and os.access(path, os.W_OK)):
+        return data
+    return open_store_labels(path)
+
+
 def is_multiscale(layer: Any) -> bool:
     """Whether a layer shows a multiscale pyramid (its ``data`` is a list of levels)."""
     return bool(getattr(layer, "multiscale", False))

@@ -33,17 +33,15 @@ from qtpy.QtWidgets import (
 
 from ..errors import InputError
 from ..model import DEFAULT_MODEL_NAME
-from ..workflows.keep import keep_planes
 from . import layers as md
-from ._common import (
-    JobRunner,
-    LayerChooser,
-    ask_question,
-    replace_or_add,
-    scrolling,
-    smoothing_box,
-)
+from . import segment_result as result
+from ._common import JobRunner, LayerChooser, ask_question, scrolling, smoothing_box
 from .context import PluginContext
+from .segment_result import model_key as _model_key
+from .segment_result import result_names as _result_names
+from .segment_result import row as _row
+from .segment_result import spin as _spin
+from .segment_result import split_values as _split
 
 if TYPE_CHECKING:
     import napari
@@ -81,8 +79,12 @@ class SegmentWidget(QWidget):
     """Segment an Image layer with a U-Net model, in the background.
 
     ``confirm(title, text) -> bool`` is asked before replacing a result that holds
-    corrections (a Yes/No message box unless replaced, as tests do).
+    corrections (a Yes/No message box unless replaced, as tests do). A scan whose
+    labels exceed ``store_bytes`` (or shown lazily) is segmented into a zarr store
+    beside it and shown from there (:mod:`.segment_result`).
     """
+
+    store_bytes: int = result.STORE_BYTES
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         from napari.layers import Image
@@ -389,25 +391,76 @@ class SegmentWidget(QWidget):
         if request is None:
             return self.worker if self.runner.running else None
         layer = self.image.layer()
-        target, conf_name = _result_names(layer.name)
+        names = _result_names(layer.name)
         common = {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
         if getattr(layer, "units", None) is not None:
             common["units"] = layer.units
         metadata = {
             md.SOURCE_PATH: md.source_path(layer),
             md.SOURCE_IMAGE: layer.name,  # marks the layer as a Segment result
-            md.CONFIDENCE_LAYER: conf_name if request.confidence else None,
+            md.CONFIDENCE_LAYER: names[1] if request.confidence else None,
             md.MODEL: request.model,
             md.SEGMENT_OPTIONS: self.options(),
         }
+        if result.wants_store(layer, limit=self.store_bytes):
+            return self._run_into_store(request, layer, names, common, metadata)
         return self.runner.start(
             iter_segment_image(request),
-            on_result=lambda seg: self._add_result(seg, (target, conf_name), common, metadata),
-            done_message=lambda seg: (
-                f"done → {target!r}"
-                + (f"; your {self.kept} corrected slices kept as they were" if self.kept else "")
+            on_result=lambda seg: self._show(
+                seg.labels, seg.confidence, seg.class_names, names, common, metadata
             ),
+            done_message=lambda seg: self._done(names[0]),
         )
+
+    def _run_into_store(
+        self, request: Any, layer: Any, names: tuple[str, str], common: Any, metadata: Any
+    ) -> Any:
+        """Segment the scan file into zarr stores (the streaming use case) and show the
+        labels from their store; corrected slices of a stored result are kept by it."""
+        from ..workflows.segment import SegmentRequest, iter_segment_scan
+
+        scan = md.source_path(layer)
+        labels_path, conf_path = result.store_paths(scan, taken=result.stores_shown(self.viewer))
+        old = self.viewer.layers[names[0]] if names[0] in self.viewer.layers else None
+        keep, slices = None, None
+        if old is not None and md.has_corrections(old) and (store := md.labels_store_of(old)):
+            keep, slices = store, md.reviewed_slices_of(old)
+        try:
+            big = SegmentRequest(
+                scan=Path(scan),
+                output=labels_path,
+                confidence=conf_path if request.confidence else None,
+                model=request.model,
+                options=request.options,
+                voxel_size=tuple(float(s) for s in layer.scale[-3:]),
+                overwrite=True,
+                keep=None if keep is None else Path(keep),
+                keep_slices=slices,
+            )
+        except InputError as exc:
+            self._refuse("Segment", exc)
+            return None
+        kept = sum(len(v) for v in slices.values()) if slices else None
+
+        def show(done: Any) -> None:
+            labels, conf = result.open_stored(done)
+            self._show(labels, conf, done.class_names, names, common, metadata, kept=kept)
+
+        return self.runner.start(
+            iter_segment_scan(big),
+            on_result=show,
+            done_message=lambda done: self._done(names[0]) + f" (kept in {done.labels_path})",
+        )
+
+    def _show(self, labels: Any, conf: Any, classes: Any, names: Any, common: Any,
+              metadata: Any, kept: int | None = None) -> None:
+        self.kept = result.show_result(
+            self.viewer, labels, conf, classes, names, common, dict(metadata), kept=kept
+        )
+
+    def _done(self, target: str) -> str:
+        kept = f"; your {self.kept} corrected slices kept as they were" if self.kept else ""
+        return f"done → {target!r}{kept}"
 
     def suggest_smoothing(self) -> Any:
         """Start choosing a smoothing for the scan (see ``iter_suggest_smoothing``); the
@@ -426,74 +479,3 @@ class SegmentWidget(QWidget):
     def cancel(self) -> None:
         """Stop the running segmentation within one batch; no layer is added."""
         self.runner.cancel()
-
-    def _add_result(
-        self, seg: Any, names: tuple[str, str], common: dict[str, Any], metadata: dict[str, Any]
-    ) -> None:
-        from napari.layers import Labels
-
-        target, conf_name = names
-        layers = self.viewer.layers
-        kept = 0
-        if target in layers and isinstance(layers[target], Labels):
-            old = layers[target]
-            # Corrected slices are ground truth: kept verbatim, with their record. Another
-            # shape's record is dropped now (not after: Review may restore on insertion).
-            if md.has_corrections(old) and old.data.shape == seg.labels.shape:
-                kept = keep_planes(seg.labels, old.data, md.reviewed_slices_of(old))
-            else:
-                old.metadata.pop(md.REVIEW, None)
-        self.kept = kept
-        conf = None
-        if seg.confidence is not None:
-            # First, so that the labels' CONFIDENCE_LAYER names a layer when they appear.
-            style = {"colormap": "viridis", "contrast_limits": (0, 100), "opacity": 0.6}
-            about = {md.UNIT: "percent", md.LABELS_LAYER: target}
-            conf = replace_or_add(
-                self.viewer, conf_name, "image", seg.confidence, metadata=about, **style, **common
-            )
-        metadata[md.CLASS_NAMES] = list(seg.class_names)
-        colormap = md.label_colormap(tuple(seg.class_names))
-        labels = replace_or_add(
-            self.viewer,
-            target,
-            "labels",
-            seg.labels,
-            colormap=colormap,
-            metadata=metadata,
-            **common,
-        )
-        if conf is not None and layers.index(conf) > layers.index(labels):
-            layers.move(layers.index(conf), layers.index(labels))  # labels drawn over it
-        layers.selection.active = labels
-
-
-def _spin(box: Any, lo: float, hi: float, step: float, value: float) -> Any:
-    box.setRange(lo, hi)
-    box.setSingleStep(step)
-    box.setValue(value)
-    return box
-
-
-def _row(*widgets: QWidget, stretch_first: bool = True) -> QHBoxLayout:
-    row = QHBoxLayout()
-    for i, widget in enumerate(widgets):
-        row.addWidget(widget, 1 if stretch_first and i == 0 else 0)
-    return row
-
-
-def _model_key(path: str | Path) -> str:
-    """``"default"``, or the model file's absolute path (one entry per file)."""
-    if str(path) == DEFAULT_MODEL_NAME:
-        return DEFAULT_MODEL_NAME
-    return str(Path(path).expanduser().resolve())
-
-
-def _result_names(image: str) -> tuple[str, str]:
-    """The labels and confidence layers Segment makes from the image layer `image`."""
-    return f"{image} fossils", f"{image} confidence"
-
-
-def _split(text: str) -> list[str]:
-    """The values typed in the voxel-size field (commas or spaces between them)."""
-    return text.replace(",", " ").split()

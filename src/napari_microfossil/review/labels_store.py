@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +103,8 @@ class StoreLabels:
         self._overlay: dict[int, np.ndarray] = {}  # chunk -> its edited voxels
         self._gen: dict[int, int] = {}  # chunk -> writes so far
         self._stored: dict[int, int] = {}  # chunk -> the write the store holds
+        #: Saves the edits into the store the proper way (the review's autosave sets it).
+        self.flush_hook: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"StoreLabels({self.path}, shape={self.shape}, {self.dtype.name})"
