@@ -42,9 +42,7 @@ def open_layer(viewer, path):
 
 
 def review(viewer, tmp_path, **kw):
-    widget = ReviewWidget(
-        viewer, autosave_delay_ms=100, cache_dir=tmp_path / "cache", **kw
-    )
+    widget = ReviewWidget(viewer, autosave_delay_ms=100, cache_dir=tmp_path / "cache", **kw)
     viewer.window.add_dock_widget(widget)
     return widget
 

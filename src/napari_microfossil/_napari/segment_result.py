@@ -118,8 +118,10 @@ def show_result(
     if target in layers and isinstance(layers[target], Labels):
         old = layers[target]
         if md.has_corrections(old) and tuple(old.data.shape) == tuple(labels.shape):
-            done = kept if kept is not None else keep_planes(
-                labels, old.data, md.reviewed_slices_of(old)
+            done = (
+                kept
+                if kept is not None
+                else keep_planes(labels, old.data, md.reviewed_slices_of(old))
             )
         else:
             old.metadata.pop(md.REVIEW, None)

@@ -22,7 +22,6 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -452,8 +451,16 @@ class SegmentWidget(QWidget):
             done_message=lambda done: self._done(names[0]) + f" (kept in {done.labels_path})",
         )
 
-    def _show(self, labels: Any, conf: Any, classes: Any, names: Any, common: Any,
-              metadata: Any, kept: int | None = None) -> None:
+    def _show(
+        self,
+        labels: Any,
+        conf: Any,
+        classes: Any,
+        names: Any,
+        common: Any,
+        metadata: Any,
+        kept: int | None = None,
+    ) -> None:
         self.kept = result.show_result(
             self.viewer, labels, conf, classes, names, common, dict(metadata), kept=kept
         )

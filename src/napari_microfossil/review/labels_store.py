@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..atomic import atomic_path
+from ..io.lazy import LazyArray, normalise_key
 from .chunks import CHUNK_DIR, CODEC, HASH, ChunkGrid, read_chunk, sweep_chunks, write_chunks
 from .record import STATE_FILE, STORE_VERSION, fsync_path
 
@@ -59,13 +60,7 @@ __all__ = [
 JOURNAL_MARKER = ".microfossil-journal.json"
 
 
-def _norm(key: Any, shape: tuple[int, ...]) -> tuple[int | slice, ...] | None:
-    from ..io.lazy import normalise_key
-
-    return normalise_key(key, shape)
-
-
-class StoreLabels:
+class StoreLabels(LazyArray):
     """Editable ``(Z, Y, X)`` labels in a zarr array (see the module doc).
 
     Parameters
@@ -87,8 +82,6 @@ class StoreLabels:
     reads everything.
     """
 
-    ndim = 3
-
     def __init__(self, array: Any, path: str | os.PathLike[str]) -> None:
         if len(array.shape) != 3:
             raise ValueError(f"array: expected (Z, Y, X); got shape {tuple(array.shape)}")
@@ -109,33 +102,13 @@ class StoreLabels:
     def __repr__(self) -> str:
         return f"StoreLabels({self.path}, shape={self.shape}, {self.dtype.name})"
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = self[...]
-        return out if dtype is None else out.astype(dtype, copy=False)
-
     # ---------------------------------------------------------------- reading
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        norm = _norm(key, self.shape)
-        if norm is not None:
-            return self._read_box(norm)
-        points = _points(key)
-        if points is not None:
-            return self._read_points(points)
-        return np.asarray(self)[key]
+        points = None if normalise_key(key, self.shape) is not None else _points(key)
+        return super().__getitem__(key) if points is None else self._read_points(points)
 
-    def _read_box(self, key: tuple[int | slice, ...]) -> np.ndarray:
+    def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
         full = tuple(slice(k, k + 1) if isinstance(k, int) else k for k in key)
         out = np.asarray(self.array[full])
         overlay = list(self._overlay.items())
@@ -143,9 +116,12 @@ class StoreLabels:
             idx = [np.arange(n)[k] for k, n in zip(full, self.shape, strict=True)]
             for flat, data in overlay:
                 box = self.grid.box(flat)
-                sel = [np.flatnonzero((i >= b.start) & (i < b.stop)) for i, b in zip(idx, box)]
+                sel = [
+                    np.flatnonzero((i >= b.start) & (i < b.stop))
+                    for i, b in zip(idx, box, strict=True)
+                ]
                 if all(s.size for s in sel):
-                    src = np.ix_(*(i[s] - b.start for i, s, b in zip(idx, sel, box)))
+                    src = np.ix_(*(i[s] - b.start for i, s, b in zip(idx, sel, box, strict=True)))
                     out[np.ix_(*sel)] = data[src]
         drop = tuple(0 if isinstance(k, int) else slice(None) for k in key)
         return out[drop]
@@ -166,7 +142,7 @@ class StoreLabels:
             here = owner == flat
             if here.any():
                 starts = [b.start for b in self.grid.box(flat)]
-                out[here] = data[tuple(p[here] - s for p, s in zip(flat_pts, starts))]
+                out[here] = data[tuple(p[here] - s for p, s in zip(flat_pts, starts, strict=True))]
                 in_store &= ~here
         if in_store.any():
             out[in_store] = self.array.vindex[tuple(p[in_store] for p in flat_pts)]
@@ -184,7 +160,7 @@ class StoreLabels:
         return data
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        norm = _norm(key, self.shape)
+        norm = normalise_key(key, self.shape)
         with self._lock:
             if norm is not None:
                 self._write_box(norm, value)
@@ -208,11 +184,13 @@ class StoreLabels:
         vals[drop] = value  # broadcast as numpy would into the selection
         lo = [int(i.min()) for i in idx]
         hi = [int(i.max()) + 1 for i in idx]
-        for flat in sorted(self.grid.of_box([slice(a, b) for a, b in zip(lo, hi)])):
+        for flat in sorted(self.grid.of_box([slice(a, b) for a, b in zip(lo, hi, strict=True)])):
             box = self.grid.box(flat)
-            sel = [np.flatnonzero((i >= b.start) & (i < b.stop)) for i, b in zip(idx, box)]
+            sel = [
+                np.flatnonzero((i >= b.start) & (i < b.stop)) for i, b in zip(idx, box, strict=True)
+            ]
             if all(s.size for s in sel):
-                dst = np.ix_(*(i[s] - b.start for i, s, b in zip(idx, sel, box)))
+                dst = np.ix_(*(i[s] - b.start for i, s, b in zip(idx, sel, box, strict=True)))
                 self._chunk(flat)[dst] = vals[np.ix_(*sel)]
 
     def _write_points(self, points: tuple[np.ndarray, ...], value: Any) -> None:
@@ -321,7 +299,7 @@ def open_store_labels(path: str | os.PathLike[str]) -> StoreLabels:
     recover(p)
     try:
         node: Any = zarr.open(store=str(p), mode="r+")
-        arr = node[LEVEL0] if isinstance(node, zarr.Group) else node
+        arr: Any = node[LEVEL0] if isinstance(node, zarr.Group) else node
     except Exception as exc:
         raise InputError(f"{p}: cannot open as zarr labels ({exc})") from exc
     if len(arr.shape) != 3 or np.dtype(arr.dtype).kind not in "iu":
@@ -364,7 +342,7 @@ def recover(path: str | os.PathLike[str]) -> int:
         return 0
     chunks, names = pending
     node: Any = zarr.open(store=str(store), mode="r+")
-    arr = node[LEVEL0] if isinstance(node, zarr.Group) else node
+    arr: Any = node[LEVEL0] if isinstance(node, zarr.Group) else node
     labels = StoreLabels(arr, store)
     root = record_path.parent / CHUNK_DIR
     data = {
@@ -379,9 +357,7 @@ def recover(path: str | os.PathLike[str]) -> int:
     return len(data)
 
 
-def _pending_for(
-    store: Path, record_path: Path
-) -> tuple[tuple[int, ...], dict[int, str]] | None:
+def _pending_for(store: Path, record_path: Path) -> tuple[tuple[int, ...], dict[int, str]] | None:
     try:
         rec = json.loads(record_path.read_text())
         lab = rec["labels"]

@@ -50,8 +50,9 @@ def read_record(folder: Path) -> dict[str, Any] | None:
         return rec if ok else None
     lab = rec.get("labels")
     if rec.get("version") == STORE_VERSION:
-        ok = isinstance(lab, dict) and isinstance(lab.get("pending"), dict)
-        return rec if ok and Path(str(lab.get("store"))).is_dir() else None
+        if not isinstance(lab, dict) or not isinstance(lab.get("pending"), dict):
+            return None
+        return rec if Path(str(lab.get("store"))).is_dir() else None
     if rec.get("version") != CHUNKED_VERSION:
         return None
     if not isinstance(lab, dict) or lab.get("codec") != CODEC or lab.get("hash") != HASH:

@@ -382,7 +382,9 @@ class ReviewSession(Autosaving):
 
     def _mismatch(self, saved: SavedReview) -> str | None:
         store = self.labels.path if isinstance(self.labels, StoreLabels) else None
-        why = saved.mismatch(self.name, self.labels.shape, store=None if store is None else str(store))
+        why = saved.mismatch(
+            self.name, self.labels.shape, store=None if store is None else str(store)
+        )
         if why is None and (saved.store is None) != (store is None):
             # Whole saved labels do not go into a store, nor a store into memory.
             return f"its labels are in {saved.store}" if saved.store else "its labels are whole"

@@ -43,10 +43,10 @@ from .record import (
     STORE_VERSION,
     TIFF_VERSION,
     SavedReview,
-    labels_digest,
     fsync_path,
-    writable_dir,
+    labels_digest,
     read_record,
+    writable_dir,
     write_readme,
     write_record,
 )
@@ -305,7 +305,9 @@ class Sidecar:
             self._chunked = None
             self.last_written = tuple(sorted(update.copies))
             self._cleanup(folder, keep=None)
-        logger.debug("review autosaved to %s (%d chunks into the store)", target, len(update.copies))
+        logger.debug(
+            "review autosaved to %s (%d chunks into the store)", target, len(update.copies)
+        )
         return target
 
     def _base_for(self, folder: Path, grid: ChunkGrid, dtype: str) -> _Chunked | None:
