@@ -22,6 +22,7 @@ Big files go to a temporary folder that is deleted. Run from the repository root
 
     prlimit --as=8000000000 python benchmarks/autosave_store.py --size 1024
     xvfb-run -a python benchmarks/autosave_store.py --size 1024 --napari
+    xvfb-run -a python benchmarks/autosave_store.py --size 2048 --napari --no-memory
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strokes", type=int, default=5, help="strokes (each saved) to time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--napari", action="store_true", help="also napari's peak RSS (a display)")
+    p.add_argument(
+        "--no-memory", action="store_true", help="with --napari: skip the in-memory layer"
+    )
     p.add_argument("--tmp", default=None, help="folder for the temporary store")
     p.add_argument("--json", default=None, help="write the results here too")
     p.add_argument("--phase", default=None, help=argparse.SUPPRESS)
@@ -175,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     folder = Path(tempfile.mkdtemp(prefix="autosave-store-", dir=args.tmp))
     phases = ["autosave"] + (["napari-store", "napari-memory"] if args.napari else [])
+    if args.no_memory:
+        phases = [p for p in phases if p != "napari-memory"]
     results = []
     try:
         for phase in phases:

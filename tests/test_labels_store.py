@@ -211,3 +211,17 @@ def test_sidecar_archive_of_a_store_save(tmp_path):
     session.save()
     kept = Sidecar(tmp_path / "scan.tif").archive()
     assert kept is not None and (kept / "review.json").is_file()
+
+
+def test_napari_writer_streams_a_store_backed_layer(tmp_path):
+    from napari_microfossil._napari.writer import write_labels
+
+    ref = make_store(tmp_path / "l.zarr")
+    lab = open_store_labels(tmp_path / "l.zarr")
+    lab[9, 11, 13] = 1  # an edit not saved yet: written too
+    ref[9, 11, 13] = 1
+    meta = {"scale": (2.0, 1.0, 1.0), "metadata": {"class_names": ["bg", "a", "b"]}}
+    write_labels(str(tmp_path / "out.tif"), lab, meta)
+    got = read_labels(tmp_path / "out.tif", lazy=False)
+    np.testing.assert_array_equal(np.asarray(got.data), ref)
+    assert tuple(got.class_names) == ("bg", "a", "b") and got.spacing == (2.0, 1.0, 1.0)

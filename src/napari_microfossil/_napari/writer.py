@@ -83,25 +83,42 @@ def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """
     if meta.get("multiscale") and isinstance(data, Sequence):
         data = data[0]
+    spacing = _last(meta.get("scale"), 3, 1.0) * _um_per_unit(meta, 3)
+    spacing = np.where(spacing > 0, spacing, 1.0)
+    metadata = meta.get("metadata") or {}
+    names = metadata.get(CLASS_NAMES)
+    options: dict[str, Any] = {
+        "spacing": (float(spacing[0]), float(spacing[1]), float(spacing[2])),
+        "class_names": [str(n) for n in names] if names else None,
+        "overwrite": True,
+    }
+    if _streamable(data):
+        _write_slabs(path, data, options)  # labels on disk (a store): never whole in memory
+        return [str(path)]
     arr = np.asarray(data)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
         raise ValueError(f"labels: expected a 2D or 3D layer to write a TIFF, got {arr.ndim}D")
-    arr = _smallest_uint(arr)
-    spacing = _last(meta.get("scale"), 3, 1.0) * _um_per_unit(meta, 3)
-    spacing = np.where(spacing > 0, spacing, 1.0)
-    metadata = meta.get("metadata") or {}
-    names = metadata.get(CLASS_NAMES)
-    class_names = [str(n) for n in names] if names else None
-    write_tiff(
-        path,
-        arr,
-        spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
-        class_names=class_names,
-        overwrite=True,
-    )
+    write_tiff(path, _smallest_uint(arr), **options)
     return [str(path)]
+
+
+def _streamable(data: Any) -> bool:
+    """Lazy 3D labels of an unsigned dtype a TIFF holds as is: written slab by slab."""
+    dtype = np.dtype(getattr(data, "dtype", np.float64))
+    is_lazy = not isinstance(data, np.ndarray) and len(getattr(data, "shape", ())) == 3
+    return is_lazy and dtype in (np.uint8, np.uint16, np.uint32)
+
+
+def _write_slabs(path: str, data: Any, options: dict[str, Any]) -> None:
+    from ..io.write import TiffSlabWriter
+
+    step = int((getattr(data, "chunks", None) or (16,))[0])  # whole chunks along z
+    with TiffSlabWriter(path, data.shape, data.dtype, **options) as out:
+        for z in range(0, data.shape[0], step):
+            out.write(z, np.asarray(data[z : z + step]))
+        out.finish()
 
 
 def surface_to_trimesh(data: Sequence[Any], meta: Mapping[str, Any]) -> Any:
