@@ -138,19 +138,24 @@ def labels_store_of(layer: Any) -> str | None:
     return str(data.path)
 
 
+def is_editable_store(path: str) -> bool:
+    """Whether `path` is a writable zarr store written by this tool (labels in it are
+    edited in place: :func:`editable_labels`)."""
+    import os
+
+    from ..io.store import is_own_store
+
+    return is_own_store(path) and os.access(path, os.W_OK)
+
+
 def editable_labels(path: str, data: Any) -> Any:
     """A Labels layer's data for labels read from `path`: a writable zarr store written
     by this tool opens for editing in place (painting goes into the store through the
     review autosave, see :mod:`napari_microfossil.review.labels_store`); anything else
     is `data` as read."""
-    import os
-
-    from ..io.store import is_own_store
     from ..review.labels_store import open_store_labels
 
-    if not (is_own_store(path) and os.access(path, os.W_OK)):
-        return data
-    return open_store_labels(path)
+    return open_store_labels(path) if is_editable_store(path) else data
 
 
 def is_multiscale(layer: Any) -> bool:
