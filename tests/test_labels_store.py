@@ -225,3 +225,36 @@ def test_napari_writer_streams_a_store_backed_layer(tmp_path):
     got = read_labels(tmp_path / "out.tif", lazy=False)
     np.testing.assert_array_equal(np.asarray(got.data), ref)
     assert tuple(got.class_names) == ("bg", "a", "b") and got.spacing == (2.0, 1.0, 1.0)
+
+
+def test_fossils_of_a_store_backed_layer_run_blockwise(tmp_path):
+    from types import SimpleNamespace
+
+    from napari_microfossil._napari.store_jobs import extract_job, instances_store_for
+    from napari_microfossil._progress import drain
+    from napari_microfossil.workflows.fossils import ExtractRequest, iter_extract
+
+    store = tmp_path / "l.zarr"
+    out = create_output(store, SHAPE, np.uint8, class_names=["bg", "fossil"], chunks=CHUNKS)
+    blobs = np.zeros(SHAPE, np.uint8)
+    blobs[1:4, 1:5, 1:5] = 1
+    blobs[6:9, 6:11, 2:12] = 1
+    out.write(0, blobs[:8])
+    out.write(8, blobs[8:])
+    out.finish()
+    lab = open_store_labels(store)
+    lab[5:7, 0:3, 10:14] = 1  # a third fossil, painted and not saved yet
+    blobs[5:7, 0:3, 10:14] = 1
+    layer = SimpleNamespace(data=lab, metadata={})
+    assert instances_store_for(layer) == tmp_path / "l.instances.zarr"
+    request = ExtractRequest(lab, class_names=("bg", "fossil"), spacing=(2.0, 1.0, 1.0))
+    table = drain(extract_job(request, layer))
+    want = drain(
+        iter_extract(ExtractRequest(blobs, class_names=("bg", "fossil"), spacing=(2.0, 1.0, 1.0)))
+    )
+    assert len(table) == len(want) == 3
+    assert [r["volume_um3"] for r in table.rows] == [r["volume_um3"] for r in want.rows]
+    np.testing.assert_array_equal(np.asarray(table.instances) > 0, blobs == 1)
+    assert (tmp_path / "l.instances.zarr").is_dir()
+    memory = SimpleNamespace(data=blobs, metadata={})
+    assert instances_store_for(memory) is None
