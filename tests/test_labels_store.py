@@ -258,3 +258,11 @@ def test_fossils_of_a_store_backed_layer_run_blockwise(tmp_path):
     assert (tmp_path / "l.instances.zarr").is_dir()
     memory = SimpleNamespace(data=blobs, metadata={})
     assert instances_store_for(memory) is None
+
+
+def test_reading_a_store_mid_save_warns(tmp_path):
+    store = tmp_path / "l.zarr"
+    make_store(store)
+    (store / JOURNAL_MARKER).write_text("{}")
+    with pytest.warns(UserWarning, match="stopped half way"):
+        read_labels(store)

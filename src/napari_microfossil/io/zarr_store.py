@@ -20,6 +20,9 @@ from .volume import Read, check_dtype, fmt_shape, one_line
 logger = logging.getLogger(__name__)
 
 _ZARR_MARKERS = (".zarray", ".zgroup", "zarr.json")
+#: In a labels store being written by a review autosave: names the record whose chunks
+#: it gets (:mod:`napari_microfossil.review.labels_store`); gone when the save is done.
+JOURNAL_MARKER = ".microfossil-journal.json"
 
 
 def is_zarr(path: Path) -> bool:
@@ -144,6 +147,13 @@ def read_zarr(
         )
     elif not missing_chunks_ok:
         warn_missing_chunks(arr, p)
+    if (path / JOURNAL_MARKER).exists():
+        warnings.warn(
+            f"{p}: a review autosave into it stopped half way; open it in napari (or "
+            f"napari_microfossil.review.labels_store.recover) to finish that save",
+            UserWarning,
+            stacklevel=2,
+        )
     view = ZarrView(arr, plan, p)
     if lazy is None or lazy:
         return Read(view, True, meta, fmt)

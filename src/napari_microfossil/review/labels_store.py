@@ -39,6 +39,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..io.lazy import LazyArray, normalise_key
+from ..io.zarr_store import JOURNAL_MARKER
 from .chunks import CHUNK_DIR, CODEC, HASH, ChunkGrid, read_chunk, sweep_chunks, write_chunks
 from .record import STATE_FILE, STORE_VERSION, fsync_path
 
@@ -56,8 +57,6 @@ __all__ = [
     "save_into_store",
 ]
 
-#: In a store being written by a save: names the ``review.json`` whose chunks it gets.
-JOURNAL_MARKER = ".microfossil-journal.json"
 
 
 class StoreLabels(LazyArray):
