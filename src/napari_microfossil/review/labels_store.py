@@ -109,9 +109,11 @@ class StoreLabels(LazyArray):
 
     def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
         full = tuple(slice(k, k + 1) if isinstance(k, int) else k for k in key)
-        out = np.asarray(self.array[full])
+        # The overlay first: a chunk leaves it only once the store holds it.
         overlay = list(self._overlay.items())
+        out = np.asarray(self.array[full])
         if overlay:
+            out = out if out.flags.writeable else out.copy()
             idx = [np.arange(n)[k] for k, n in zip(full, self.shape, strict=True)]
             for flat, data in overlay:
                 box = self.grid.box(flat)
