@@ -99,7 +99,7 @@ def run_autosave(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         t2 = time.perf_counter()
         assert update is not None
         box: dict[str, Any] = {}
-        thread = threading.Thread(target=lambda u=update: box.setdefault("out", u.save()))
+        thread = threading.Thread(target=lambda u=update, b=box: b.setdefault("out", u.save()))
         thread.start()
         thread.join()
         t3 = time.perf_counter()

@@ -58,7 +58,6 @@ __all__ = [
 ]
 
 
-
 class StoreLabels(LazyArray):
     """Editable ``(Z, Y, X)`` labels in a zarr array (see the module doc).
 
