@@ -74,6 +74,7 @@ def test_painting_goes_into_the_store(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_array_equal(on_disk[painted], 1)
     np.testing.assert_array_equal(on_disk[~painted], ref[~painted])
     assert not layer.data._overlay  # saved chunks leave memory
+    assert f"into {store}" in widget.save_label.text()
 
     # napari's undo: back in the store too
     worker = widget.save_worker

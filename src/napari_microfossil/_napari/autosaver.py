@@ -147,7 +147,11 @@ class Autosaver(QObject):
         self.last_error = None
         if self.layer is not None:
             self.layer.metadata[layers.REVIEW_SIDECAR] = str(Path(path).parent)
-        self._say(f"Autosaved {datetime.now():%H:%M:%S} to {Path(path).parent}")
+        store = layers.store_of(self.layer)
+        where = (
+            f"into {store} (journal: {Path(path).parent})" if store else f"to {Path(path).parent}"
+        )
+        self._say(f"Autosaved {datetime.now():%H:%M:%S} {where}")
 
     def _say(self, text: str) -> None:
         # A save ending after its panel closed (the viewer torn down) has no label left.
