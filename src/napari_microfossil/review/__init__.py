@@ -18,6 +18,10 @@ as plain functions and classes on arrays (the napari widget only wires them to l
   :class:`ChunkUpdate`), under new names, then replaces ``review.json`` (which names
   every chunk's file by its hash) in one atomic rename; a save torn by a crash is
   never read back.
+- :class:`StoreLabels` keeps labels in their zarr store (``segment -o labels.zarr``):
+  edits go to an overlay of whole chunks, and the autosave writes them into the store
+  through the sidecar as a journal, so a kill at any moment leaves the last complete
+  save (:func:`open_store_labels` finishes an interrupted one).
 """
 
 from .autosave import AutosaveSchedule, ChunkUpdate, Snapshot, sidecar_for
@@ -31,6 +35,7 @@ from .edits import (
     first_labelled_on_ray,
     slices_touched,
 )
+from .labels_store import StoreLabels, open_store_labels
 from .session import Change, ReviewSession
 from .sidecar import SIDECAR_SUFFIX, STATE_FILE, SavedReview, Sidecar
 from .state import Marks, ReviewState
@@ -50,12 +55,14 @@ __all__ = [
     "SavedReview",
     "Sidecar",
     "Snapshot",
+    "StoreLabels",
     "UndoStack",
     "changed_slices",
     "edit_slices",
     "erase_object",
     "first_labelled_on_ray",
     "next_slice_to_review",
+    "open_store_labels",
     "sidecar_for",
     "slice_confidence",
     "slices_touched",
