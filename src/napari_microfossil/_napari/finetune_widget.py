@@ -381,6 +381,8 @@ class FinetuneWidget(qw.QWidget):
         self._job["before"] = workflow.output_stamp(out)
         self._cancelled = False
         self.curve.clear()
+        if request.classes:  # the score is that of class 1, by the new model's names
+            self.curve.score_name = f"val IoU {request.classes[1]}"
         self.result_label.setText("")
         self.model_path_out = self.last_result = None
         self._gen = gen = workflow.iter_run_training(request)
