@@ -216,9 +216,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     pump(1.0)
     wait_job(seg, args.timeout, "Segment")
     segment_s = time.monotonic() - t
-    result = next(
-        lyr for lyr in viewer.layers if md.is_segment_result(lyr) and lyr is not labels
-    )
+    result = next(lyr for lyr in viewer.layers if md.is_segment_result(lyr) and lyr is not labels)
     names = md.class_names_of(result)
     scores = held_out_scores(np.asarray(result.data), truth, names)
     log(f"held-out planes {HELD_OUT}: {scores}")
