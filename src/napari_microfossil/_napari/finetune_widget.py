@@ -19,13 +19,16 @@ from qtpy.QtCore import Qt
 from .. import model as models
 from ..errors import InputError
 from ..training import TrainConfig
-from ..training.finetune import default_output_path, describe_slices, describe_split
+from ..training.finetune import default_output_path, describe_slices
 from ..workflows import train as workflow
 from . import layers
 from ._common import JobRunner, LayerChooser, ask_question, scrolling, smoothing_box
 from .context import PLUGIN_NAME, PluginContext
 from .curve import TrainingCurve
-from .forms import button, form, row, spin
+from .forms import button, fill_devices, form, row, spin
+from .place import placed_scan
+from .train_slices import default_labels, is_corrected, slices_to_train
+from .train_slices import describe as describe_slices_to_train
 
 if TYPE_CHECKING:
     import napari
@@ -37,13 +40,6 @@ DEFAULT_MINUTES = 3.0
 #: Epochs in a time-limited run: the time limit ends it (and shapes the LR schedule).
 TIME_MODE_EPOCHS = 10_000
 AUGMENT_CHOICES = {"light": "light (this scan)", "full": "full (other scans too)", "off": "off"}
-
-
-def _is_corrected(layer: Any) -> bool:
-    """A class-labels layer with reviewed slices, or a Segment result."""
-    if layers.is_instance_layer(layer):
-        return False
-    return bool(layers.reviewed_slices_of(layer)) or layers.is_segment_result(layer)
 
 
 class FinetuneWidget(qw.QWidget):
@@ -70,10 +66,14 @@ class FinetuneWidget(qw.QWidget):
         self._output_default = ""
         self.inputs = inputs = qw.QWidget()
         self.image = LayerChooser(napari_viewer, Image, parent=inputs)
-        self.labels = LayerChooser(napari_viewer, Labels, prefer=_is_corrected, parent=inputs)
+        self.labels = LayerChooser(napari_viewer, Labels, prefer=is_corrected, parent=inputs)
         self.model = qw.QComboBox(inputs)
         self.model.addItem("default (bundled)", DEFAULT_MODEL)
         self.browse_model = button(inputs, "Browse…", "Start from a model file (.safetensors)")
+        self.slices = qw.QLineEdit(inputs)
+        self.slices.setPlaceholderText("the reviewed slices")
+        tip = "Train on these slices only, e.g. z:0,20,40 (a quarter held out for validation); "
+        self.slices.setToolTip(tip + "empty: every slice reviewed, painted or placed")
         self.classes = qw.QLineEdit(inputs)
         tip = "Names of the new model's classes, id 0 first, comma-separated; rename any, "
         self.classes.setToolTip(tip + "add one for each label id the base model lacks")
@@ -106,7 +106,7 @@ class FinetuneWidget(qw.QWidget):
         tip = "light: 90° turns, flips and gain, for this very scan; full: also rotations, "
         self.augment.setToolTip(tip + "shear, zoom, noise and blur, for other scans too")
         self.device = qw.QComboBox(adv)
-        self._fill_devices()
+        fill_devices(self.device)
         body = qw.QWidget()
         self.run_button = qw.QPushButton("Fine-tune", body)
         self.cancel_button = button(body, "Cancel", "Stop; the best model so far is kept")
@@ -122,6 +122,7 @@ class FinetuneWidget(qw.QWidget):
             inputs,
             ("Image", self.image),
             ("Labels", self.labels),
+            ("Slices", self.slices),
             ("", self.slices_label),
             ("Base model", row(self.model, self.browse_model)),
             ("", self.model_info),
@@ -168,6 +169,7 @@ class FinetuneWidget(qw.QWidget):
             lambda text: setattr(self, "_auto_output", text.strip() == self._output_default)
         )
         self.by_time.toggled.connect(self.minutes.setEnabled)
+        self.slices.textChanged.connect(self._show_slices)
         self.by_epochs.toggled.connect(self.epochs.setEnabled)
         self.run_button.clicked.connect(lambda: self.run())
         self.find_lr.clicked.connect(lambda: self.find_learning_rate())
@@ -186,17 +188,6 @@ class FinetuneWidget(qw.QWidget):
         self.ctx.dock_as_tab(self)
         self.refresh()
 
-    def _fill_devices(self) -> None:
-        from ..device import available_devices
-
-        try:
-            found = available_devices()
-        except Exception as exc:  # torch missing or broken: still show the panel
-            log.warning("could not list devices: %s", exc)
-            found = ["cpu"]
-        for text, name in [(f"auto ({found[0]})", "auto"), *zip(found, found, strict=True)]:
-            self.device.addItem(text, name)
-
     def refresh(self, *_: Any) -> None:
         """Follow the reviewed layer and show the reviewed slices now recorded."""
         if self.runner.running:
@@ -204,19 +195,11 @@ class FinetuneWidget(qw.QWidget):
         self._follow_default_labels()
         self._show_slices()
 
-    def _default_labels(self) -> Any:
-        """The layer the user most likely corrected: Review's, else one with reviews."""
-        reviewing = self.ctx.review_layer
-        found = [lyr for lyr in self.labels.layers() if not layers.is_instance_layer(lyr)]
-        ranked = [reviewing if layers.reviewed_slices_of(reviewing) else None]
-        ranked += [*[lyr for lyr in found if layers.reviewed_slices_of(lyr)][::-1], reviewing]
-        ranked += [lyr for lyr in found if layers.is_segment_result(lyr)][::-1]
-        return next((lyr for lyr in ranked if lyr is not None), None)
-
     def _follow_default_labels(self) -> None:
         if self._labels_by_user:
             return
-        current, best = self.labels.layer(), self._default_labels()
+        current = self.labels.layer()
+        best = default_labels(self.ctx.review_layer, self.labels.layers())
         if best is not None and best is not current:
             if (
                 current is None
@@ -227,7 +210,7 @@ class FinetuneWidget(qw.QWidget):
 
     def _on_labels_changed(self, index: int | None = None) -> None:
         md = layers.meta(self.labels.layer())
-        wanted = md.get(layers.SOURCE_IMAGE)
+        wanted = md.get(layers.SOURCE_IMAGE) or placed_scan(self.labels.layer())
         if wanted and self.image.findData(wanted) >= 0:
             self.image.set_layer(wanted)
         if md.get(layers.MODEL) and not self._model_by_user:
@@ -235,13 +218,8 @@ class FinetuneWidget(qw.QWidget):
         self._fill_classes()
         self._show_slices()
 
-    def _show_slices(self) -> None:
-        layer = self.labels.layer()
-        text = "Choose the Labels layer you corrected"
-        if layer is not None:
-            text = describe_split(layers.reviewed_slices_of(layer))
-            if not layers.reviewed_slices_of(layer):
-                text += " — mark slices reviewed (or paint in them) in Review & correct"
+    def _show_slices(self, *_: Any) -> None:
+        text = describe_slices_to_train(self.labels.layer(), self.slices.text())
         if self.slices_label.text() != text:
             self.slices_label.setText(text)
 
@@ -348,13 +326,7 @@ class FinetuneWidget(qw.QWidget):
             raise InputError("image: choose the scan's Image layer (open a scan first)")
         if labels is None:
             raise InputError("labels: choose the Labels layer you corrected in Review & correct")
-        slices = layers.reviewed_slices_of(labels)
-        if not slices:
-            raise InputError(
-                f"no reviewed slices on {labels.name!r}: in Review & correct, paint your "
-                "corrections or press 'Mark slice reviewed' on the slices you checked; "
-                "Fine-tune learns from those slices only"
-            )
+        slices = slices_to_train(labels, self.slices.text())
         text = self.output.text().strip()
         if not text:
             raise InputError("output: choose where to save the new model")
@@ -409,6 +381,8 @@ class FinetuneWidget(qw.QWidget):
         self._job["before"] = workflow.output_stamp(out)
         self._cancelled = False
         self.curve.clear()
+        if request.classes:  # the score is that of class 1, by the new model's names
+            self.curve.score_name = f"val IoU {request.classes[1]}"
         self.result_label.setText("")
         self.model_path_out = self.last_result = None
         self._gen = gen = workflow.iter_run_training(request)

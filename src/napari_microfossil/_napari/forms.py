@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import qtpy.QtWidgets as qw
+
+log = logging.getLogger(__name__)
 
 
 def spin(parent: qw.QWidget, lo: float, hi: float, value: float, tip: str = "", **kw: Any) -> Any:
@@ -38,3 +41,16 @@ def row(*widgets: qw.QWidget, stretch: int = 0) -> qw.QHBoxLayout:
     for k, w in enumerate(widgets):
         row.addWidget(w, 1 if k == stretch else 0)
     return row
+
+
+def fill_devices(box: qw.QComboBox) -> None:
+    """List ``auto (<best>)`` and each device torch can use (``cpu`` when it cannot say)."""
+    from ..device import available_devices
+
+    try:
+        found = available_devices()
+    except Exception as exc:  # torch missing or broken: still show the panel
+        log.warning("could not list devices: %s", exc)
+        found = ["cpu"]
+    for text, name in [(f"auto ({found[0]})", "auto"), *zip(found, found, strict=True)]:
+        box.addItem(text, name)

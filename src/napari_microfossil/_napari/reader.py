@@ -14,6 +14,7 @@ from ..errors import InputError
 from ..io import is_supported, read_volume
 from .layers import CLASS_NAMES, PATH, PYRAMID, SPACING_SOURCE, SPATIAL_UNITS, label_colormap
 from .levels import DeferredView
+from .place import place_on_open
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,16 @@ def layer_data_for(path: str) -> LayerData:
     if vol.class_names:
         meta["metadata"][CLASS_NAMES] = list(vol.class_names)
         meta["colormap"] = label_colormap(vol.class_names)
-        return (vol.data, meta, "labels")
-    if looks_like_labels(path, vol):
+    elif not looks_like_labels(path, vol):
+        meta["colormap"] = "gray"
+        return (vol.data, meta, "image")
+    # Label slices sparser than the open scan go to their planes (by their file numbers).
+    placed = place_on_open(path, vol.data, meta)
+    if placed is not None:
+        return (placed, meta, "labels")
+    if not vol.class_names:
         _adopt_scan_spacing(meta, vol)
-        return (vol.data, meta, "labels")
-    meta["colormap"] = "gray"
-    return (vol.data, meta, "image")
+    return (vol.data, meta, "labels")
 
 
 #: Words in a file or folder name that say it holds labels, not a scan.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,38 @@ def _slice_files(folder: Path) -> list[Path]:
             f"entries: {seen}{', ...' if len(visible) > 5 else ''})"
         )
     return list(natsorted(files, key=lambda f: f.name, alg=ns.IGNORECASE))
+
+
+#: The last run of digits in a file name's stem: ``Sandstone_Versa0150.tif`` -> 150.
+_NUMBER = re.compile(r"(\d+)(?!.*\d)")
+
+
+def slice_numbers(files: Sequence[str | os.PathLike[str]]) -> list[int] | None:
+    """The number each slice file's name carries: its z in the stack it was cut from.
+
+    The last run of digits in each stem (``Sandstone_Versa0150.tif`` -> 150,
+    ``slice_0007_mask.png`` -> 7). None when a name has no digits or two files share a
+    number: then the names do not say where the slices lie.
+    """
+    numbers = []
+    for f in files:
+        found = _NUMBER.search(Path(f).stem)
+        if found is None:
+            return None
+        numbers.append(int(found.group(1)))
+    return numbers if len(set(numbers)) == len(numbers) else None
+
+
+def folder_slice_numbers(folder: str | os.PathLike[str]) -> list[int] | None:
+    """:func:`slice_numbers` of a folder of slices, in the order the folder is read
+    (None if `folder` is not a folder of slices)."""
+    path = Path(folder)
+    if not path.is_dir():
+        return None
+    try:
+        return slice_numbers(_slice_files(path))
+    except InputError:
+        return None
 
 
 def read_slices(folder: Path, lazy: bool | None, threshold: int, allowed: Any) -> Read:
