@@ -37,6 +37,9 @@ SEGMENT_OPTIONS = "segment_options"
 REVIEW = "microfossil_review"
 #: The folder the review of a labels layer autosaves to.
 REVIEW_SIDECAR = "microfossil_review_sidecar"
+#: On labels placed on a scan: ``{"scan": name, "planes": [...], "numbers": [...]}``, the
+#: scan it was placed on and each placed plane with its slice's number.
+PLACED = "placed_slices"
 #: Marks the Fossils panel's instance layer (one id per fossil, not classes).
 INSTANCES = "fossil_instances"
 #: Physical unit of an Image layer's values (``"percent"`` for confidence).

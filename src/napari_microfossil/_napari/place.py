@@ -21,16 +21,13 @@ from ..errors import InputError
 from ..io.place import Placement, line_up, line_up_evenly, place
 from ..io.slices import folder_slice_numbers
 from . import layers
+from .layers import PLACED
 
 if TYPE_CHECKING:
     import napari
 
 log = logging.getLogger(__name__)
 
-#: On a placed labels layer: ``{"scan": name, "planes": [...], "numbers": [...]}``, the
-#: scan it was placed on and each placed plane with its slice's number. (Local until
-#: layers.py defines it.)
-PLACED = "placed_slices"
 #: Placed labels are held in memory (to be painted in): refused above this (bytes).
 MAX_PLACED_BYTES = 4 << 30
 

@@ -12,7 +12,16 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import is_supported, read_volume
-from .layers import CLASS_NAMES, PATH, PYRAMID, SPACING_SOURCE, SPATIAL_UNITS, label_colormap
+from .layers import (
+    CLASS_NAMES,
+    PATH,
+    PYRAMID,
+    SPACING_SOURCE,
+    SPATIAL_UNITS,
+    editable_labels,
+    is_editable_store,
+    label_colormap,
+)
 from .levels import DeferredView
 from .place import place_on_open
 
@@ -54,7 +63,8 @@ def layer_data_for(path: str) -> LayerData:
     if pyr is not None and len(pyr.levels) > 1:
         return _multiscale(pyr, path, vol)
     nbytes = int(np.prod(vol.shape)) * vol.dtype.itemsize
-    if nbytes <= BIG_BYTES:
+    editable = bool(vol.class_names) and is_editable_store(path)  # edited in the store
+    if nbytes <= BIG_BYTES and not editable:
         with warnings.catch_warnings():  # already shown
             warnings.simplefilter("ignore")
             vol = read_volume(path)  # small: as before (in memory where the format allows)
@@ -77,7 +87,7 @@ def layer_data_for(path: str) -> LayerData:
         return (placed, meta, "labels")
     if not vol.class_names:
         _adopt_scan_spacing(meta, vol)
-    return (vol.data, meta, "labels")
+    return (editable_labels(path, vol.data) if editable else vol.data, meta, "labels")
 
 
 #: Words in a file or folder name that say it holds labels, not a scan.

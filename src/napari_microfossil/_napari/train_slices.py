@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..training import parse_slices
 from ..training.finetune import describe_split
 from . import layers
-from .place import PLACED
+from .layers import PLACED
 
 Slices = dict[str, list[int]]
 
