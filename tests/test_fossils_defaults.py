@@ -111,3 +111,17 @@ def test_demo_flags_still_work(labels, tmp_path):
 def test_cli_parser_defaults_are_the_engine_defaults():
     args = build_parser().parse_args(["fossils", "l.tif", "-o", "out"])
     assert args.split is DEFAULT_SPLIT and args.min_voxels is None and args.min_volume is None
+
+
+def test_requests_carry_the_front_ends_neck_ratio(tmp_path):
+    from napari_microfossil.errors import InputError
+    from napari_microfossil.fossils import DEFAULT_SPLIT_NECK_RATIO
+    from napari_microfossil.workflows.fossils import ExtractRequest, FossilsRequest
+
+    lab = _touching_balls()
+    assert ExtractRequest(lab).split_neck_ratio == DEFAULT_SPLIT_NECK_RATIO == 0.6
+    with pytest.raises(InputError, match="split_neck_ratio: expected a number between 0 and 1"):
+        ExtractRequest(lab, split_neck_ratio=1.5)
+    path = write_tiff(tmp_path / "l.tif", lab, class_names=("bg", "fossil"))
+    with pytest.raises(InputError, match="split_neck_ratio"):
+        FossilsRequest(path, tmp_path / "o", split_neck_ratio=0)

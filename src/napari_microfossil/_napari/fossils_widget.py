@@ -270,13 +270,13 @@ class FossilsWidget(QWidget):
             "translate": tuple(layer.translate),
             "units": getattr(layer, "units", None),
             "image": image,
-            "note": self.options.note(request.spacing),
         }
+        note = self.options.note(request.spacing)
         # The engine reads (lazy) arrays when iterated: in the worker, not here.
         return self.runner.start(
             iter_extract(request),
             on_result=lambda table: self._show_extracted(table, job),
-            done_message=f"fossils extracted from {source!r}",
+            done_message=f"fossils extracted from {source!r}" + (f"; {note}" if note else ""),
         )
 
     def _show_extracted(self, table: FossilTable, job: dict[str, Any]) -> None:
@@ -297,8 +297,7 @@ class FossilsWidget(QWidget):
         source = self.viewer.layers[job["source"]] if job["source"] in self.viewer.layers else None
         self.source_watch.follow(source)
         self.viewer.layers.selection.active = layer
-        note = f"; {job['note']}" if job["note"] else ""
-        self.status.setText(f"Fossils: {len(table)} fossils in {name!r}{note}")
+        self.status.setText(f"Fossils: {len(table)} fossils in {name!r}")
 
     # -- table ---------------------------------------------------------------------
 
