@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
+from napari_microfossil.fossils import DEFAULT_MIN_VOXELS, DEFAULT_SPLIT
+
 pytest.importorskip("napari")
 pytestmark = [
     pytest.mark.gui,
@@ -45,8 +47,9 @@ def setup(make_napari_viewer):
         metadata={"class_names": CLASSES, "source_image": "scan"},
     )
     widget = FossilsWidget(viewer)
-    # the default size limit (a ball 5 voxels across) would drop the smallest ball
-    assert widget.min_size.value() == 66 and widget.min_unit.currentText() == "voxels"
+    # the default size limit (a ball 8 voxels across) would drop the smallest ball
+    assert widget.min_size.value() == DEFAULT_MIN_VOXELS
+    assert widget.min_unit.currentText() == "voxels"
     widget.min_size.setValue(0)
     return viewer, widget
 
@@ -357,3 +360,35 @@ def test_a_change_to_another_layer_is_not_noticed(setup, qtbot):
     viewer.layers["scan"].data = np.zeros_like(viewer.layers["scan"].data)
     assert not widget.source_watch.stale
     assert widget.summary.text().startswith("3 fossils")
+
+
+def test_panel_starts_at_the_command_lines_defaults(setup):
+    from napari_microfossil.cli import build_parser
+    from napari_microfossil.fossils import DEFAULT_MIN_DIAMETER_VOXELS
+    from napari_microfossil.workflows.fossils import FossilsRequest
+
+    viewer, _ = setup
+    from napari_microfossil._napari.fossils_widget import FossilsWidget
+
+    widget = FossilsWidget(viewer)  # a fresh panel, as a user first sees it
+    args = build_parser().parse_args(["fossils", "l.tif", "-o", "out"])
+    opts = widget.extract_options()
+    assert opts["split"] is args.split is DEFAULT_SPLIT is True
+    assert opts["min_voxels"] == DEFAULT_MIN_VOXELS and "min_volume_um3" not in opts
+    assert opts["fill_cavities"] is (not args.no_fill_cavities)
+    assert FossilsRequest.__dataclass_fields__["fill_cavities"].default is True
+    note = widget.options.note((2.0, 2.0, 2.0))
+    assert f"size limit {DEFAULT_MIN_VOXELS} voxels" in note and "Min size 0 keeps" in note
+    assert f"a ball {DEFAULT_MIN_DIAMETER_VOXELS} voxels" in note
+    widget.min_size.setValue(10)
+    assert widget.options.note((2.0, 2.0, 2.0)) == ""  # another limit: nothing to explain
+
+
+def test_default_size_limit_is_explained_after_extracting(setup, qtbot):
+    _, widget = setup
+    widget.min_size.setValue(DEFAULT_MIN_VOXELS)
+    extract(qtbot, widget)
+    # the r=3 ball (about 56 voxels) is below the default limit, the two others not
+    assert len(widget.table) == 2
+    assert f"size limit {DEFAULT_MIN_VOXELS} voxels" in widget.status.text()
+    assert "Min size 0 keeps them" in widget.status.text()

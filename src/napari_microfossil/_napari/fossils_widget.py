@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -51,6 +50,7 @@ from ._common import (
 )
 from .context import PluginContext
 from .fossil_table import TABLE_COLUMNS, FossilsBox, camera_of, go_to, show_features
+from .fossils_options import SIZE_UNITS, ExtractOptions
 from .stale import SourceWatch, stale_note
 
 if TYPE_CHECKING:
@@ -58,7 +58,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MESH_CHOICES", "SIZE_UNITS", "TABLE_COLUMNS", "FossilsWidget", "camera_of"]
 
-SIZE_UNITS = ("voxels", "µm³")
 MESH_CHOICES = (*fossils.MESH_FORMATS, "none")
 #: Name suffix of the Segment panel's result, whose scan has the name before it.
 _RESULT_SUFFIX = " fossils"
@@ -108,12 +107,14 @@ class FossilsWidget(QWidget):
         )
         self.image = LayerChooser(napari_viewer, Image, allow_none="(none)", parent=body)
         self.class_name = QComboBox(body)
-        self.min_size = QDoubleSpinBox(body, decimals=0, minimum=0, maximum=1e15)
-        self.min_size.setValue(fossils.DEFAULT_MIN_VOXELS)  # a ball 5 voxels across
-        self.min_unit = QComboBox(body)
-        self.min_unit.addItems(SIZE_UNITS)
-        self.split = QCheckBox("Split touching fossils", body)
-        self.fill = QCheckBox("Fill chambers", body)
+        # size limit, splitting, filling: the command line's defaults
+        self.options = opts = ExtractOptions(body)
+        self.min_size, self.min_unit, self.split, self.fill = (
+            opts.min_size,
+            opts.min_unit,
+            opts.split,
+            opts.fill,
+        )
         self.extract_button = QPushButton("Extract", body)
         self.cancel_button = QPushButton("Cancel", body)
         self.status = QLabel("", body)
@@ -132,13 +133,11 @@ class FossilsWidget(QWidget):
         self.gallery = QCheckBox("Gallery", body)
         self.selected_only = QCheckBox("Selected only", body)
         self.export_button = QPushButton("Export…", body)
-        for checked in (self.fill, self.crops, self.gallery):
+        for checked in (self.crops, self.gallery):
             checked.setChecked(True)
         for widget, tip in (
             (self.image, "The scan, for the mean-intensity column and the cropped TIFFs"),
             (self.class_name, "The class whose connected bodies are fossils"),
-            (self.split, "Separate bodies joined by a narrow neck (distance-transform watershed)"),
-            (self.fill, "Fill each fossil's enclosed cavities (hollow chambers) into it"),
             (self.gallery, "One picture per fossil and an index.html with a size histogram"),
         ):
             widget.setToolTip(tip)
@@ -165,10 +164,7 @@ class FossilsWidget(QWidget):
         form = QFormLayout(extract_box)
         form.addRow("Labels", self.labels)
         form.addRow("Class", self.class_name)
-        size_row = QHBoxLayout()
-        size_row.addWidget(self.min_size, 1)
-        size_row.addWidget(self.min_unit)
-        form.addRow("Min size", size_row)
+        form.addRow("Min size", self.options.size_row())
         form.addRow("", self.split)
         form.addRow("", self.fill)
         form.addRow("Scan", self.image)
@@ -232,16 +228,7 @@ class FossilsWidget(QWidget):
 
     def extract_options(self) -> dict[str, Any]:
         """Size limit, splitting and filling for :class:`ExtractRequest` from the widget."""
-        value = float(self.min_size.value())
-        opts: dict[str, Any] = {
-            "split": self.split.isChecked(),
-            "fill_cavities": self.fill.isChecked(),
-        }
-        if self.min_unit.currentText() == "voxels":
-            opts["min_voxels"] = round(value)
-        else:
-            opts["min_volume_um3"] = value
-        return opts
+        return self.options.values()
 
     def extract(self) -> Any:
         """Start extracting fossils from the chosen Labels layer; returns the worker."""
@@ -284,11 +271,12 @@ class FossilsWidget(QWidget):
             "units": getattr(layer, "units", None),
             "image": image,
         }
+        note = self.options.note(request.spacing)
         # The engine reads (lazy) arrays when iterated: in the worker, not here.
         return self.runner.start(
             iter_extract(request),
             on_result=lambda table: self._show_extracted(table, job),
-            done_message=f"fossils extracted from {source!r}",
+            done_message=f"fossils extracted from {source!r}" + (f"; {note}" if note else ""),
         )
 
     def _show_extracted(self, table: FossilTable, job: dict[str, Any]) -> None:

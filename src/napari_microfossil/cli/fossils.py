@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..fossils.defaults import (
+    DEFAULT_MIN_DIAMETER_VOXELS,
+    DEFAULT_MIN_VOXELS,
+    DEFAULT_SPLIT,
+    size_limit_note,
+)
 from ._common import add_common_options, progress, spacing_arg
 
 #: Request fields named as this command's options, for error messages.
@@ -33,13 +39,20 @@ def add_parser(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="drop objects with fewer voxels (default: 66, a ball 5 voxels across, unless "
-        "--min-volume is given; 0 keeps every speck)",
+        help=f"drop objects with fewer voxels (default: {DEFAULT_MIN_VOXELS}, a ball "
+        f"{DEFAULT_MIN_DIAMETER_VOXELS} voxels across, unless --min-volume is given; "
+        "0 keeps every speck)",
     )
     s.add_argument(
         "--min-volume", type=float, default=None, metavar="UM3", help="minimum volume in µm³"
     )
-    s.add_argument("--split", action="store_true", help="split touching fossils (watershed)")
+    s.add_argument(
+        "--split",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_SPLIT,
+        help="separate touching fossils (distance-transform watershed; default: on, "
+        "--no-split keeps touching fossils as one object)",
+    )
     s.add_argument("--mesh", choices=["stl", "ply", "obj", "none"], default="stl")
     s.add_argument(
         "--crops", action="store_true", help="write a cropped TIFF (image + mask) per fossil"
@@ -51,7 +64,6 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..fossils import DEFAULT_MIN_DIAMETER_VOXELS, DEFAULT_MIN_VOXELS
     from ..workflows.fossils import FossilsRequest, iter_fossils
 
     by_default = args.min_voxels is None and args.min_volume is None
@@ -83,12 +95,9 @@ def run(args: argparse.Namespace) -> int:
         voxel = " x ".join(f"{s:g}" for s in result.spacing)
         print(f"  volumes {vols[-1]:.4g} .. {vols[0]:.4g} µm³ (voxel {voxel} µm)")
     if by_default:
-        across = DEFAULT_MIN_DIAMETER_VOXELS * sum(result.spacing) / 3
-        print(
-            f"  size limit {DEFAULT_MIN_VOXELS} voxels (a ball {DEFAULT_MIN_DIAMETER_VOXELS} "
-            f"voxels, about {across:.3g} µm, across): smaller specks dropped; "
-            f"--min-voxels 0 keeps them, --min-volume UM3 sets another limit"
-        )
+        print(f"  {size_limit_note(result.spacing)}")
+    if args.split:
+        print("  touching fossils separated (watershed); --no-split keeps them as one object")
     print(f"  table      {outdir / 'fossils.csv'}\n  instances  {result.export.instances}")
     if mesh:
         print(f"  meshes     {outdir / 'meshes'} ({n} .{mesh})")

@@ -8,7 +8,7 @@ instance volume with one id per fossil, and measurements in µm); the table's
 :meth:`~FossilTable.iter_remeasure` follow a user's corrections.
 
 Modules: :mod:`.table` (the table and its columns), :mod:`.extract` (components,
-cavities, size limits), :mod:`.blocks` and :mod:`.blockwise` (the same, block by block,
+cavities, size limits), :mod:`.defaults` (what a run without options does), :mod:`.blocks` and :mod:`.blockwise` (the same, block by block,
 for volumes larger than memory), :mod:`.crops` (cached crops of lazy volumes),
 :mod:`.split` (separating touching fossils), :mod:`.measure`,
 :mod:`.edit`, :mod:`.mesh`, :mod:`.export`, :mod:`.gallery` (the gallery writer),
@@ -16,6 +16,13 @@ for volumes larger than memory), :mod:`.crops` (cached crops of lazy volumes),
 """
 
 from .blockwise import extract_fossils_blockwise, iter_extract_fossils_blockwise
+from .defaults import (
+    DEFAULT_MIN_DIAMETER_VOXELS,
+    DEFAULT_MIN_VOXELS,
+    DEFAULT_SPLIT,
+    DEFAULT_SPLIT_NECK_RATIO,
+    size_limit_note,
+)
 from .edit import delete_fossils, iter_remeasure_fossils, merge_fossils, remeasure_fossils
 from .export import (
     FILE_COLUMNS,
@@ -26,12 +33,7 @@ from .export import (
     iter_export_fossils,
     write_fossils_csv,
 )
-from .extract import (
-    DEFAULT_MIN_DIAMETER_VOXELS,
-    DEFAULT_MIN_VOXELS,
-    extract_fossils,
-    iter_extract_fossils,
-)
+from .extract import extract_fossils, iter_extract_fossils
 from .gallery import GALLERY_DIR, GalleryResult, iter_write_gallery, write_gallery
 from .measure import iter_measure_fossils, measure_fossils
 from .mesh import mask_surface_area, mask_to_mesh
@@ -42,6 +44,8 @@ from .table import FOSSIL_COLUMNS, FossilTable
 __all__ = [
     "DEFAULT_MIN_DIAMETER_VOXELS",
     "DEFAULT_MIN_VOXELS",
+    "DEFAULT_SPLIT",
+    "DEFAULT_SPLIT_NECK_RATIO",
     "FILE_COLUMNS",
     "FOSSIL_COLUMNS",
     "GALLERY_DIR",
@@ -68,6 +72,7 @@ __all__ = [
     "render_fossil",
     "render_histogram",
     "render_mesh",
+    "size_limit_note",
     "write_fossils_csv",
     "write_gallery",
 ]

@@ -27,13 +27,6 @@ logger = logging.getLogger(__name__)
 
 _CONNECTIVITIES = (6, 18, 26)
 
-#: The default size limit of the command line and the panel: a fossil must hold at
-#: least a ball this many voxels across. Specks of a few voxels (noise the network
-#: labelled) go; the smallest microfossils worth measuring are tens of voxels across.
-DEFAULT_MIN_DIAMETER_VOXELS = 5
-#: :data:`DEFAULT_MIN_DIAMETER_VOXELS` as a voxel count: 66.
-DEFAULT_MIN_VOXELS = math.ceil(math.pi / 6 * DEFAULT_MIN_DIAMETER_VOXELS**3)
-
 
 def iter_extract_fossils(
     labels: np.ndarray,
@@ -80,7 +73,9 @@ def iter_extract_fossils(
         With ``split``: two bodies are separated only where the neck joining them is
         narrower than this fraction of the smaller body's inscribed radius (0 < r < 1).
         Lower splits less; 0.7 keeps the chambers of a foraminifer together but
-        separates balls touching by up to about two thirds of their radius.
+        separates balls touching by up to about two thirds of their radius. The
+        command line and the panel use
+        :data:`~napari_microfossil.fossils.defaults.DEFAULT_SPLIT_NECK_RATIO`.
     fill_cavities : bool
         Fill enclosed 3D cavities of each fossil (only voxels of no other fossil).
     connectivity : {26, 18, 6}

@@ -35,6 +35,7 @@ from ..fossils import (
     iter_extract_fossils,
     iter_write_gallery,
 )
+from ..fossils.defaults import DEFAULT_SPLIT_NECK_RATIO
 from ..fossils.export import check_mesh_format
 from ..io import parse_spacing, read_labels, read_volume
 from ..io.zarr_store import is_zarr
@@ -97,6 +98,11 @@ def _check_min_volume(value: Any) -> None:
         raise InputError(f"min_volume_um3: expected a number >= 0 or None, got {value!r}")
 
 
+def _check_neck_ratio(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise InputError(f"split_neck_ratio: expected a number between 0 and 1, got {value!r}")
+
+
 def _check_folder(outdir: Path) -> None:
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"outdir: {outdir} exists and is not a folder")
@@ -129,6 +135,9 @@ class ExtractRequest:
         The scan, same shape as `labels`, for ``mean_intensity``.
     min_voxels, min_volume_um3, split, fill_cavities
         As :func:`~napari_microfossil.fossils.iter_extract_fossils`.
+    split_neck_ratio : float
+        As there; default
+        :data:`~napari_microfossil.fossils.defaults.DEFAULT_SPLIT_NECK_RATIO`.
 
     Raises
     ------
@@ -146,6 +155,7 @@ class ExtractRequest:
     min_volume_um3: float | None = None
     split: bool = False
     fill_cavities: bool = True
+    split_neck_ratio: float = DEFAULT_SPLIT_NECK_RATIO
     class_id: int = field(init=False)
     class_label: str = field(init=False)
 
@@ -168,6 +178,7 @@ class ExtractRequest:
         _check_min_volume(self.min_volume_um3)
         _flag(self.split, "split")
         _flag(self.fill_cavities, "fill_cavities")
+        _check_neck_ratio(self.split_neck_ratio)
 
 
 def iter_extract(request: ExtractRequest) -> ProgressGen[FossilTable]:
@@ -187,6 +198,7 @@ def iter_extract(request: ExtractRequest) -> ProgressGen[FossilTable]:
             min_voxels=request.min_voxels,
             min_volume_um3=request.min_volume_um3,
             split=request.split,
+            split_neck_ratio=request.split_neck_ratio,
             fill_cavities=request.fill_cavities,
             image=image,
         )
@@ -306,6 +318,9 @@ class FossilsRequest:
         The fossil class, by name or id.
     min_voxels, min_volume_um3, split, fill_cavities
         As :func:`~napari_microfossil.fossils.iter_extract_fossils`.
+    split_neck_ratio : float
+        As there; default
+        :data:`~napari_microfossil.fossils.defaults.DEFAULT_SPLIT_NECK_RATIO`.
     mesh_format : {"stl", "ply", "obj", "none", None}
     crops : bool
         Write a cropped TIFF (scan + mask) per fossil.
@@ -337,6 +352,7 @@ class FossilsRequest:
     crops: bool = False
     voxel_size: tuple[float, float, float] | None = None
     overwrite: bool = False
+    split_neck_ratio: float = DEFAULT_SPLIT_NECK_RATIO
 
     def __post_init__(self) -> None:
         for name in ("labels", "outdir", "image"):
@@ -359,6 +375,7 @@ class FossilsRequest:
             raise InputError("class: expected a class name or id, got an empty text")
         _whole(self.min_voxels, "min_voxels")
         _check_min_volume(self.min_volume_um3)
+        _check_neck_ratio(self.split_neck_ratio)
         for name in ("split", "fill_cavities", "crops", "overwrite"):
             _flag(getattr(self, name), name)
         if not self.overwrite:
@@ -447,6 +464,7 @@ def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
         min_volume_um3=r.min_volume_um3,
         split=r.split,
         fill_cavities=r.fill_cavities,
+        split_neck_ratio=r.split_neck_ratio,
     )
     table = yield from iter_extract(extract)
     done = yield from iter_export(

@@ -1,0 +1,59 @@
+"""What a first run of ``microfossil fossils`` or the Fossils panel does without options.
+
+One place for the defaults both front ends (and the blockwise path, through the
+requests) use, and for the sentence that tells the user what they were and how to
+change them. Measured on held-out phantoms in ``benchmarks/fossils_f1.py`` (see
+``docs/fossils_defaults.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+#: The default size limit: a fossil must hold at least a ball this many voxels
+#: across. The limit is in voxels, not µm, because what it removes -- specks and
+#: slivers the network labels at bright grains and fossil rims -- has the size of
+#: the scanner's blur and noise, a few voxels whatever the voxel size; an object
+#: under 8 voxels across is also too small for a meaningful surface or shape.
+DEFAULT_MIN_DIAMETER_VOXELS = 8
+#: :data:`DEFAULT_MIN_DIAMETER_VOXELS` as a voxel count (the ball's volume): 269.
+DEFAULT_MIN_VOXELS = math.ceil(math.pi / 6 * DEFAULT_MIN_DIAMETER_VOXELS**3)
+#: Touching fossils are separated by default (a distance-transform watershed,
+#: :func:`~napari_microfossil.fossils.split.split_body`): in a fossil-rich rock most
+#: fossils touch another one.
+DEFAULT_SPLIT = True
+#: How narrow a neck must be, relative to the smaller body's inscribed radius, for the
+#: front ends to split (:func:`~napari_microfossil.fossils.split.split_body`). 0.6
+#: rather than the engine's 0.7: on held-out phantoms 0.7 cut one fossil into pieces
+#: more often (docs/fossils_defaults.md).
+DEFAULT_SPLIT_NECK_RATIO = 0.6
+
+
+def size_limit_note(
+    spacing: Sequence[float],
+    *,
+    keep_all: str = "--min-voxels 0",
+    other: str = "--min-volume UM3",
+) -> str:
+    """One sentence on the default size limit, in voxels and µm, and how to change it.
+
+    Parameters
+    ----------
+    spacing : 3 floats
+        Voxel size ``(z, y, x)`` in µm.
+    keep_all, other : str
+        How the front end keeps every speck, and sets another limit.
+
+    Returns
+    -------
+    str
+        E.g. ``"size limit 269 voxels (a ball 8 voxels, about 30 µm, across): smaller
+        specks dropped; --min-voxels 0 keeps them, --min-volume UM3 sets another limit"``.
+    """
+    across = DEFAULT_MIN_DIAMETER_VOXELS * sum(float(s) for s in spacing) / len(spacing)
+    return (
+        f"size limit {DEFAULT_MIN_VOXELS} voxels (a ball {DEFAULT_MIN_DIAMETER_VOXELS} "
+        f"voxels, about {across:.3g} µm, across): smaller specks dropped; "
+        f"{keep_all} keeps them, {other} sets another limit"
+    )
