@@ -37,9 +37,8 @@ from ..workflows.fossils import (
     ExtractRequest,
     earlier_export,
     iter_export,
-    iter_extract,
 )
-from . import layers
+from . import layers, store_jobs
 from ._common import (
     JobRunner,
     LayerChooser,
@@ -274,7 +273,7 @@ class FossilsWidget(QWidget):
         note = self.options.note(request.spacing)
         # The engine reads (lazy) arrays when iterated: in the worker, not here.
         return self.runner.start(
-            iter_extract(request),
+            store_jobs.extract_job(request, layer),  # blockwise for labels in a store
             on_result=lambda table: self._show_extracted(table, job),
             done_message=f"fossils extracted from {source!r}" + (f"; {note}" if note else ""),
         )

@@ -65,6 +65,7 @@ def iter_extract_stored(request: Any, output: Path) -> ProgressGen[FossilTable]:
             min_voxels=r.min_voxels,
             min_volume_um3=r.min_volume_um3,
             split=r.split,
+            split_neck_ratio=r.split_neck_ratio,
             fill_cavities=r.fill_cavities,
             image=r.image,
             overwrite=True,
