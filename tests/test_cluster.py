@@ -6,6 +6,8 @@ One LocalCluster of 2 worker processes serves the module (its address is given a
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -22,7 +24,11 @@ def cluster():
     from distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
     ) as local:
         yield local
 
@@ -56,7 +62,9 @@ def read(path):
     return np.asarray(read_volume(path).data)
 
 
-@pytest.mark.parametrize("options", [{}, {"axes": "zx", "smooth": 0.7}])
+@pytest.mark.parametrize(
+    "options", [{}, pytest.param({"axes": "zx", "smooth": 0.7}, marks=pytest.mark.slow)]
+)
 def test_segment_on_a_cluster_equals_one_process(
     tmp_path, scan, model_file, small_chunks, cluster, options
 ):
@@ -129,7 +137,8 @@ def test_fossils_measured_on_a_cluster_equal_one_process(tmp_path, cluster):
     from napari_microfossil.fossils.blockwise import iter_extract_fossils_blockwise
 
     lab = fossil_labels()
-    kw = {"block": 8, "spacing": (2.0, 1.0, 1.0), "min_voxels": 3, "split": True}
+    image = np.random.default_rng(1).integers(0, 60000, lab.shape).astype(np.uint16)
+    kw = {"block": 8, "spacing": (2.0, 1.0, 1.0), "min_voxels": 3, "split": True, "image": image}
     one = drain(iter_extract_fossils_blockwise(lab, tmp_path / "a.zarr", workers=1, **kw))
     with Client(cluster, set_as_default=False) as client:
         gen = iter_extract_fossils_blockwise(
@@ -137,7 +146,7 @@ def test_fossils_measured_on_a_cluster_equal_one_process(tmp_path, cluster):
         )
         many = drain(gen)
     assert len(one) >= 5
-    assert many.rows == one.rows
+    assert json.dumps(many.rows) == json.dumps(one.rows)  # every float, bit for bit
     np.testing.assert_array_equal(np.asarray(many.instances), np.asarray(one.instances))
 
 
@@ -195,6 +204,7 @@ def test_cli_refuses_workers_with_scheduler(tmp_path, scan, capsys):
         assert "not allowed with argument" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow  # starts two local clusters
 def test_cli_segment_and_fossils_with_two_local_workers(tmp_path, scan, model_file, capsys):
     from napari_microfossil.cli import main
     from napari_microfossil.io.store import create_output

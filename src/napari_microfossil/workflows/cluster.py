@@ -136,7 +136,8 @@ def connect(options: ClusterOptions, *, timeout: float | None = None) -> Iterato
         n_workers=options.workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: never a clash with another cluster's
+        scheduler_kwargs={"dashboard": False},
         silence_logs=logging.ERROR,
     )
     try:

@@ -100,7 +100,7 @@ class SlabJob(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         self._worker_name = worker.name
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a model load gets the device first
         self._cache: dict[str, Any] = {}
 
     def teardown(self, worker: Any) -> None:
