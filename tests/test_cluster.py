@@ -233,3 +233,19 @@ def test_cli_segment_and_fossils_with_two_local_workers(tmp_path, scan, model_fi
     np.testing.assert_array_equal(
         read(tmp_path / "two" / "instances.zarr"), read(tmp_path / "one" / "instances.zarr")
     )
+
+
+def test_the_one_process_path_never_imports_distributed():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from napari_microfossil.cli import build_parser\n"
+        "import napari_microfossil.workflows.segment, napari_microfossil.workflows.fossils\n"
+        "import napari_microfossil.workflows.fossils_cluster\n"
+        "build_parser()\n"
+        "print('distributed' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr

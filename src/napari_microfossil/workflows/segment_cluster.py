@@ -255,6 +255,7 @@ def iter_slabs_on_cluster(
     finally:
         with suppress(Exception):  # the cluster may be gone already
             client.cancel(futures)
+        with suppress(Exception):
             client.unregister_worker_plugin(name)
     return counts
 
