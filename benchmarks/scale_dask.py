@@ -28,6 +28,16 @@ repository root::
 
     python benchmarks/scale_dask.py
     python benchmarks/scale_dask.py --scan 512 1024 1024 --fossil-size 1024 --objects 20000
+
+Measured 2026-12-02 on the shared 2-core machine at load average 12-15 (wall times are
+mostly waiting for a core; CPU s is the fairer measure; fossils 6,405 found)::
+
+    mode                   wall s    CPU s  start s  peak GiB  sum GiB  same
+    segment 1 process        22.3      7.9      0.0      0.16     0.16  -
+    segment dask 2           34.2     15.2      6.9      0.18     0.47  True
+    fossils 1 process       360.9     74.6      0.0      0.42     0.42  -
+    fossils pool 2          283.1     81.5      0.0      0.42     0.43  True
+    fossils dask 2          483.8    210.8     16.7      0.43     0.60  True
 """
 
 from __future__ import annotations
