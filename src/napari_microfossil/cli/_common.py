@@ -17,6 +17,7 @@ from ..workflows.outputs import check_output
 
 __all__ = [
     "Parser",
+    "add_cluster_options",
     "add_common_options",
     "check_output",
     "in_cli_terms",
@@ -132,6 +133,25 @@ def spacing_arg(values: Sequence[float] | None) -> tuple[float, float, float] | 
 def add_common_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     sp.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def add_cluster_options(sp: argparse.ArgumentParser) -> None:
+    """``--workers N`` | ``--scheduler ADDRESS``: run on a Dask cluster (exclusive)."""
+    group = sp.add_mutually_exclusive_group()
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run on a local Dask cluster of N worker processes (one model each)",
+    )
+    group.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a running Dask cluster, e.g. tcp://host:8786 (the files must be "
+        "at the same paths on its workers: a shared filesystem)",
+    )
 
 
 def in_cli_terms(message: str, options: dict[str, str]) -> str:

@@ -11,7 +11,7 @@ from ..fossils.defaults import (
     DEFAULT_SPLIT,
     size_limit_note,
 )
-from ._common import add_common_options, progress, spacing_arg
+from ._common import add_cluster_options, add_common_options, progress, spacing_arg
 
 #: Request fields named as this command's options, for error messages.
 OPTIONS = {
@@ -59,17 +59,21 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument("--no-fill-cavities", action="store_true", help="do not fill enclosed chambers")
     s.add_argument("--voxel-size", type=float, nargs="+", metavar="UM")
+    add_cluster_options(s)
     add_common_options(s)
     s.set_defaults(func=run, options=OPTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..workflows.fossils import FossilsRequest, iter_fossils
+    from ..workflows.fossils_cluster import FossilsClusterRequest
 
     by_default = args.min_voxels is None and args.min_volume is None
     if args.min_voxels is None:
         args.min_voxels = DEFAULT_MIN_VOXELS if by_default else 0
-    request = FossilsRequest(
+    on_cluster = args.workers is not None or args.scheduler is not None
+    cluster = {"workers": args.workers, "scheduler": args.scheduler} if on_cluster else {}
+    request = (FossilsClusterRequest if on_cluster else FossilsRequest)(
         labels=args.labels,
         outdir=args.outdir,
         image=args.image,
@@ -82,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         crops=args.crops,
         voxel_size=spacing_arg(args.voxel_size),
         overwrite=args.overwrite,
+        **cluster,
     )
     result = progress(iter_fossils(request), quiet=args.quiet)
     outdir, mesh, rows = request.outdir, request.mesh_format, result.table.rows

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import add_common_options, progress, spacing_arg
+from ._common import add_cluster_options, add_common_options, progress, spacing_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -69,6 +69,7 @@ def add_parser(sub: Any) -> None:
         "(e.g. 0.7; 0 = none; 'auto' = the sigma the model is most confident with on 6 "
         "slices; default: the model's own, 0 for the default model)",
     )
+    add_cluster_options(s)
     add_common_options(s)
     s.set_defaults(func=run)
 
@@ -99,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         keep=Path(args.keep) if args.keep else None,
         keep_slices=args.keep_slices,
+        workers=args.workers,
+        scheduler=args.scheduler,
     )
     result = progress(iter_segment_scan(request), quiet=args.quiet)
     if result.smoothing is not None:

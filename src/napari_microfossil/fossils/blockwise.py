@@ -87,6 +87,7 @@ def iter_extract_fossils_blockwise(
     overwrite: bool = False,
     workdir: str | Path | None = None,
     workers: int = 1,
+    executor: Executor | None = None,
 ) -> Generator[Progress, None, FossilTable]:
     """Find every fossil of one class block by block, as a generator yielding progress.
 
@@ -114,7 +115,11 @@ def iter_extract_fossils_blockwise(
         time) while the next ones are found; 1 (default): a thread of this process.
         More start processes with "spawn", which re-imports the calling script: call
         from under ``if __name__ == "__main__":`` (as the CLI does). The result does
-        not depend on it.
+        not depend on it. With an `executor`: how many fossils it measures at once.
+    executor : concurrent.futures.Executor, optional
+        Where to measure the fossils instead, e.g. a Dask cluster's
+        (``client.get_executor()``); the caller owns it (it is not shut down). Only
+        each fossil's mask and image crop travel to it.
 
     Yields
     ------
@@ -163,7 +168,8 @@ def iter_extract_fossils_blockwise(
         image = CachedCrops(image)  # components come in raster order: neighbours share chunks
     n_workers = _check_workers(workers)
     tmp = work_dir(".fossils-", workdir or out_path.parent)
-    pool = _pool(n_workers)
+    pool = _pool(n_workers) if executor is None else executor
+    pending: list[Future[Any]] = []
     try:
         comps = yield from iter_label_blocks(
             labels, opts.class_id, connectivity=opts.connectivity, block=bs, workdir=tmp
@@ -180,11 +186,16 @@ def iter_extract_fossils_blockwise(
             split_neck_ratio=split_neck_ratio,
             pool=pool,
             ahead=4 * n_workers,
+            submitted=pending,
         )
         rows, final = fossils
         yield from _iter_write(comps, final, out_path, opts.spacing, overwrite)
     finally:
-        pool.shutdown(cancel_futures=True)
+        if executor is None:
+            pool.shutdown(cancel_futures=True)
+        else:  # not ours to shut down: only what this run asked of it is cancelled
+            for job in pending:
+                job.cancel()
         shutil.rmtree(tmp, ignore_errors=True)
     # zarr leaves out chunks of background: read as labels, which expects that.
     instances = read_labels(out_path, lazy=True).data
@@ -242,12 +253,14 @@ def _iter_pieces(
     split_neck_ratio: float,
     pool: Executor,
     ahead: int,
+    submitted: list[Future[Any]],
 ) -> Generator[Progress, None, tuple[list[dict[str, Any]], np.ndarray]]:
     """Fill, split, filter and measure each component on its crop (see the module doc).
 
     Returns the rows of the kept fossils (ids set, in id order) and the fossil id of
     every atom (0: none). A piece's voxels are final when it is made: later components only
     take voxels no component holds, and a split only reassigns its own component's.
+    Every job sent to `pool` is appended to `submitted` (for the caller to cancel).
     """
     n = comps.n
     atoms = _Atoms(comps.rank_of)
@@ -301,6 +314,7 @@ def _iter_pieces(
                     )
                     img = None if image is None else np.asarray(image[box])
                     job = pool.submit(measure_one, 0, mask, box, sp, shape, img)
+                    submitted.append(job)
                     rows.append(job)
                     pending.append(job)
                     while len(pending) > ahead:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from ..errors import InputError
 from ..fossils import ExportResult, FossilTable, iter_export_fossils
 from ..fossils.blockwise import default_workers, iter_extract_fossils_blockwise
 from ..io.lazy import LazyArray
+from .cluster import ClusterOptions
 
 #: The instance volume of a zarr input.
 INSTANCES_ZARR = "instances.zarr"
@@ -84,7 +86,9 @@ def iter_fossils_lazy(
     Parameters
     ----------
     request : FossilsRequest
-        The checked request (outdir, options).
+        The checked request (outdir, options). One with ``workers`` or ``scheduler``
+        (:class:`~.fossils_cluster.FossilsClusterRequest`) measures the fossils on
+        that Dask cluster (:mod:`.cluster`); the result is the same.
     labels : (Z, Y, X) lazy array of int
         The labels, read block by block.
     image : (Z, Y, X) lazy array, optional
@@ -106,21 +110,27 @@ def iter_fossils_lazy(
     earlier = store.exists()
     out.mkdir(parents=True, exist_ok=True)
     checked = CheckedClassIds(labels, r.labels) if np.dtype(labels.dtype).itemsize > 1 else labels
+    cluster = ClusterOptions(
+        workers=getattr(r, "workers", None), scheduler=getattr(r, "scheduler", None)
+    )
     try:
-        table = yield from iter_extract_fossils_blockwise(
-            checked,
-            store,
-            class_id=class_id,
-            spacing=spacing,
-            min_voxels=r.min_voxels,
-            min_volume_um3=r.min_volume_um3,
-            split=r.split,
-            fill_cavities=r.fill_cavities,
-            image=image,
-            overwrite=r.overwrite,
-            workdir=out,
-            workers=default_workers(),
-        )
+        with _measuring(cluster) as (executor, workers):
+            table = yield from iter_extract_fossils_blockwise(
+                checked,
+                store,
+                class_id=class_id,
+                spacing=spacing,
+                min_voxels=r.min_voxels,
+                min_volume_um3=r.min_volume_um3,
+                split=r.split,
+                split_neck_ratio=r.split_neck_ratio,
+                fill_cavities=r.fill_cavities,
+                image=image,
+                overwrite=r.overwrite,
+                workdir=out,
+                workers=workers,
+                executor=executor,
+            )
         written = yield from iter_export_fossils(
             table,
             out,
@@ -139,3 +149,16 @@ def iter_fossils_lazy(
                 d.rmdir()  # only if empty
         raise
     return table, dataclasses.replace(written, instances=store)
+
+
+@contextlib.contextmanager
+def _measuring(cluster: ClusterOptions) -> Iterator[tuple[Any, int]]:
+    """``(executor, workers)`` for the blockwise extraction: the cluster's executor and
+    its worker threads, or None and this machine's default measuring processes."""
+    if not cluster.wanted:
+        yield None, default_workers()
+        return
+    from .cluster import connect, worker_threads
+
+    with connect(cluster) as client:
+        yield client.get_executor(), worker_threads(client)

@@ -24,6 +24,7 @@ from ..segmentation import (
     iter_slabs,
     iter_suggest_smoothing,
 )
+from .cluster import ClusterOptions
 from .keep import check_kept, keep_in_slab
 from .outputs import same_file
 from .segment import SegmentOptions, _check_volume, _model_file, _model_spec, check_finite
@@ -32,6 +33,7 @@ from .segment_outputs import (
     check_resume,
     check_segment_output,
     count_labels,
+    is_zarr,
     job_record,
     open_outputs,
     slabs_to_do,
@@ -71,6 +73,12 @@ class SegmentRequest:
         segmentation leaves the user's corrections as they were.
     keep_slices : str or dict, optional
         ``"z:20,48,76"`` (any axis, as ``--slices`` elsewhere); needed with `keep`.
+    workers : int, optional
+        Segment on a local Dask cluster of this many worker processes
+        (:mod:`.cluster`, :mod:`.segment_cluster`); the outputs must be ``.zarr``.
+    scheduler : str, optional
+        Segment on the running Dask cluster at this address instead; the scan, the
+        model file and the outputs must be at the same paths on every worker.
 
     Raises
     ------
@@ -92,12 +100,16 @@ class SegmentRequest:
     resume: bool = False
     keep: Path | None = None
     keep_slices: Any = None
+    workers: int | None = None
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
         from ..io import parse_spacing
 
         self._check_keep()
-
+        cluster = self.cluster  # checks workers and scheduler
+        object.__setattr__(self, "workers", cluster.workers)
+        object.__setattr__(self, "scheduler", cluster.scheduler)
         if not isinstance(self.options, SegmentOptions):
             raise InputError(f"options: expected SegmentOptions, got {type(self.options).__name__}")
         if not isinstance(self.resume, (bool, np.bool_)):
@@ -121,6 +133,12 @@ class SegmentRequest:
                 option=option,
                 inputs=(scan, _model_file(self.model)),
             )
+            if cluster.wanted and not is_zarr(path):
+                what = "--workers" if cluster.workers is not None else "--scheduler"
+                raise InputError(
+                    f"{what}: a cluster writes .zarr outputs (each worker writes its own "
+                    f"slabs); {option} {path} is a TIFF: name a .zarr store instead"
+                )
         if self.voxel_size is not None:
             object.__setattr__(self, "voxel_size", parse_spacing(self.voxel_size))
         if not scan.exists():
@@ -150,6 +168,11 @@ class SegmentRequest:
         for path, option in self.outputs:
             if same_file(path, keep):
                 raise InputError(f"{option}: {path} is the --keep labels; name another file")
+
+    @property
+    def cluster(self) -> ClusterOptions:
+        """Where the slabs are segmented (:class:`~.cluster.ClusterOptions`)."""
+        return ClusterOptions(workers=self.workers, scheduler=self.scheduler)
 
     @property
     def outputs(self) -> list[tuple[Path, str]]:
@@ -229,17 +252,36 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
     missing slabs are segmented and the result equals an uninterrupted run's. The
     class shares are counted slab by slab (and from the stored slabs on resume).
 
+    With ``workers`` or ``scheduler`` the slabs are segmented on a Dask cluster
+    (:mod:`.segment_cluster`), each worker writing its slabs into the stores; the
+    result is the same, bit for bit.
+
     Yields
     ------
     Progress
         ``"suggest smoothing"`` (with ``smooth="auto"``), then ``"segment <axes>"``
-        (``"smooth"``, ``"segment y"``, ``"fuse"``... when one slab holds the scan):
-        see :func:`~napari_microfossil.segmentation.iter_slabs`.
+        (``"smooth"``, ``"segment y"``, ``"fuse"``... when one slab holds the scan and
+        no cluster is used): see :func:`~napari_microfossil.segmentation.iter_slabs`.
 
     Returns
     -------
     SegmentResult
+
+    Raises
+    ------
+    InputError
+        ``--scheduler`` when no scheduler answers at its address.
     """
+    if not request.cluster.wanted:
+        return (yield from _segment_scan(request, None))
+    from .cluster import connect
+
+    with connect(request.cluster) as client:
+        return (yield from _segment_scan(request, client))
+
+
+def _segment_scan(request: SegmentRequest, client: Any) -> ProgressGen[SegmentResult]:
+    """:func:`iter_segment_scan` in this process (`client` None) or on a cluster."""
     from ..io import read_volume
     from ..model import load_model
 
@@ -249,15 +291,19 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
     kept = _kept_labels(request, _check_volume(vol.data, "scan"))  # before the model loads
     _check_space(request, int(np.prod(vol.data.shape)))
     t1 = time.perf_counter()
-    model = load_model(request.model, device=request.options.device)
-    t2 = time.perf_counter()
     found = None
     sigma = request.options.smooth
+    # On a cluster the workers load the model; here only to suggest a smoothing.
+    model = None
+    if client is None or request.options.auto_smooth:
+        model = load_model(request.model, device=request.options.device)
+    t2 = time.perf_counter()
     if request.options.auto_smooth:
+        assert model is not None
         found = yield from iter_suggest_smoothing(vol.data, model, device=request.options.device)
         sigma = found.sigma
     assert not isinstance(sigma, str)  # "auto" was replaced just above
-    spec = model.spec
+    spec = _model_spec(request.model) if model is None else model.spec
     sigma = spec.normalisation.smooth if sigma is None else float(sigma)
     lo, hi = estimate_intensity_range(vol.data, spec.normalisation, smooth=sigma)
     shape = _check_volume(vol.data, "scan")
@@ -276,28 +322,34 @@ def iter_segment_scan(request: SegmentRequest) -> ProgressGen[SegmentResult]:
     done = [r for r in _slabs(shape[0], slab) if r not in todo]
     counts = count_labels(getattr(outputs[0], "array", None), done, spec.num_classes)
     written = 0.0
+    options = {
+        "confidence": request.confidence is not None,
+        "intensity_range": (lo, hi),
+        **request.options.engine_options(sigma),
+    }
     try:
-        slabs = iter_slabs(
-            vol.data,
-            model,
-            slab=slab,
-            todo=todo,
-            confidence=request.confidence is not None,
-            intensity_range=(lo, hi),
-            **request.options.engine_options(sigma),
-        )
-        for item in slabs:
-            if not isinstance(item, Slab):
-                yield item
-                continue
-            if kept is not None:
-                keep_in_slab(item.labels, item.z0, kept, request.keep_slices)
-            tw = time.perf_counter()
-            outputs[0].write(item.z0, item.labels)
-            if item.confidence is not None:
-                outputs[1].write(item.z0, item.confidence)
-            written += time.perf_counter() - tw
-            counts += count_labels(item.labels, [(0, len(item.labels))], spec.num_classes)
+        if client is not None:
+            from .segment_cluster import iter_request_on_cluster
+
+            outputs, part = yield from iter_request_on_cluster(
+                request, client, outputs, todo, options, spec.num_classes
+            )
+            counts += part
+        else:
+            assert model is not None
+            slabs = iter_slabs(vol.data, model, slab=slab, todo=todo, **options)
+            for item in slabs:
+                if not isinstance(item, Slab):
+                    yield item
+                    continue
+                if kept is not None:
+                    keep_in_slab(item.labels, item.z0, kept, request.keep_slices)
+                tw = time.perf_counter()
+                outputs[0].write(item.z0, item.labels)
+                if item.confidence is not None:
+                    outputs[1].write(item.z0, item.confidence)
+                written += time.perf_counter() - tw
+                counts += count_labels(item.labels, [(0, len(item.labels))], spec.num_classes)
         t3 = time.perf_counter()
         for o in outputs:  # every TIFF complete in its temp file before any is renamed
             flush = getattr(o, "flush", None)
