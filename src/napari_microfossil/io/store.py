@@ -186,6 +186,11 @@ class ChunkedOutput:
                 f"slab of shape {fmt_shape(data.shape)} does not fit {fmt_shape(self.shape)}"
             )
         self.array[start:stop] = data.astype(self.array.dtype, copy=False)
+        self.record(start, stop)
+
+    def record(self, start: int, stop: int) -> None:
+        """Record planes ``start:stop`` as written (by :meth:`write`, or by another
+        process writing into the same store: a Dask worker) in the progress file."""
         self._progress = Incomplete(
             done=_merge([*self._progress.done, (start, stop)]),
             total=self._progress.total,

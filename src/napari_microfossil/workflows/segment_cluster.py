@@ -23,7 +23,6 @@ has several), and the scan and stores are opened once.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import uuid
@@ -176,22 +175,13 @@ def _segment_slab(name: str, z0: int, z1: int, options: dict[str, Any]) -> np.nd
     return job.segment(z0, z1, options)
 
 
-class RecordedOutput(ChunkedOutput):
-    """A store that the workers write into; this process only records their slabs."""
-
-    def record(self, start: int, stop: int) -> None:
-        """Record planes ``start:stop`` as written (by a worker) in the progress file."""
-        p = self._progress
-        self._progress = dataclasses.replace(p, done=sorted([*p.done, (start, stop)]))
-        self._save_progress()
-
-
-def recorded(store: ChunkedOutput) -> RecordedOutput:
-    """The same store, as a :class:`RecordedOutput` (its progress as on disk)."""
+def recorded(store: ChunkedOutput) -> ChunkedOutput:
+    """The same store, its progress as on disk, for this process to record the slabs
+    the workers write (:meth:`~napari_microfossil.io.store.ChunkedOutput.record`)."""
     progress = incomplete(store.path)
     if progress is None:
         raise ValueError(f"{store.path}: is complete; nothing for workers to write")
-    return RecordedOutput(store.path, store.array, progress)
+    return ChunkedOutput(store.path, store.array, progress)
 
 
 def iter_slabs_on_cluster(
@@ -199,7 +189,7 @@ def iter_slabs_on_cluster(
     job: SlabJob,
     ranges: Sequence[tuple[int, int]],
     options: dict[str, Any],
-    stores: Sequence[RecordedOutput],
+    stores: Sequence[ChunkedOutput],
 ) -> ProgressGen[np.ndarray]:
     """Segment the z-ranges `ranges` on the cluster, one task per slab.
 
@@ -214,7 +204,7 @@ def iter_slabs_on_cluster(
         Keyword arguments of :func:`~napari_microfossil.segmentation.iter_slabs`
         (``axes``, ``confidence``, ``intensity_range``, ``smooth``...): the same as a
         run in one process gets.
-    stores : sequence of RecordedOutput
+    stores : sequence of ChunkedOutput
         Where each completed slab is recorded (the `job`'s outputs, in its order).
 
     Yields
