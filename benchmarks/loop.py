@@ -119,7 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256))
     p.add_argument("--rounds", type=int, default=None, help="default 4 (phantom), 5 (sandstone)")
     p.add_argument("--per-round", type=int, default=None, help="default 3 (phantom), 1 (sandstone)")
-    p.add_argument("--minutes-per-round", type=float, default=1.0)
+    p.add_argument(
+        "--minutes-per-round",
+        type=float,
+        default=1.0,
+        help="training time a round, counted on --time-clock (default cpu: CPU seconds)",
+    )
+    p.add_argument(
+        "--no-hold-out",
+        dest="hold_out",
+        action="store_false",
+        help="train on every corrected slice (no validation slice held out)",
+    )
+    p.add_argument("--new-head", choices=["fit", "random"], default="fit")
     p.add_argument("--arms", nargs="+", default=["suggested", "even", "forest"])
     p.add_argument("--axes", default="z", help="slicing axes when segmenting, e.g. zyx")
     p.add_argument("--threads", type=int, default=2)
@@ -128,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--label", default="", help="a note for the table's title and the plot")
     add_recipe_options(p)
-    p.set_defaults(epochs=1000, smooth=None)
+    p.set_defaults(epochs=1000, smooth=None, time_clock="cpu")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     phantom = args.dataset == "phantom"
@@ -224,6 +236,8 @@ def unet_round(arm, r, st, per, tmp, image, labels, names, classes, args, segmen
         **recipe_from_args(args),
         device=args.device,
         name=args.dataset,
+        hold_out=args.hold_out,
+        new_head=args.new_head,
     )
     c0, w0 = time.process_time(), time.perf_counter()
     result = drain(iter_run_training(request))
@@ -239,7 +253,11 @@ def unet_round(arm, r, st, per, tmp, image, labels, names, classes, args, segmen
         "picked": picks,
         "train_cpu_s": round(cpu, 1),
         "train_wall_s": round(wall, 1),
-        "steps": int(result.history[-1]["steps"]) if result.history else 0,
+        "steps": sum(
+            max((int(h["steps"]) for h in result.history if h.get("phase") == ph), default=0)
+            for ph in ("frozen", "unfrozen")
+        ),
+        "epochs": len(result.history),
         **score(seg.labels[rest], labels[rest], names, args.dataset),
     }
     print(
