@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             if "forest-even" in forests:
                 even_forest = sorted(even_forest + even_picks(nz, even_forest, per))
                 rows.append(forest_row("forest-even", even_forest))
-    total = time.perf_counter() - t_start
-    report(rows, names, args, total)
+            # After every round: a run stopped early still leaves its table and plot.
+            report(rows, names, args, time.perf_counter() - t_start)
     return 0
 
 

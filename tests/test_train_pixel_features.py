@@ -74,4 +74,11 @@ def test_training_with_pixel_features_fits_the_head_first(tmp_path, model_file):
     drain(iter_run_training(req), lambda p: stages.append(p.stage))
     assert "fit head" not in stages
     with pytest.raises(InputError, match="pixel_features"):
-        TrainRequest(ph.image, ph.labels, tmp_path / "h.safetensors", base=model_file, pixel_features=[0], **kw)
+        TrainRequest(
+            ph.image,
+            ph.labels,
+            tmp_path / "h.safetensors",
+            base=model_file,
+            pixel_features=[0],
+            **kw,
+        )

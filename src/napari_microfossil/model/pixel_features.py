@@ -76,7 +76,12 @@ class MultiscaleFeatures(nn.Module):
                 gxy = (p[..., 2:, 2:] - p[..., 2:, :-2] - p[..., :-2, 2:] + p[..., :-2, :-2]) / 4
                 half = (gxx + gyy) / 2
                 root = torch.sqrt(((gxx - gyy) / 2) ** 2 + gxy**2)
-                out += [g, torch.sqrt(gx**2 + gy**2) * s, (half + root) * s**2, (half - root) * s**2]
+                out += [
+                    g,
+                    torch.sqrt(gx**2 + gy**2) * s,
+                    (half + root) * s**2,
+                    (half - root) * s**2,
+                ]
         return torch.cat(out, dim=1)
 
 
@@ -104,7 +109,8 @@ class FeatureHeadNet(nn.Module):
         with torch.no_grad():  # the decoder's part starts as smp made it; the rest at 0
             conv.weight.zero_()
             conv.weight[:, : old.in_channels].copy_(old.weight)
-            conv.bias.copy_(old.bias)
+            if conv.bias is not None and old.bias is not None:
+                conv.bias.copy_(old.bias)
         self.segmentation_head = nn.Sequential(conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

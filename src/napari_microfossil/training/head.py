@@ -229,4 +229,4 @@ def fit_head(
             conv.bias.copy_(b.detach().to(conv.bias))
         acc = float(((x @ w + b).argmax(1) == y).float().mean())
     log.info("fitted the class head on %d pixels: accuracy %.3f", len(y), acc)
-    return {"pixels": int(len(y)), "accuracy": acc, "loss": loss}
+    return {"pixels": len(y), "accuracy": acc, "loss": loss}

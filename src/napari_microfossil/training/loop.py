@@ -177,7 +177,10 @@ def iter_train(
             for _ in range(cfg.steps_per_epoch):
                 frac = k / phase_steps
                 if phase_time is not None:
-                    frac = max(frac, _time_used(t_phase, phase_time, cfg.time_clock, ddp=use_ddp, device=dev))
+                    frac = max(
+                        frac,
+                        _time_used(t_phase, phase_time, cfg.time_clock, ddp=use_ddp, device=dev),
+                    )
                 if frac >= 1.0 and losses:
                     out_of_time = True
                     break
@@ -211,7 +214,9 @@ def iter_train(
             if phase_time is not None and not out_of_time:
                 # Also after the epoch's last step: with one step per epoch the check
                 # above never fires (each epoch takes at least one step).
-                out_of_time = _time_used(t_phase, phase_time, cfg.time_clock, ddp=use_ddp, device=dev) >= 1.0
+                out_of_time = (
+                    _time_used(t_phase, phase_time, cfg.time_clock, ddp=use_ddp, device=dev) >= 1.0
+                )
             mean_loss = float(np.mean(losses))
             if use_ddp:
                 mean_loss = all_reduce_float(mean_loss, op="mean", device=dev)

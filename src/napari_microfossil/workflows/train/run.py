@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -164,9 +163,7 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
     else:
         base_desc = str(resolve_model_path(req.base))
         if req.pixel_features:
-            network, with_features = add_pixel_features(
-                base.network, base.spec, req.pixel_features
-            )
+            network, with_features = add_pixel_features(base.network, base.spec, req.pixel_features)
             added_features = with_features is not base.spec
             base = dataclasses.replace(base, network=network, spec=with_features)
         else:
