@@ -120,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None, help="default 4 (phantom), 5 (sandstone)")
     p.add_argument("--per-round", type=int, default=None, help="default 3 (phantom), 1 (sandstone)")
     p.add_argument(
+        "--counts",
+        type=int,
+        nargs="+",
+        help="corrected slices in all after each round, e.g. 1 3 5 (instead of --rounds and "
+        "--per-round)",
+    )
+    p.add_argument(
         "--minutes-per-round",
         type=float,
         default=1.0,
@@ -146,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     phantom = args.dataset == "phantom"
     rounds = args.rounds or (4 if phantom else 5)
     per = args.per_round or (3 if phantom else 1)
+    counts = args.counts or [per * r for r in range(1, rounds + 1)]
+    if any(b <= a for a, b in zip([0, *counts], counts, strict=False)):
+        p.error(f"--counts: expected increasing totals, got {counts}")
     if args.smooth is None and phantom:
         args.smooth = 0.7
     args.time_limit = args.minutes_per_round * 60.0
@@ -190,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return row
 
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(1, rounds + 1):
+        for r, count in enumerate(counts, start=1):
+            per = count - (counts[r - 2] if r > 1 else 0)
             for arm in unet_arms:
                 rows.append(
                     unet_round(

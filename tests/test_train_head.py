@@ -79,7 +79,7 @@ def test_a_new_class_gets_a_fitted_head_unless_asked_for_random(tmp_path, model_
     drain(iter_run_training(req), lambda p: stages.append(p.stage))
     assert "fit head" not in stages
     with pytest.raises(InputError, match="new_head"):
-        _request(tmp_path, ph, model_file, new_head="linear")
+        _request(tmp_path, ph, model_file, new_head="linear", overwrite=True)
 
 
 def test_hold_out_false_trains_on_every_reviewed_slice(tmp_path, model_file):
@@ -112,3 +112,25 @@ def test_cpu_clock_budget(tmp_path, model_file):
     assert run.stopped == "time-limit" and len(run.history) < 1000
     assert all(h["cpu_seconds"] >= 0 for h in run.history)
     assert run.spec.provenance["recipe"]["time_clock"] == "cpu"
+
+
+def test_train_command_maps_the_new_options(tmp_path):
+    import argparse
+
+    from napari_microfossil.cli import train as cli_train
+
+    parser = argparse.ArgumentParser()
+    cli_train.add_parser(parser.add_subparsers())
+    base = ["train", "--image", "a.tif", "--labels", "b.tif", "-o", "m.safetensors"]
+    args = parser.parse_args(base)
+    recipe = cli_train.recipe_from_args(args)
+    assert args.hold_out is True and recipe["pixel_features"] is None
+    assert recipe["config"].time_clock == "wall"
+    more = ["--no-hold-out", "--time-clock", "cpu", "--pixel-features", "1,2,4"]
+    args = parser.parse_args(base + more)
+    recipe = cli_train.recipe_from_args(args)
+    assert args.hold_out is False and recipe["pixel_features"] == (1.0, 2.0, 4.0)
+    assert recipe["config"].time_clock == "cpu"
+    args = parser.parse_args([*base, "--pixel-features", "4,1"])
+    with pytest.raises(InputError, match="--pixel-features: expected increasing"):
+        cli_train.recipe_from_args(args)

@@ -55,6 +55,14 @@ def add_parser(sub: Any) -> None:
         "then train); default: a quarter of --slices, when there are 4 or more",
     )
     s.add_argument(
+        "--no-hold-out",
+        dest="hold_out",
+        action="store_false",
+        help="train on every slice of --slices, holding none out for validation (the best "
+        "epoch is then the one with the lowest training loss); e.g. for a later correction "
+        "round, when every corrected slice counts",
+    )
+    s.add_argument(
         "--base",
         default="default",
         help="'default', a model file, 'scratch' (random weights) or 'imagenet' (a new "
@@ -235,6 +243,7 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
         device=args.device,
         seed=args.seed,
         overwrite=args.overwrite,
+        hold_out=args.hold_out,
         option_names=OPTION_NAMES,
         **recipe_from_args(args),
     )
