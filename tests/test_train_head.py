@@ -85,7 +85,7 @@ def test_a_new_class_gets_a_fitted_head_unless_asked_for_random(tmp_path, model_
 def test_hold_out_false_trains_on_every_reviewed_slice(tmp_path, model_file):
     from napari_microfossil.phantom import make_phantom
 
-    ph = make_phantom((12, 64, 64), seed=3)
+    ph = make_phantom((16, 64, 64), seed=3)
     slices = {"z": [1, 4, 7, 10]}
     run = drain(iter_run_training(_request(tmp_path, ph, model_file, slices=slices)))
     assert sum(map(len, run.val_slices.values())) == 1
