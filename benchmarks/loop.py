@@ -13,7 +13,8 @@ Each round, for each arm:
 3. fine-tune from the previous round's model on all corrected slices so far, the path of
    ``microfossil train``/the Fine-tune panel (``TrainRequest``/``iter_run_training``,
    with its default split: from 4 slices on a quarter is held out to keep the best
-   epoch), at most ``--minutes-per-round`` of wall-clock time;
+   epoch, or none with ``--no-hold-out``), at most ``--minutes-per-round`` of training
+   counted in CPU minutes (``--time-clock wall``: wall-clock minutes);
 4. segment the whole volume again and score it on the slices this arm never corrected.
 
 ``forest`` (the ilastik recipe, ``benchmarks/_forest.py``) trains each round on exactly
