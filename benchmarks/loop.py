@@ -13,7 +13,8 @@ Each round, for each arm:
 3. fine-tune from the previous round's model on all corrected slices so far, the path of
    ``microfossil train``/the Fine-tune panel (``TrainRequest``/``iter_run_training``,
    with its default split: from 4 slices on a quarter is held out to keep the best
-   epoch), at most ``--minutes-per-round`` of wall-clock time;
+   epoch, or none with ``--no-hold-out``), at most ``--minutes-per-round`` of training
+   counted in CPU minutes (``--time-clock wall``: wall-clock minutes);
 4. segment the whole volume again and score it on the slices this arm never corrected.
 
 ``forest`` (the ilastik recipe, ``benchmarks/_forest.py``) trains each round on exactly
@@ -119,7 +120,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256))
     p.add_argument("--rounds", type=int, default=None, help="default 4 (phantom), 5 (sandstone)")
     p.add_argument("--per-round", type=int, default=None, help="default 3 (phantom), 1 (sandstone)")
-    p.add_argument("--minutes-per-round", type=float, default=1.0)
+    p.add_argument(
+        "--counts",
+        type=int,
+        nargs="+",
+        help="corrected slices in all after each round, e.g. 1 3 5 (instead of --rounds and "
+        "--per-round)",
+    )
+    p.add_argument(
+        "--minutes-per-round",
+        type=float,
+        default=1.0,
+        help="training time a round, counted on --time-clock (default cpu: CPU seconds)",
+    )
+    p.add_argument(
+        "--no-hold-out",
+        dest="hold_out",
+        action="store_false",
+        help="train on every corrected slice (no validation slice held out)",
+    )
+    p.add_argument("--new-head", choices=["fit", "random"], default="fit")
     p.add_argument("--arms", nargs="+", default=["suggested", "even", "forest"])
     p.add_argument("--axes", default="z", help="slicing axes when segmenting, e.g. zyx")
     p.add_argument("--threads", type=int, default=2)
@@ -128,12 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--label", default="", help="a note for the table's title and the plot")
     add_recipe_options(p)
-    p.set_defaults(epochs=1000, smooth=None)
+    p.set_defaults(epochs=1000, smooth=None, time_clock="cpu")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     phantom = args.dataset == "phantom"
     rounds = args.rounds or (4 if phantom else 5)
     per = args.per_round or (3 if phantom else 1)
+    counts = args.counts or [per * r for r in range(1, rounds + 1)]
+    if any(b <= a for a, b in zip([0, *counts], counts, strict=False)):
+        p.error(f"--counts: expected increasing totals, got {counts}")
     if args.smooth is None and phantom:
         args.smooth = 0.7
     args.time_limit = args.minutes_per_round * 60.0
@@ -178,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         return row
 
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(1, rounds + 1):
+        for r, count in enumerate(counts, start=1):
+            per = count - (counts[r - 2] if r > 1 else 0)
             for arm in unet_arms:
                 rows.append(
                     unet_round(
@@ -200,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             if "forest-even" in forests:
                 even_forest = sorted(even_forest + even_picks(nz, even_forest, per))
                 rows.append(forest_row("forest-even", even_forest))
-    total = time.perf_counter() - t_start
-    report(rows, names, args, total)
+            # After every round: a run stopped early still leaves its table and plot.
+            report(rows, names, args, time.perf_counter() - t_start)
     return 0
 
 
@@ -224,6 +248,8 @@ def unet_round(arm, r, st, per, tmp, image, labels, names, classes, args, segmen
         **recipe_from_args(args),
         device=args.device,
         name=args.dataset,
+        hold_out=args.hold_out,
+        new_head=args.new_head,
     )
     c0, w0 = time.process_time(), time.perf_counter()
     result = drain(iter_run_training(request))
@@ -239,7 +265,11 @@ def unet_round(arm, r, st, per, tmp, image, labels, names, classes, args, segmen
         "picked": picks,
         "train_cpu_s": round(cpu, 1),
         "train_wall_s": round(wall, 1),
-        "steps": int(result.history[-1]["steps"]) if result.history else 0,
+        "steps": sum(
+            max((int(h["steps"]) for h in result.history if h.get("phase") == ph), default=0)
+            for ph in ("frozen", "unfrozen")
+        ),
+        "epochs": len(result.history),
         **score(seg.labels[rest], labels[rest], names, args.dataset),
     }
     print(

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from ..training import AUGMENT_MODES
+from ..training import AUGMENT_MODES, TIME_CLOCKS
 from ..workflows.train import DEFAULT_LR
 from ._common import add_common_options, progress
 
@@ -30,6 +30,7 @@ OPTION_NAMES = {
     "classes": "--classes",
     "smooth": "--smooth",
     "lr_find_steps": "--lr-find-steps",
+    "pixel_features": "--pixel-features",
 }
 
 
@@ -52,6 +53,14 @@ def add_parser(sub: Any) -> None:
         metavar="SLICES",
         help="validate on these slices, e.g. 'z:20,25' (never trained on; all of --slices "
         "then train); default: a quarter of --slices, when there are 4 or more",
+    )
+    s.add_argument(
+        "--no-hold-out",
+        dest="hold_out",
+        action="store_false",
+        help="train on every slice of --slices, holding none out for validation (the best "
+        "epoch is then the one with the lowest training loss); e.g. for a later correction "
+        "round, when every corrected slice counts",
     )
     s.add_argument(
         "--base",
@@ -146,12 +155,27 @@ def add_recipe_options(s: argparse.ArgumentParser) -> None:
         help="stop after this long; the schedule is compressed to fit and the best model kept",
     )
     s.add_argument(
+        "--time-clock",
+        choices=list(TIME_CLOCKS),
+        default="wall",
+        help="what --time-limit counts: wall-clock seconds, or CPU seconds of the training "
+        "process (the same training on a machine busy with other work) (default wall)",
+    )
+    s.add_argument(
         "--augment",
         choices=list(AUGMENT_MODES),
         default="light",
         help="full: rotations, shear, zoom, flips, gain, noise and blur, for a model meant "
         "for many scans; light: 90-degree turns, flips and gain, for fine-tuning on the "
         "scan it will segment (default light)",
+    )
+    s.add_argument(
+        "--pixel-features",
+        metavar="SIGMAS",
+        help="feed multiscale pixel features (intensity, edges, texture, as ilastik's) at "
+        "these Gaussian sigmas in pixels, e.g. '1,2,4,8,16', into the class head beside the "
+        "network's own; the head is fitted to the labelled pixels first (default: none, or "
+        "those of the base model)",
     )
     s.add_argument(
         "--smooth",
@@ -178,6 +202,7 @@ def config_from_args(args: argparse.Namespace, **extra: Any) -> TrainConfig:
         resolutions=parse_scales(args.resolutions),
         lr=args.lr if args.lr is not None else DEFAULT_LR,
         time_limit_s=args.time_limit,
+        time_clock=getattr(args, "time_clock", "wall"),
         augment=args.augment,
         seed=getattr(args, "seed", 0),
         **extra,
@@ -194,6 +219,9 @@ def recipe_from_args(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
         "lr_find": args.lr_find,
         "lr_find_steps": args.lr_find_steps,
         "use_lr_suggestion": args.lr is None,
+        "pixel_features": parse_scales(args.pixel_features, "--pixel-features", upper=64.0)
+        if getattr(args, "pixel_features", None)
+        else None,
     }
 
 
@@ -215,21 +243,25 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
         device=args.device,
         seed=args.seed,
         overwrite=args.overwrite,
+        hold_out=args.hold_out,
         option_names=OPTION_NAMES,
         **recipe_from_args(args),
     )
 
 
-def parse_scales(text: str, option: str = "--resolutions") -> tuple[float, ...]:
-    """``"0.25,0.5,1"`` -> ``(0.25, 0.5, 1.0)``: increasing scales in (0, 1]."""
+def parse_scales(
+    text: str, option: str = "--resolutions", *, upper: float = 1.0
+) -> tuple[float, ...]:
+    """``"0.25,0.5,1"`` -> ``(0.25, 0.5, 1.0)``: increasing scales in (0, `upper`]."""
     try:
         scales = tuple(float(v) for v in text.split(","))
     except ValueError:
+        example = "0.25,0.5,1" if upper == 1 else "1,2,4,8,16"
         raise InputError(
-            f"{option}: expected comma-separated scales such as 0.25,0.5,1, got {text!r}"
+            f"{option}: expected comma-separated scales such as {example}, got {text!r}"
         ) from None
-    if any(not 0 < v <= 1 for v in scales) or list(scales) != sorted(scales):
-        raise InputError(f"{option}: expected increasing scales in (0, 1], got {text!r}")
+    if any(not 0 < v <= upper for v in scales) or list(scales) != sorted(scales):
+        raise InputError(f"{option}: expected increasing scales in (0, {upper:g}], got {text!r}")
     return scales
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -9,6 +10,15 @@ from ..errors import InputError
 from ..model import check_size_multiple
 
 AUGMENT_MODES = ("full", "light", "off")
+#: What ``time_limit_s`` counts: wall-clock seconds, or CPU seconds of this process.
+TIME_CLOCKS = ("wall", "cpu")
+
+
+def clock(kind: str) -> float:
+    """Seconds on clock `kind` (``"wall"``: :func:`time.monotonic`; ``"cpu"``:
+    :func:`time.process_time`, user + system CPU of every thread of this process, so a
+    machine busy with other work gives the same training for the same limit)."""
+    return time.process_time() if kind == "cpu" else time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,12 @@ class TrainConfig:
     patience : int or None
         Stop early when validation has not improved for this many epochs.
     time_limit_s : float or None
-        Stop after this many seconds (the best model so far is kept).
+        Stop after this many seconds (the best model so far is kept); the one-cycle
+        schedule is compressed to fit.
+    time_clock : {"wall", "cpu"}
+        What `time_limit_s` counts: wall-clock seconds, or CPU seconds (user + system)
+        of the training process, which do not shrink when other programs load the
+        machine (the same limit then buys about the same number of steps).
     seed : int
         Seeds crop sampling, augmentation and initialisation.
     """
@@ -75,6 +90,7 @@ class TrainConfig:
     augment: str = "full"
     patience: int | None = None
     time_limit_s: float | None = None
+    time_clock: str = "wall"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -83,6 +99,10 @@ class TrainConfig:
         if self.augment not in AUGMENT_MODES:
             raise InputError(
                 f"augment: expected one of {', '.join(AUGMENT_MODES)}, got {self.augment!r}"
+            )
+        if self.time_clock not in TIME_CLOCKS:
+            raise InputError(
+                f"time_clock: expected one of {', '.join(TIME_CLOCKS)}, got {self.time_clock!r}"
             )
         if self.epochs < 0 or self.frozen_epochs < 0 or self.epochs + self.frozen_epochs < 1:
             raise InputError(

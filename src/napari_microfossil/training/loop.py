@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..model import ModelSpec, default_score_key, save_model
 from .augment import CropSampler, training_batch
 from .classes import check_label_ids
-from .config import TrainConfig
+from .config import TrainConfig, clock
 from .evaluate import evaluate
 from .loss import class_weight_tensor, dice_ce_loss
 from .schedule import one_cycle, param_groups, scale_for
@@ -136,6 +136,8 @@ def iter_train(
     stale = 0
     stopped = "completed"
     t0 = time.monotonic()
+    c0 = clock(cfg.time_clock)  # what the time limit counts
+    cpu0 = time.process_time()
     step = 0
     scale = cfg.resolutions[0]
     phases = [("frozen", cfg.frozen_epochs), ("unfrozen", cfg.epochs)]
@@ -158,11 +160,11 @@ def iter_train(
         # schedule runs on whichever ends first, steps or time: a short budget still
         # warms up and anneals completely.
         phase_time = cfg.time_limit_s * n_epochs / total_epochs if cfg.time_limit_s else None
-        t_phase = time.monotonic()
+        t_phase = clock(cfg.time_clock)
         k = 0
         out_of_time = False
         for _ in range(n_epochs):
-            new_scale = scale_for(cfg, epoch, total_epochs, time.monotonic() - t0)
+            new_scale = scale_for(cfg, epoch, total_epochs, clock(cfg.time_clock) - c0)
             if use_ddp:  # rank 0's clock decides: one scale everywhere
                 new_scale = broadcast_object(new_scale)
             if new_scale != scale and (val is None or not len(val)):
@@ -175,7 +177,10 @@ def iter_train(
             for _ in range(cfg.steps_per_epoch):
                 frac = k / phase_steps
                 if phase_time is not None:
-                    frac = max(frac, _time_used(t_phase, phase_time, ddp=use_ddp, device=dev))
+                    frac = max(
+                        frac,
+                        _time_used(t_phase, phase_time, cfg.time_clock, ddp=use_ddp, device=dev),
+                    )
                 if frac >= 1.0 and losses:
                     out_of_time = True
                     break
@@ -209,7 +214,9 @@ def iter_train(
             if phase_time is not None and not out_of_time:
                 # Also after the epoch's last step: with one step per epoch the check
                 # above never fires (each epoch takes at least one step).
-                out_of_time = _time_used(t_phase, phase_time, ddp=use_ddp, device=dev) >= 1.0
+                out_of_time = (
+                    _time_used(t_phase, phase_time, cfg.time_clock, ddp=use_ddp, device=dev) >= 1.0
+                )
             mean_loss = float(np.mean(losses))
             if use_ddp:
                 mean_loss = all_reduce_float(mean_loss, op="mean", device=dev)
@@ -221,6 +228,7 @@ def iter_train(
                 "steps": k,
                 "loss": mean_loss,
                 "seconds": round(time.monotonic() - t0, 1),
+                "cpu_seconds": round(time.process_time() - cpu0, 1),
             }
             score = -mean_loss
             if main and val is not None and len(val):
@@ -273,12 +281,13 @@ def iter_train(
     )
 
 
-def _time_used(t_start: float, budget_s: float, *, ddp: bool, device: Any) -> float:
-    """Share of ``budget_s`` gone since ``t_start``; under DDP the slowest clock's, so
-    every process takes the same learning rate and stops at the same step."""
+def _time_used(t_start: float, budget_s: float, kind: str, *, ddp: bool, device: Any) -> float:
+    """Share of ``budget_s`` gone on clock `kind` since ``t_start``; under DDP the
+    slowest clock's, so every process takes the same learning rate and stops at the
+    same step."""
     from .distributed import all_reduce_float
 
-    used = (time.monotonic() - t_start) / budget_s
+    used = (clock(kind) - t_start) / budget_s
     return all_reduce_float(used, op="max", device=device) if ddp else used
 
 

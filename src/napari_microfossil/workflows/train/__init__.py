@@ -30,6 +30,7 @@ from .report import (
 )
 from .request import (
     DEFAULT_LR,
+    NEW_HEADS,
     NEW_NETWORK_BASES,
     Notice,
     TrainRequest,
@@ -42,6 +43,7 @@ from .run import iter_find_lr, iter_run_training, iter_train_slices
 
 __all__ = [
     "DEFAULT_LR",
+    "NEW_HEADS",
     "NEW_NETWORK_BASES",
     "CancelReport",
     "Notice",

@@ -24,6 +24,9 @@ DEFAULT_LR = 1e-3
 #: ``base`` values that start a new network instead of loading a model.
 NEW_NETWORK_BASES = ("scratch", "imagenet")
 
+#: How a head for classes the base model lacks starts (see ``TrainRequest.new_head``).
+NEW_HEADS = ("fit", "random")
+
 Slices = dict[str, list[int]]
 
 
@@ -72,6 +75,19 @@ class TrainRequest:
     device, seed, overwrite, name
         Device; seed of the split and of a new head; replace an existing output; the
         scan's name in the slices' sources (default: the image file's name).
+    hold_out : bool
+        Hold a quarter of the reviewed slices out for validation (from
+        :data:`~napari_microfossil.training.finetune.MIN_SLICES_FOR_VALIDATION` slices
+        on) when `val_slices` is not given; False: every reviewed slice trains.
+    new_head : {"fit", "random"}
+        Classes the base model lacks get head channels fitted first to the training
+        slices' pixels (a logistic regression on the network's features,
+        :func:`~napari_microfossil.training.fit_head`), or random ones.
+    pixel_features : sequence of float, optional
+        Sigmas (pixels) of multiscale pixel features (intensity, edges, Hessian
+        eigenvalues, as ilastik's) to feed into the class head beside the decoder's
+        features (:func:`~napari_microfossil.training.add_pixel_features`); the head
+        is then fitted first as for new classes. None: the base model's head as it is.
     provenance : dict
         Extra entries for the model's provenance.
     option_names : dict
@@ -100,6 +116,9 @@ class TrainRequest:
     seed: int = 0
     overwrite: bool = False
     name: str | None = None
+    hold_out: bool = True
+    new_head: str = "fit"
+    pixel_features: Sequence[float] | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
     option_names: Mapping[str, str] = field(default_factory=dict)
 
@@ -161,6 +180,15 @@ class TrainRequest:
             raise InputError(
                 f"{self.opt('lr_find_steps')}: expected at least 5 learning rates to try, got "
                 f"{self.lr_find_steps}"
+            )
+        if self.new_head not in NEW_HEADS:
+            raise InputError(
+                f"{self.opt('new_head')}: expected one of {', '.join(NEW_HEADS)}, got "
+                f"{self.new_head!r}"
+            )
+        if self.pixel_features is not None:
+            object.__setattr__(
+                self, "pixel_features", _sigmas(self.pixel_features, self.opt("pixel_features"))
             )
         resolve_device(self.device)
         if str(self.base) not in NEW_NETWORK_BASES:
@@ -260,6 +288,8 @@ def split_for_training(request: TrainRequest, slices: Slices) -> tuple[Slices, S
     random split of `slices` (:func:`~napari_microfossil.training.finetune.split_reviewed`)."""
     if request.val_slices:
         return slices, dict(request.val_slices)
+    if not request.hold_out:
+        return {a: list(v) for a, v in slices.items()}, {}
     return split_reviewed(slices, seed=request.seed)
 
 
@@ -310,6 +340,16 @@ def labelled_z_slices(labels: Any, *, skip: Sequence[int] = ()) -> list[int]:
         for z in range(labels.shape[0])
         if z not in skipped and np.any((labels[z] > 0) & (labels[z] != IGNORE_INDEX))
     ]
+
+
+def _sigmas(value: Any, option: str) -> tuple[float, ...]:
+    try:
+        sigmas = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        sigmas = ()
+    if not sigmas or any(not 0 < s <= 64 for s in sigmas):
+        raise InputError(f"{option}: expected sigmas in pixels from 0 to 64, got {value!r}")
+    return sigmas
 
 
 def _is_path(value: Any) -> bool:

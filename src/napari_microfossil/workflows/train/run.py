@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -118,7 +117,7 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
     """
     from ...model import load_model, resolve_model_path
     from ...normalise import Normalisation, intensity_range, iter_presmooth
-    from ...training import max_label_id, slices_from_volume
+    from ...training import add_pixel_features, fit_head, max_label_id, slices_from_volume
 
     req = request
     image, labels, label_names, name = _read(req)
@@ -163,8 +162,19 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
         base_desc = str(req.base)
     else:
         base_desc = str(resolve_model_path(req.base))
+        if req.pixel_features:
+            network, with_features = add_pixel_features(base.network, base.spec, req.pixel_features)
+            added_features = with_features is not base.spec
+            base = dataclasses.replace(base, network=network, spec=with_features)
+        else:
+            added_features = False
         spec, network = _fit_classes(req, base, top, label_names, Path(base_desc).name, tell)
         spec = dataclasses.replace(spec, normalisation=norm)
+        new_classes = set(spec.class_names) - set(base.spec.class_names)
+        if req.new_head == "fit" and (new_classes or added_features):
+            yield Progress("fit head", 0, 1)
+            fitted = fit_head(network, train, spec.num_classes, seed=req.seed)
+            yield Progress("fit head", 1, 1, fitted)
     prov: dict[str, Any] = {"base": base_desc}
     for key in ("image", "labels"):
         if _is_path(getattr(req, key)):
@@ -405,8 +415,10 @@ def _in_budget_units(gen: Any, cfg: TrainConfig, key: str) -> Any:
     """Re-yield :func:`~napari_microfossil.training.iter_train`'s progress, counting
     seconds under a time limit (the step count does not end such a run, so a bar of
     steps would never fill); ``"validate"`` records keep epoch, loss, score and seconds."""
+    from ...training.config import clock
+
     limit = cfg.time_limit_s
-    t0 = time.monotonic()
+    t0 = clock(cfg.time_clock)
     while True:
         try:
             p = next(gen)
@@ -418,7 +430,7 @@ def _in_budget_units(gen: Any, cfg: TrainConfig, key: str) -> Any:
             info = {k: v for k, v in p.info.items() if k in ("epoch", "loss", "lr")}
         if limit is not None:
             total = max(1, math.ceil(limit))
-            yield Progress(p.stage, min(int(time.monotonic() - t0), total), total, info)
+            yield Progress(p.stage, min(int(clock(cfg.time_clock) - t0), total), total, info)
         else:
             yield Progress(p.stage, p.done, p.total, info)
 

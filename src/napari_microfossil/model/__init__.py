@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import InputError
-from .normalise import Normalisation
+from ..atomic import atomic_path
+from ..errors import InputError
+from ..normalise import Normalisation
 
 if TYPE_CHECKING:
     import torch
@@ -70,7 +70,9 @@ class ModelSpec:
     encoder : str
         Any smp encoder name (``"resnet18"``, ``"resnet34"``, ...).
     arch_kwargs : dict
-        Extra keyword arguments for the architecture (e.g. ``decoder_channels``).
+        Extra keyword arguments for the architecture (e.g. ``decoder_channels``);
+        ``pixel_features`` (sigmas in pixels) adds multiscale pixel features to the
+        class head's input (:mod:`napari_microfossil.model.pixel_features`).
     in_channels : int
         Input channels (1 for CT).
     normalisation : Normalisation
@@ -166,6 +168,9 @@ def build_network(spec: ModelSpec, *, encoder_weights: str | None = None) -> tor
     """
     import segmentation_models_pytorch as smp
 
+    from .pixel_features import FeatureHeadNet, split_arch_kwargs
+
+    smp_kwargs, sigmas = split_arch_kwargs(spec.arch_kwargs)
     try:
         net = smp.create_model(
             spec.architecture,
@@ -173,7 +178,7 @@ def build_network(spec: ModelSpec, *, encoder_weights: str | None = None) -> tor
             encoder_weights=encoder_weights,
             in_channels=spec.in_channels,
             classes=spec.num_classes,
-            **spec.arch_kwargs,
+            **smp_kwargs,
         )
     except KeyError as exc:
         raise InputError(
@@ -191,6 +196,8 @@ def build_network(spec: ModelSpec, *, encoder_weights: str | None = None) -> tor
     for stage in range(max(depth, 1), 5):
         if hasattr(net.encoder, f"layer{stage}"):
             delattr(net.encoder, f"layer{stage}")
+    if sigmas:  # the class head also sees multiscale pixel features
+        return FeatureHeadNet(net, sigmas)
     return net
 
 
@@ -265,7 +272,7 @@ def load_model(
     import torch
     from safetensors.torch import load_file
 
-    from .device import resolve_device
+    from ..device import resolve_device
 
     path = resolve_model_path(model)
     spec = read_spec(path)
@@ -350,7 +357,7 @@ def make_predictor(
     """
     import torch
 
-    from .device import resolve_device
+    from ..device import resolve_device
 
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     use_amp = (dev.type == "cuda") if amp is None else bool(amp and dev.type == "cuda")
