@@ -33,7 +33,6 @@ from typing import Any, Literal, cast
 
 import cc3d
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -296,16 +295,16 @@ def iter_label_blocks(
         del mask
         local = local.astype(np.uint32, copy=False)
         if n:
-            counts.append(np.bincount(local.ravel(), minlength=n + 1)[1:].astype(np.int64))
-            boxes = ndi.find_objects(local)
-            lo = np.array([[s.start for s in b] for b in boxes], dtype=np.int64) + origin
-            hi = np.array([[s.stop for s in b] for b in boxes], dtype=np.int64) + origin
-            starts.append(lo)
-            stops.append(hi)
+            # Counts and boxes in one pass (bincount plus find_objects took twice as long).
+            stats = cc3d.statistics(local, no_slice_conversion=True)
+            counts.append(stats["voxel_counts"][1:].astype(np.int64))
+            box = np.asarray(stats["bounding_boxes"], dtype=np.int64)[1:]  # min, max per axis
+            starts.append(box[:, 0::2] + origin)
+            stops.append(box[:, 1::2] + 1 + origin)
             first = np.stack(np.unravel_index(_first_voxels(local, n), local.shape), axis=1)
             firsts.append((first + origin) @ strides)
             g = local
-            g[g > 0] += np.uint32(offset)
+            np.add(g, np.uint32(offset), out=g, where=g > 0)
         else:
             g = local
         if offset + n >= np.iinfo(np.uint32).max:
