@@ -59,8 +59,10 @@ def _segment(n: int, out: Path, tmp: Path, limit: int) -> list[str]:
 
 def _fossils(n: int, out: Path, tmp: Path, limit: int) -> list[str]:
     base = [] if n <= 512 else ["--skip-baseline"]
+    # Its progress bars beside its output, to follow a long run (see --logs).
     return [str(HERE / "scale_fossils.py"), "--size", str(n), *base,
-            "--as-limit", str(limit), "--tmp", str(tmp), "--json", str(out)]  # fmt: skip
+            "--as-limit", str(limit), "--tmp", str(tmp), "--json", str(out),
+            "--progress-log", str(out.with_suffix(".progress"))]  # fmt: skip
 
 
 def _autosave(n: int, out: Path, tmp: Path, limit: int) -> list[str]:
@@ -199,8 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tmp", default=None, help="parent of the temporary folder")
     p.add_argument("--json", default=None, help="write every result here too")
     p.add_argument("--markdown", default=None, help="write the table here too")
+    p.add_argument(
+        "--logs",
+        default=None,
+        help="keep each run's output and progress here (default: deleted with the rest)",
+    )
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="microfossil-scale-all-", dir=args.tmp))
+    if args.logs:
+        Path(args.logs).mkdir(parents=True, exist_ok=True)
     results = []
     try:
         for n in args.sizes:
@@ -210,13 +219,15 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 work = root / f"{bench}-{n}"
                 work.mkdir()
-                out = work / "result.json"
+                out = (Path(args.logs) if args.logs else work) / f"{bench}-{n}.json"
                 limit = args.as_limit
                 if bench == "autosave":
                     limit = args.autosave_as_limit or args.as_limit + n**3
                 cmd = COMMANDS[bench](n, out, work, args.as_limit)
                 print(f"# {bench} {n}³: {' '.join(cmd)}", flush=True)
-                r = run_one(cmd, limit, root / f"{bench}-{n}.log")
+                r = run_one(
+                    cmd, limit, (Path(args.logs) if args.logs else root) / f"{bench}-{n}.log"
+                )
                 data = json.loads(out.read_text()) if out.exists() else None
                 rows = rows_of(bench, n, data) if data else []
                 res = {"bench": bench, "size": n, **r, "rows": rows}
