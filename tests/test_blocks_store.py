@@ -52,3 +52,20 @@ def test_empty_region_and_pickle_without_maps(tmp_path, small_windows):
     copy = pickle.loads(pickle.dumps(store))
     assert not copy._maps and len(pickle.dumps(store)) < 1000  # no window data copied
     np.testing.assert_array_equal(copy[1:3, 2:3, 0:2], 7)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_first_voxels_plane_by_plane_equal_the_whole_block_scan(seed):
+    import cc3d
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((7, 9, 11)) < 0.3
+    local, n = cc3d.connected_components(mask, connectivity=6, return_N=True)
+    box = cc3d.statistics(local, no_slice_conversion=True)["bounding_boxes"][1:]
+    whole = blocks._first_voxels(local, n)
+    planes = blocks._first_voxels(local, n, np.asarray(box)[:, 0])
+    np.testing.assert_array_equal(planes, whole)
+    # Each is the smallest flat index of its label.
+    flat = local.ravel()
+    expected = [np.flatnonzero(flat == k)[0] for k in range(1, n + 1)]
+    np.testing.assert_array_equal(whole, expected)

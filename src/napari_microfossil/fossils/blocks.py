@@ -211,18 +211,35 @@ def face_pairs(a: np.ndarray, b: np.ndarray, shifts: Sequence[tuple[int, int]]) 
     return np.stack([keys >> 32, keys & 0xFFFFFFFF], axis=1)
 
 
-def _first_voxels(local: np.ndarray, n: int) -> np.ndarray:
+def _first_voxels(local: np.ndarray, n: int, zmin: np.ndarray | None = None) -> np.ndarray:
     """Flat index (within the block) of the first voxel of labels 1..n.
 
     cc3d numbers labels in the order it first meets them in raster order, so the
     running maximum of the flattened labels steps up exactly at each label's first
-    voxel (one pass, no sort).
+    voxel (no sort). With `zmin` (each label's first plane, ``(n,)``, from its box),
+    only the planes where some label starts are scanned, one plane at a time: labels
+    ``a..b`` start in plane z, every earlier label is below ``a``, so the steps of the
+    plane's running maximum above ``a - 1`` are theirs. Same answer, without a
+    whole-block temporary (a tenth of the labelling time at 256³ blocks).
     """
-    flat = local.ravel()
-    run = np.maximum.accumulate(flat)
-    steps = np.flatnonzero(run[1:] != run[:-1]) + 1
-    if flat.size and flat[0] != 0:
-        steps = np.concatenate([[0], steps])
+    if zmin is None:
+        flat = local.ravel()
+        run = np.maximum.accumulate(flat)
+        steps = np.flatnonzero(run[1:] != run[:-1]) + 1
+        if flat.size and flat[0] != 0:
+            steps = np.concatenate([[0], steps])
+    else:
+        plane = local.shape[1] * local.shape[2]
+        zs, first_label = np.unique(zmin, return_index=True)  # labels are in zmin order
+        parts = []
+        for z, lab in zip(zs.tolist(), first_label.tolist(), strict=True):
+            run = np.maximum.accumulate(local[z].ravel())
+            np.maximum(run, lab, out=run)  # label lab + 1 starts here; lab: "none yet"
+            at = np.flatnonzero(run[1:] != run[:-1]) + 1
+            if run[0] != lab:
+                at = np.concatenate([[0], at])
+            parts.append(at + z * plane)
+        steps = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     assert len(steps) == n, "cc3d labels are not in raster order"
     return steps
 
@@ -301,7 +318,8 @@ def iter_label_blocks(
             box = np.asarray(stats["bounding_boxes"], dtype=np.int64)[1:]  # min, max per axis
             starts.append(box[:, 0::2] + origin)
             stops.append(box[:, 1::2] + 1 + origin)
-            first = np.stack(np.unravel_index(_first_voxels(local, n), local.shape), axis=1)
+            first = _first_voxels(local, n, box[:, 0])
+            first = np.stack(np.unravel_index(first, local.shape), axis=1)
             firsts.append((first + origin) @ strides)
             g = local
             np.add(g, np.uint32(offset), out=g, where=g > 0)
