@@ -129,7 +129,8 @@ def rows_of(bench: str, n: int, data: Any) -> list[dict[str, Any]]:
                              "in-memory", note if not r["rc"] else f"exit {r['rc']}"))  # fmt: skip
     elif bench == "autosave":
         for r in data:
-            note = f"GUI blocked {r['gui_ms']:.1f} ms (max {r['gui_ms_max']:.1f})"
+            note = f"GUI blocked {r['gui_ms']:.1f} ms (max {r['gui_ms_max']:.1f}"
+            note += f", CPU {r['gui_cpu_ms']:.1f} ms)" if "gui_cpu_ms" in r else ")"
             rows.append(_row(r["phase"], r["complete_ms"] / 1000, None, r["peak_rss_gib"] * 1024,
                              "full", note))  # fmt: skip
     elif bench == "open_big":
