@@ -61,11 +61,16 @@ def paint_slab(lab: np.ndarray, z0: int, size: int, plan: list) -> None:
     class 2: every 50th). Slab by slab gives the same volume as all at once: each slab
     paints the objects it meets in the same order."""
     z1 = z0 + lab.shape[0]
-    for k, c, r in plan:
-        lo = np.maximum(np.floor(c - r).astype(int), 0)
-        hi = np.minimum(np.ceil(c + r).astype(int) + 1, size)
-        if np.any(hi <= lo) or hi[0] <= z0 or lo[0] >= z1:
-            continue
+    if not plan:
+        return
+    centre = np.array([c for _, c, _ in plan])
+    radii = np.array([r for _, _, r in plan])
+    lo_all = np.maximum(np.floor(centre - radii).astype(int), 0)
+    hi_all = np.minimum(np.ceil(centre + radii).astype(int) + 1, size)
+    meets = np.all(hi_all > lo_all, axis=1) & (hi_all[:, 0] > z0) & (lo_all[:, 0] < z1)
+    for i in np.flatnonzero(meets):  # only the objects this slab meets, in order
+        k, c, r = plan[i]
+        lo, hi = lo_all[i].copy(), hi_all[i].copy()
         lo[0], hi[0] = max(lo[0], z0), min(hi[0], z1)
         z, y, x = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         d = ((z - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((x - c[2]) / r[2]) ** 2
