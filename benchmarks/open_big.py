@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SCAN", "PNG"),
         help="only take the docs' screenshot of SCAN opened through its pyramid",
     )
+    p.add_argument("--json", default=None, help="write the results here too")
     p.add_argument("--_build", help=argparse.SUPPRESS)
     p.add_argument("--_view", help=argparse.SUPPRESS)
     p.add_argument("--_plain", action="store_true", help=argparse.SUPPRESS)
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps(results, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -152,6 +152,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--limit", type=int, default=8_000_000_000, help="address space, bytes")
     ap.add_argument("--axes", default="z", help="z, or e.g. zyx (three axes fused)")
+    ap.add_argument("--tmp", default=None, help="folder for the temporary files")
+    ap.add_argument("--json", default=None, help="write the results here too")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -161,8 +163,9 @@ def main() -> None:
     modes = ["baseline", *[m for m in args.modes if m != "baseline"]]
     print(f"# axes {args.axes}; address space limit {args.limit / 1e9:g} GB")
     print(f"{'size':>6} {'mode':>12} {'time s':>8} {'peak RSS MiB':>13} {'beyond libs':>12}  note")
+    results = []
     for n in args.sizes:
-        tmp = Path(tempfile.mkdtemp(prefix="microfossil-scale-"))
+        tmp = Path(tempfile.mkdtemp(prefix="microfossil-scale-", dir=args.tmp))
         try:
             scan = tmp / "scan.zarr"
             t0 = time.perf_counter()
@@ -184,8 +187,11 @@ def main() -> None:
                     f"{n:>5}³ {mode:>12} {took} {rss:13.0f} {rss - base:12.0f}  {note}",
                     flush=True,
                 )
+                results.append({"size": n, "case": mode, **r, "beyond_libs_mib": rss - base})
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

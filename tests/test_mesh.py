@@ -83,3 +83,37 @@ def test_bad_inputs():
         mask_to_mesh(np.ones((2, 2, 2), dtype=bool), spacing=(1.0, 1.0))
     with pytest.raises(InputError, match="step_size"):
         mask_to_mesh(np.ones((2, 2, 2), dtype=bool), step_size=0)
+
+
+def _taubin_reference(verts, faces, lamb=0.5, nu=0.53, iterations=10):
+    """Taubin smoothing written out vertex by vertex (each distinct neighbour once)."""
+    neighbours = [set() for _ in verts]
+    for f in faces:
+        for i in range(3):
+            a, b = int(f[i]), int(f[(i + 1) % 3])
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+    v = verts.copy()
+    for it in range(iterations):
+        mean = np.array([v[sorted(nb)].mean(axis=0) for nb in neighbours])
+        v = v + (lamb if it % 2 == 0 else -nu) * (mean - v)
+    return v
+
+
+def test_taubin_matches_the_vertex_by_vertex_definition():
+    from skimage.measure import marching_cubes
+
+    from napari_microfossil.fossils.mesh import _taubin
+
+    mask = np.pad(ball(3.0, pad=0), 1).astype(np.float32)
+    mask[0:3, 0:3, 0:3] = 1.0  # a corner lump: irregular valences
+    verts, faces, _, _ = marching_cubes(mask, 0.5)
+    verts = verts.astype(np.float64)
+    np.testing.assert_allclose(_taubin(verts, faces), _taubin_reference(verts, faces), atol=1e-12)
+
+
+def test_surface_area_of_a_ball_within_two_percent():
+    # Recorded from the smoothed mesh before its speed-up: the same numbers, 3x faster.
+    assert mask_surface_area(ball(10.0)) == pytest.approx(1276.9896197560922, rel=1e-9)
+    sp = (2.0, 1.0, 1.0)
+    assert mask_surface_area(ball(10.0, sp), spacing=sp) == pytest.approx(4 * np.pi * 100, rel=0.02)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,6 @@ from typing import Any, Literal, cast
 
 import cc3d
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -40,8 +40,10 @@ from .._progress import Progress
 
 logger = logging.getLogger(__name__)
 
-#: Most bytes of the atom file mapped at once (at least one plane).
+#: Bytes of the atom file in one mapped window (at least one plane).
 WINDOW_BYTES = 64 * 2**20
+#: Windows kept mapped at once.
+WINDOWS = 4
 
 
 class AtomStore:
@@ -50,10 +52,12 @@ class AtomStore:
     Why not zarr: the per-fossil loop reads (and sometimes writes) one small bounding
     box at a time, tens of thousands of times; zarr's per-call cost (an event-loop round
     trip, whole-chunk decoding and re-encoding) made that loop several times slower
-    than the measurements it feeds. Here a region is copied through a memory map of
-    only the planes it spans, at most :data:`WINDOW_BYTES` at a time and unmapped
-    right after, so neither the address space nor the resident memory grows with the
-    volume; the file starts sparse, and all-zero blocks are never written.
+    than the measurements it feeds. Here a region is copied through memory maps of
+    fixed windows of whole planes (about :data:`WINDOW_BYTES` each); the last
+    :data:`WINDOWS` windows stay mapped, because the loop visits boxes in raster order
+    and most boxes fall in the windows of the previous one (mapping a window per call
+    was a tenth of the loop). Neither the address space nor the resident memory grows
+    with the volume; the file starts sparse, and all-zero blocks are never written.
     """
 
     def __init__(self, path: Path, shape: Sequence[int]) -> None:
@@ -61,45 +65,69 @@ class AtomStore:
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(np.uint32)
         self._plane = self.shape[1] * self.shape[2]
+        self._step = max(1, WINDOW_BYTES // (self._plane * self.dtype.itemsize))
+        self._maps: OrderedDict[int, np.memmap] = OrderedDict()
         with open(path, "wb") as fh:
             fh.truncate(math.prod(self.shape) * self.dtype.itemsize)
 
-    def _windows(self, zs: slice) -> Iterator[tuple[int, int, np.memmap]]:
+    def _window(self, k: int) -> np.memmap:
+        """Planes ``k * step ...`` of the file, mapped (kept among the last few)."""
+        mm = self._maps.get(k)
+        if mm is not None:
+            self._maps.move_to_end(k)
+            return mm
+        a = k * self._step
+        b = min(a + self._step, self.shape[0])
+        mm = np.memmap(
+            self.path,
+            dtype=self.dtype,
+            mode="r+",
+            offset=a * self._plane * self.dtype.itemsize,
+            shape=(b - a, *self.shape[1:]),
+        )
+        self._maps[k] = mm
+        while len(self._maps) > WINDOWS:
+            self._maps.popitem(last=False)  # unmapped when the last view goes
+        return mm
+
+    def _windows(self, zs: slice) -> Iterator[tuple[slice, slice, np.memmap]]:
+        """``(planes of the region, planes of the window, window)`` covering `zs`."""
         z0, z1, _ = zs.indices(self.shape[0])
-        step = max(1, WINDOW_BYTES // (self._plane * self.dtype.itemsize))
-        for a in range(z0, z1, step):
-            b = min(a + step, z1)
-            mm = np.memmap(
-                self.path,
-                dtype=self.dtype,
-                mode="r+",
-                offset=a * self._plane * self.dtype.itemsize,
-                shape=(b - a, *self.shape[1:]),
+        for k in range(z0 // self._step, -(-z1 // self._step)):
+            a, b = max(z0, k * self._step), min(z1, (k + 1) * self._step)
+            yield (
+                slice(a - z0, b - z0),
+                slice(a - k * self._step, b - k * self._step),
+                self._window(k),
             )
-            try:
-                yield a - z0, b - z0, mm
-            finally:
-                del mm
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy sent to another process maps its own windows, never pickles them.
+        return {**self.__dict__, "_maps": OrderedDict()}
+
+    def close(self) -> None:
+        """Unmap every window (the file stays; the caller removes it)."""
+        self._maps.clear()
 
     def __getitem__(self, region: tuple[slice, slice, slice]) -> np.ndarray:
         zs, ys, xs = region
         z0, z1, _ = zs.indices(self.shape[0])
         out = np.empty(
             (
-                z1 - z0,
+                max(0, z1 - z0),
                 len(range(*ys.indices(self.shape[1]))),
                 len(range(*xs.indices(self.shape[2]))),
             ),
             self.dtype,
         )
-        for a, b, mm in self._windows(zs):
-            out[a:b] = mm[:, ys, xs]
+        for dst, src, mm in self._windows(zs):
+            out[dst] = mm[src, ys, xs]
         return out
 
     def __setitem__(self, region: tuple[slice, slice, slice], value: np.ndarray) -> None:
         zs, ys, xs = region
-        for a, b, mm in self._windows(zs):
-            mm[:, ys, xs] = value[a:b]
+        for dst, src, mm in self._windows(zs):
+            mm[src, ys, xs] = value[dst]
 
 
 @dataclass
@@ -183,18 +211,35 @@ def face_pairs(a: np.ndarray, b: np.ndarray, shifts: Sequence[tuple[int, int]]) 
     return np.stack([keys >> 32, keys & 0xFFFFFFFF], axis=1)
 
 
-def _first_voxels(local: np.ndarray, n: int) -> np.ndarray:
+def _first_voxels(local: np.ndarray, n: int, zmin: np.ndarray | None = None) -> np.ndarray:
     """Flat index (within the block) of the first voxel of labels 1..n.
 
     cc3d numbers labels in the order it first meets them in raster order, so the
     running maximum of the flattened labels steps up exactly at each label's first
-    voxel (one pass, no sort).
+    voxel (no sort). With `zmin` (each label's first plane, ``(n,)``, from its box),
+    only the planes where some label starts are scanned, one plane at a time: labels
+    ``a..b`` start in plane z, every earlier label is below ``a``, so the steps of the
+    plane's running maximum above ``a - 1`` are theirs. Same answer, without a
+    whole-block temporary (a tenth of the labelling time at 256³ blocks).
     """
-    flat = local.ravel()
-    run = np.maximum.accumulate(flat)
-    steps = np.flatnonzero(run[1:] != run[:-1]) + 1
-    if flat.size and flat[0] != 0:
-        steps = np.concatenate([[0], steps])
+    if zmin is None:
+        flat = local.ravel()
+        run = np.maximum.accumulate(flat)
+        steps = np.flatnonzero(run[1:] != run[:-1]) + 1
+        if flat.size and flat[0] != 0:
+            steps = np.concatenate([[0], steps])
+    else:
+        plane = local.shape[1] * local.shape[2]
+        zs, first_label = np.unique(zmin, return_index=True)  # labels are in zmin order
+        parts = []
+        for z, lab in zip(zs.tolist(), first_label.tolist(), strict=True):
+            run = np.maximum.accumulate(local[z].ravel())
+            np.maximum(run, lab, out=run)  # label lab + 1 starts here; lab: "none yet"
+            at = np.flatnonzero(run[1:] != run[:-1]) + 1
+            if run[0] != lab:
+                at = np.concatenate([[0], at])
+            parts.append(at + z * plane)
+        steps = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     assert len(steps) == n, "cc3d labels are not in raster order"
     return steps
 
@@ -267,16 +312,17 @@ def iter_label_blocks(
         del mask
         local = local.astype(np.uint32, copy=False)
         if n:
-            counts.append(np.bincount(local.ravel(), minlength=n + 1)[1:].astype(np.int64))
-            boxes = ndi.find_objects(local)
-            lo = np.array([[s.start for s in b] for b in boxes], dtype=np.int64) + origin
-            hi = np.array([[s.stop for s in b] for b in boxes], dtype=np.int64) + origin
-            starts.append(lo)
-            stops.append(hi)
-            first = np.stack(np.unravel_index(_first_voxels(local, n), local.shape), axis=1)
+            # Counts and boxes in one pass (bincount plus find_objects took twice as long).
+            stats = cc3d.statistics(local, no_slice_conversion=True)
+            counts.append(stats["voxel_counts"][1:].astype(np.int64))
+            box = np.asarray(stats["bounding_boxes"], dtype=np.int64)[1:]  # min, max per axis
+            starts.append(box[:, 0::2] + origin)
+            stops.append(box[:, 1::2] + 1 + origin)
+            first = _first_voxels(local, n, box[:, 0])
+            first = np.stack(np.unravel_index(first, local.shape), axis=1)
             firsts.append((first + origin) @ strides)
             g = local
-            g[g > 0] += np.uint32(offset)
+            np.add(g, np.uint32(offset), out=g, where=g > 0)
         else:
             g = local
         if offset + n >= np.iinfo(np.uint32).max:

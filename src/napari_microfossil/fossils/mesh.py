@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import sparse
 from skimage.measure import marching_cubes, mesh_surface_area
 
 from ..errors import InputError
@@ -52,8 +53,11 @@ def _surface(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Marching-cubes vertices ``(V, 3)`` as (z, y, x) µm of the unpadded crop, and faces."""
     padded = np.pad(mask.astype(bool, copy=False), 1).astype(np.float32)
+    # On a 0/1 volume at level 0.5 every vertex is the midpoint of its own cube edge, so
+    # no triangle is degenerate: skipping skimage's removal pass (a third of its time)
+    # gives the same triangles.
     verts, faces, _normals, _values = marching_cubes(
-        padded, level=0.5, spacing=spacing, step_size=step_size, allow_degenerate=False
+        padded, level=0.5, spacing=spacing, step_size=step_size, allow_degenerate=True
     )
     verts = verts.astype(np.float64) - np.asarray(spacing)
     if smooth:
@@ -71,28 +75,28 @@ def _taubin(
 ) -> np.ndarray:
     """Taubin smoothing with umbrella weights (as ``trimesh.smoothing.filter_taubin``).
 
-    Written with ``bincount`` rather than trimesh's sparse Laplacian because measuring
-    thousands of small fossils is dominated by per-call overhead.
+    The umbrella operator (each vertex's mean of its neighbours) is one row-normalised
+    sparse adjacency matrix, built once; each step is then one sparse product. Measuring
+    thousands of small fossils is dominated by per-call costs, which this keeps to a few
+    array operations (trimesh's version builds its Laplacian through a mesh object).
     """
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     n = len(verts)
-    # Distinct edges in (low, high) lexicographic order, through one int64 key per
-    # edge: a 1D sort is several times faster than ``np.unique(..., axis=0)``.
-    edges = np.sort(edges, axis=1).astype(np.int64)
-    keys = np.unique(edges[:, 0] * n + edges[:, 1])
-    a, b = keys // n, keys % n
-    degree = np.bincount(a, minlength=n) + np.bincount(b, minlength=n)
-    degree = np.maximum(degree, 1).astype(np.float64)[:, None]
-    # Both directions of every edge, on the flattened (n * 3) coordinates.
-    xyz = np.arange(3)
-    into = np.concatenate([a[:, None] * 3 + xyz, b[:, None] * 3 + xyz]).ravel()
-    src = np.concatenate([b, a])
+    a = faces.ravel()
+    b = faces[:, [1, 2, 0]].ravel()
+    # Every face edge both ways; an edge shared by two faces is summed by the CSR
+    # conversion, then counted once: each distinct neighbour weighs the same.
+    pairs = (np.concatenate([a, b]), np.concatenate([b, a]))
+    adj = sparse.csr_matrix((np.ones(2 * len(a)), pairs), shape=(n, n))
+    adj.data[:] = 1.0
+    degree = np.diff(adj.indptr)
+    adj.data /= np.repeat(np.maximum(degree, 1), degree)
     v = verts.copy()
     for it in range(iterations):
-        total = np.bincount(into, weights=v[src].ravel(), minlength=3 * n).reshape(n, 3)
-        step = total / degree - v
+        step = adj @ v
+        step -= v
         # Alternate a shrinking and an inflating step so that the volume is kept.
-        v += lamb * step if it % 2 == 0 else -nu * step
+        step *= lamb if it % 2 == 0 else -nu
+        v += step
     return v
 
 
