@@ -265,6 +265,18 @@ def same_fossils(a: Path, b: Path) -> bool:
     return all(np.array_equal(x[z : z + 32], y[z : z + 32]) for z in range(0, x.shape[0], 32))
 
 
+def records(rows: list[dict]) -> list[dict]:
+    """The rows as ``benchmarks/scale.py`` reads them: each against its one-process run."""
+    out = []
+    for r in rows:
+        base = "segment 1 process" if r["mode"].startswith("segment") else "fossils 1 process"
+        note = f"start {r.get('startup', 0.0):.1f} s; same: {r.get('same', '-')}; rc={r['rc']}"
+        out.append({"case": r["mode"], "seconds": r["wall"], "cpu_s": r["cpu"],
+                    "rss_gib": r["rss_gib"], "baseline": None if r["mode"] == base else base,
+                    "note": note})  # fmt: skip
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scan", type=int, nargs=3, default=[256, 512, 512], metavar=("Z", "Y", "X"))
@@ -273,12 +285,17 @@ def main() -> None:
     p.add_argument("--only", choices=["segment", "fossils"], default=None)
     p.add_argument("--as-limit", type=int, default=8_000_000_000)
     p.add_argument("--child", nargs=3, metavar=("MODE", "DATA", "WORK"))
+    p.add_argument("--size", type=int, default=None, help="fossils volume side (scale.py)")
+    p.add_argument("--tmp", default="/tmp", help="folder for the temporary files")
+    p.add_argument("--json", default=None, help="also write the records here (scale.py)")
     args = p.parse_args()
+    if args.size:
+        args.fossil_size = args.size
     if args.child:
         mode, data, work = args.child
         print(json.dumps(child(mode, Path(data), Path(work))))
         return
-    tmp = Path(tempfile.mkdtemp(prefix="scale-dask-", dir="/tmp"))
+    tmp = Path(tempfile.mkdtemp(prefix="scale-dask-", dir=args.tmp))
     rows = []
     try:
         print(f"load average before: {os.getloadavg()}", flush=True)
@@ -300,6 +317,8 @@ def main() -> None:
         print(f"load average after: {os.getloadavg()}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(records(rows)))
     print(
         f"\n{'mode':<20} {'wall s':>8} {'CPU s':>8} {'start s':>8} {'peak GiB':>9} {'sum GiB':>8}  same"
     )
