@@ -49,9 +49,9 @@ def review(viewer, tmp_path, **kw):
 
 def saved(qtbot, widget, before):
     qtbot.waitUntil(
-        lambda: widget.save_worker is not before and widget.wait_for_save(0), timeout=10_000
+        lambda: widget.save_worker is not before and widget.wait_for_save(0), timeout=30_000
     )
-    qtbot.waitUntil(lambda: not widget.session.dirty, timeout=10_000)
+    qtbot.waitUntil(lambda: not widget.session.dirty, timeout=30_000)
 
 
 def test_painting_goes_into_the_store(make_napari_viewer, qtbot, tmp_path):
