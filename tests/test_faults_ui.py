@@ -382,6 +382,7 @@ def test_fossils_panel_shows_a_failed_export_as_one_line(
         metadata={"class_names": ["background", "fossil"], "source_image": "scan"},
     )
     widget = FossilsWidget(viewer)
+    widget.min_size.setValue(0)  # three small fossils, below the default size limit
     widget.extract()
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
     assert widget.table is not None and len(widget.table) == 3
