@@ -44,7 +44,8 @@ def iter_run_training(
     Yields
     ------
     Progress
-        ``"load model"``, ``"smooth"`` (with smoothing), ``"validate base model"``,
+        ``"load model"``, ``"smooth"`` (with smoothing: z-slices of the volume, or
+        the planes cut when only they are read), ``"validate base model"``,
         ``"lr-find"`` (with the finder), ``"train"`` (per step; seconds under a time
         limit) and ``"validate"`` (per epoch).
 
@@ -114,6 +115,11 @@ def iter_find_lr(request: TrainRequest) -> ProgressGen[LRFindResult]:
 def _prepare(request: TrainRequest, tell: Notify) -> Any:
     """Read the inputs, split, load the base model, cut the planes and fit the classes.
 
+    Known slices, or a lazy scan or labels, are cut reading only their planes (the
+    image's with the blocks smoothing needs, :mod:`.planes`); in-memory volumes whose
+    labelled planes are searched for are smoothed whole, as before. Both give the
+    same planes.
+
     Returns ``(train, val, spec, network, provenance, train_slices, val_slices)``.
     """
     from ...model import load_model, resolve_model_path
@@ -139,7 +145,6 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
             )
         slices = {"z": found}
     check_labelled(labels, slices, req.opt("labels"))
-    dropped = 0
     if whole:
         labels, dropped = unlabelled_ids(labels)
         _warn_dropped(req, dropped, tell)
