@@ -11,6 +11,7 @@ the normalisation, so a model trained on smoothed input is always given smoothed
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -173,8 +174,6 @@ def iter_smooth(volume: Any, sigma: float, *, slab: int = 32) -> ProgressGen[np.
         The smoothed volume, in :func:`smoothed_dtype` of the input (integers rounded
         and clipped to their range).
     """
-    from scipy import ndimage
-
     sigma = check_smooth(sigma)
     nz = int(volume.shape[0])
     out_dtype = smoothed_dtype(getattr(volume, "dtype", np.float32))
@@ -183,16 +182,88 @@ def iter_smooth(volume: Any, sigma: float, *, slab: int = 32) -> ProgressGen[np.
     for z0 in range(0, nz, slab):
         z1 = min(nz, z0 + slab)
         a0, a1 = max(0, z0 - halo), min(nz, z1 + halo)
-        block = np.asarray(volume[a0:a1], dtype=np.float32)
-        if sigma > 0:
-            block = ndimage.gaussian_filter(block, sigma, mode="mirror", truncate=4.0)
-        part = block[z0 - a0 : z0 - a0 + (z1 - z0)]
-        if out_dtype.kind in "iu":
-            info = np.iinfo(out_dtype)
-            part = np.clip(np.rint(part), info.min, info.max)
-        out[z0:z1] = part
+        block = _gaussian(volume[a0:a1], sigma)
+        out[z0:z1] = _rounded(block[z0 - a0 : z0 - a0 + (z1 - z0)], out_dtype)
         yield Progress("smooth", z1, nz)
     return out
+
+
+def _gaussian(block: Any, sigma: float) -> np.ndarray:
+    """`block` as float32, filtered by the 3D Gaussian of :func:`iter_smooth`."""
+    from scipy import ndimage
+
+    data = np.asarray(block, dtype=np.float32)
+    if sigma > 0:
+        data = ndimage.gaussian_filter(data, sigma, mode="mirror", truncate=4.0)
+    return data
+
+
+def _rounded(part: np.ndarray, out_dtype: np.dtype) -> np.ndarray:
+    """Smoothed values as :func:`iter_smooth` stores them in `out_dtype`."""
+    if out_dtype.kind in "iu":
+        info = np.iinfo(out_dtype)
+        part = np.clip(np.rint(part), info.min, info.max)
+    return part
+
+
+def iter_smoothed_planes(
+    volume: Any, axis: int, indices: Iterable[int], sigma: float, *, group: int = 8
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Planes of `volume` along `axis` smoothed as :func:`iter_smooth` smooths the whole
+    volume, reading only blocks around them.
+
+    Nearby planes share a block (at most `group` planes apart, and no further apart
+    than the blocks' margins reach); a block spans its planes plus
+    :func:`smoothing_margin` planes on each side, clamped to the volume, so every
+    plane equals the same plane of ``iter_smooth(volume, sigma)`` exactly: the
+    Gaussian never reaches past the margin, and at the volume's faces the block's
+    face is the volume's, mirrored alike. A block holds ``(group + 2 * margin)``
+    planes of float32 (twice, while filtered).
+
+    Parameters
+    ----------
+    volume : array-like, shape (Z, Y, X)
+        Read with basic slicing only (numpy, zarr, the lazy volumes of :mod:`.io`).
+    axis : {0, 1, 2}
+        The planes' axis (z, y, x).
+    indices : iterable of int
+        Planes to give, each in ``0 .. volume.shape[axis] - 1``.
+    sigma : float
+        Gaussian sigma in voxels; 0 gives the planes as stored, one read each.
+    group : int
+        Most planes one block is made for.
+
+    Yields
+    ------
+    (int, numpy.ndarray)
+        Each distinct index once, ascending, with its plane: 2D, the volume's other
+        two axes, in :func:`smoothed_dtype` of the volume (with ``sigma = 0``: as
+        stored).
+    """
+    sigma = check_smooth(sigma)
+    wanted = sorted({int(i) for i in indices})
+    n = int(volume.shape[axis])
+    if wanted and not 0 <= wanted[0] <= wanted[-1] < n:
+        raise IndexError(f"indices: expected planes 0..{n - 1} along axis {axis}, got {wanted}")
+    lead = (slice(None),) * axis
+    if sigma <= 0:
+        for i in wanted:
+            yield i, np.asarray(volume[i] if axis == 0 else volume[(*lead, i)])
+        return
+    out_dtype = smoothed_dtype(getattr(volume, "dtype", np.float32))
+    margin = smoothing_margin(sigma)
+    blocks: list[list[int]] = []
+    for i in wanted:
+        if blocks and i - blocks[-1][0] < group and i - blocks[-1][-1] <= 2 * margin + 1:
+            blocks[-1].append(i)
+        else:
+            blocks.append([i])
+    for block in blocks:
+        c0, c1 = max(0, block[0] - margin), min(n, block[-1] + margin + 1)
+        data = _gaussian(volume[(*lead, slice(c0, c1))], sigma)
+        for i in block:
+            plane = np.take(data, i - c0, axis=axis)
+            yield i, _rounded(plane, out_dtype).astype(out_dtype, copy=False)
 
 
 def iter_presmooth(volume: Any, norm: Normalisation) -> ProgressGen[tuple[Any, Normalisation]]:

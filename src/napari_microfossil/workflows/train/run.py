@@ -19,6 +19,7 @@ from ...metrics import IGNORE_INDEX
 from ...model import ModelSpec
 from ...training import LRFindResult, SliceSet, TrainConfig
 from ...training.finetune import release_memory
+from .planes import CappedLabels, in_memory, iter_cut_planes, labelled_planes
 from .report import lr_find_report
 from .request import (
     NEW_NETWORK_BASES,
@@ -43,7 +44,8 @@ def iter_run_training(
     Yields
     ------
     Progress
-        ``"load model"``, ``"smooth"`` (with smoothing), ``"validate base model"``,
+        ``"load model"``, ``"smooth"`` (with smoothing: z-slices of the volume, or
+        the planes cut when only they are read), ``"validate base model"``,
         ``"lr-find"`` (with the finder), ``"train"`` (per step; seconds under a time
         limit) and ``"validate"`` (per epoch).
 
@@ -113,6 +115,11 @@ def iter_find_lr(request: TrainRequest) -> ProgressGen[LRFindResult]:
 def _prepare(request: TrainRequest, tell: Notify) -> Any:
     """Read the inputs, split, load the base model, cut the planes and fit the classes.
 
+    Known slices, or a lazy scan or labels, are cut reading only their planes (the
+    image's with the blocks smoothing needs, :mod:`.planes`); in-memory volumes whose
+    labelled planes are searched for are smoothed whole, as before. Both give the
+    same planes.
+
     Returns ``(train, val, spec, network, provenance, train_slices, val_slices)``.
     """
     from ...model import load_model, resolve_model_path
@@ -122,8 +129,15 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
     req = request
     image, labels, label_names, name = _read(req)
     slices = req.slices
+    # The whole volume only when it is in memory and the labelled planes are unknown.
+    whole = slices is None and in_memory(image, labels)
     if slices is None:
-        found = labelled_z_slices(labels, skip=req.val_slices.get("z", []))
+        skip = {"z": req.val_slices.get("z", [])}
+        found = (
+            labelled_z_slices(labels, skip=skip["z"])
+            if whole
+            else labelled_planes(labels, skip=skip)
+        )
         if not found:
             raise InputError(
                 f"{req.opt('labels')}: {req.labels} has no labelled voxels; paint some or pass "
@@ -131,17 +145,9 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
             )
         slices = {"z": found}
     check_labelled(labels, slices, req.opt("labels"))
-    labels, dropped = unlabelled_ids(labels)
-    if dropped:
-        tell(
-            Notice(
-                "warning",
-                (
-                    f"{req.opt('labels')}: {dropped} voxels hold ids above {IGNORE_INDEX - 1}, "
-                    "which no class can have; they are ignored (as not labelled)",
-                ),
-            )
-        )
+    if whole:
+        labels, dropped = unlabelled_ids(labels)
+        _warn_dropped(req, dropped, tell)
     train_sl, val_sl = split_for_training(req, slices)
     yield Progress("load model", 0, 1)
     base = None if str(req.base) in NEW_NETWORK_BASES else load_model(req.base, device="cpu")
@@ -149,12 +155,17 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
     if req.smooth is not None:
         norm = dataclasses.replace(norm, smooth=req.smooth)
     yield Progress("load model", 1, 1)
-    # Smoothed once, for training and validation planes alike, as inference will.
-    smoothed, cut = yield from iter_presmooth(image, norm)
-    kw: dict[str, Any] = {"normalisation": cut, "value_range": intensity_range(smoothed, cut)}
-    train = slices_from_volume(smoothed, labels, train_sl, name=name, **kw)
-    val = slices_from_volume(smoothed, labels, val_sl, name=name, **kw) if val_sl else None
-    del smoothed
+    if whole:
+        # Smoothed once, for training and validation planes alike, as inference will.
+        smoothed, cut = yield from iter_presmooth(image, norm)
+        kw: dict[str, Any] = {"normalisation": cut, "value_range": intensity_range(smoothed, cut)}
+        train = slices_from_volume(smoothed, labels, train_sl, name=name, **kw)
+        val = slices_from_volume(smoothed, labels, val_sl, name=name, **kw) if val_sl else None
+        del smoothed
+    else:
+        capped = CappedLabels(labels)
+        train, val = yield from iter_cut_planes(image, capped, train_sl, val_sl, norm, name=name)
+        _warn_dropped(req, capped.dropped, tell)
     top = max(max_label_id(train), max_label_id(val) if val is not None else 0)
     check_class_count(req.classes, top, req.opt("classes"))
     if base is None:
@@ -184,6 +195,19 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
     prov["val_slices"] = list(val.sources) if val is not None else []
     prov["rounds"] = next_rounds(base.spec if base is not None else None, req, train_sl, val_sl)
     return train, val, spec, network, prov, train_sl, val_sl
+
+
+def _warn_dropped(req: TrainRequest, dropped: int, tell: Notify) -> None:
+    if dropped:
+        tell(
+            Notice(
+                "warning",
+                (
+                    f"{req.opt('labels')}: {dropped} voxels hold ids above {IGNORE_INDEX - 1}, "
+                    "which no class can have; they are ignored (as not labelled)",
+                ),
+            )
+        )
 
 
 def _score_saved(output: Any, planes: SliceSet, key: str, device: Any) -> float | None:
@@ -232,8 +256,9 @@ def next_rounds(base: Any, req: TrainRequest, train_sl: Any, val_sl: Any) -> lis
     return rounds
 
 
-def _read(req: TrainRequest) -> tuple[Any, np.ndarray, tuple[str, ...] | None, str]:
-    """``(image, labels, the labels' class names, name)`` from files or arrays."""
+def _read(req: TrainRequest) -> tuple[Any, Any, tuple[str, ...] | None, str]:
+    """``(image, labels, the labels' class names, name)`` from files or arrays; lazy
+    inputs (a zarr store, a lazy view) stay lazy."""
     from ...io import read_labels, read_volume
 
     names = tuple(req.label_class_names) if req.label_class_names else None
@@ -249,9 +274,11 @@ def _read(req: TrainRequest) -> tuple[Any, np.ndarray, tuple[str, ...] | None, s
                 f"{req.opt('labels')}: expected the image's shape {tuple(image.shape)}, got "
                 f"{tuple(read.data.shape)}"
             )
-        labels = read.load()
+        labels = read.data
+    elif not hasattr(labels, "shape"):
+        labels = np.asarray(labels)
     name = req.name or (Path(req.image).name if _is_path(req.image) else "volume")
-    return image, np.asarray(labels), names, name
+    return image, labels, names, name
 
 
 def _new_network(
