@@ -249,3 +249,22 @@ def test_the_one_process_path_never_imports_distributed():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+@pytest.mark.slow  # starts a local cluster in a new process
+def test_cli_with_workers_prints_no_dask_chatter(tmp_path, scan, model_file):
+    """Dask logs every step of a cluster's life at INFO; a user sees the command's lines."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "napari_microfossil.cli", "segment", str(scan), "-o",
+         str(tmp_path / "a.zarr"), "--model", str(model_file), "--device", "cpu",
+         "--workers", "2", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("Segmented 10x40x48 voxels along z in ")
+    assert " info: " not in run.stderr and "Scheduler" not in run.stderr, run.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Generator, Iterator, Sequence
@@ -57,6 +58,9 @@ def plain_warnings(command: str, *, verbose: bool = False) -> Iterator[None]:
     INFO and up with `verbose`, else WARNING and up.
     """
     prefix = f"microfossil {command}"
+    # Dask's scheduler and workers (--workers) log each step at INFO: show their
+    # warnings only, unless asked (read when distributed is imported, workers included).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "info" if verbose else "warning")
     handler = logging.StreamHandler()
     handler.setFormatter(_PlainFormatter(prefix))
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
