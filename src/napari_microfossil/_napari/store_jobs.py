@@ -54,6 +54,7 @@ def iter_extract_stored(request: Any, output: Path) -> ProgressGen[FossilTable]:
         in-memory extraction.
     """
     from ..fossils.blockwise import iter_extract_fossils_blockwise
+    from ..workflows.fossils_store import extraction_options
 
     r = request
     return (
@@ -62,11 +63,7 @@ def iter_extract_stored(request: Any, output: Path) -> ProgressGen[FossilTable]:
             output,
             class_id=r.class_id,
             spacing=r.spacing,
-            min_voxels=r.min_voxels,
-            min_volume_um3=r.min_volume_um3,
-            split=r.split,
-            split_neck_ratio=r.split_neck_ratio,
-            fill_cavities=r.fill_cavities,
+            **extraction_options(r),
             image=r.image,
             overwrite=True,
         )

@@ -120,11 +120,7 @@ def iter_fossils_lazy(
                 store,
                 class_id=class_id,
                 spacing=spacing,
-                min_voxels=r.min_voxels,
-                min_volume_um3=r.min_volume_um3,
-                split=r.split,
-                split_neck_ratio=r.split_neck_ratio,
-                fill_cavities=r.fill_cavities,
+                **extraction_options(r),
                 image=image,
                 overwrite=r.overwrite,
                 workdir=out,
@@ -149,6 +145,20 @@ def iter_fossils_lazy(
                 d.rmdir()  # only if empty
         raise
     return table, dataclasses.replace(written, instances=store)
+
+
+def extraction_options(request: Any) -> dict[str, Any]:
+    """The size limit, splitting and cavity options of a ``FossilsRequest`` or an
+    ``ExtractRequest``, as :func:`~napari_microfossil.fossils.blockwise.iter_extract_fossils_blockwise`
+    takes them: one list, so every blockwise caller passes all of them."""
+    r = request
+    return {
+        "min_voxels": r.min_voxels,
+        "min_volume_um3": r.min_volume_um3,
+        "split": r.split,
+        "split_neck_ratio": r.split_neck_ratio,
+        "fill_cavities": r.fill_cavities,
+    }
 
 
 @contextlib.contextmanager
