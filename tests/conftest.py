@@ -84,3 +84,29 @@ def tiny_model(tiny_spec):
     torch.manual_seed(0)
     net = build_network(tiny_spec).eval()
     return LoadedModel(spec=tiny_spec, network=net)
+
+
+NOISE_SCAN_SHAPE = (10, 40, 48)
+
+
+@pytest.fixture
+def scan(tmp_path):
+    """A (10, 40, 48) uint16 noise scan saved as TIFF, voxel size (2, 0.5, 0.5).
+
+    Used by the streaming, cluster and keep tests; a module with a ``scan`` of its own
+    overrides it.
+    """
+    import numpy as np
+
+    from napari_microfossil.io import write_tiff
+
+    data = np.random.default_rng(0).integers(0, 1000, size=NOISE_SCAN_SHAPE).astype(np.uint16)
+    return write_tiff(tmp_path / "scan.tif", data, spacing=(2.0, 0.5, 0.5))
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Store chunks (and so slabs and tasks) of 2 planes for the 40 x 48 ``scan``."""
+    import napari_microfossil.io.store as store
+
+    monkeypatch.setattr(store, "CHUNK_BYTES", 2 * 40 * 48)

@@ -91,14 +91,6 @@ SHAPE = (10, 40, 48)
 
 
 @pytest.fixture
-def scan(tmp_path):
-    from napari_microfossil.io import write_tiff
-
-    data = np.random.default_rng(0).integers(0, 1000, size=SHAPE).astype(np.uint16)
-    return write_tiff(tmp_path / "scan.tif", data, spacing=(2.0, 0.5, 0.5))
-
-
-@pytest.fixture
 def corrected(tmp_path):
     from napari_microfossil.io import write_tiff
 

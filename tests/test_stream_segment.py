@@ -200,22 +200,6 @@ def test_tiff_written_slab_by_slab_equals_write_tiff(tmp_path, monkeypatch):
 SHAPE = (10, 40, 48)
 
 
-@pytest.fixture
-def scan(tmp_path):
-    from napari_microfossil.io import write_tiff
-
-    data = np.random.default_rng(0).integers(0, 1000, size=SHAPE).astype(np.uint16)
-    return write_tiff(tmp_path / "scan.tif", data, spacing=(2.0, 0.5, 0.5))
-
-
-@pytest.fixture
-def small_chunks(monkeypatch):
-    """Slabs of 2 planes for the 40 x 48 scan."""
-    import napari_microfossil.io.store as store
-
-    monkeypatch.setattr(store, "CHUNK_BYTES", 2 * 40 * 48)
-
-
 def request(scan, model_file, out, conf=None, **kw):
     from napari_microfossil.workflows.segment import SegmentOptions, SegmentRequest
 
