@@ -41,6 +41,11 @@ def split_body(
     if float(dist.max()) <= voxel:
         return [body]
     f = np.log(dist + voxel)
+    # Every regional maximum of the reconstruction holds one of `f`'s, so a body whose
+    # distance has one maximum (most bodies: no neck at all) has one seed; this check
+    # costs a fifth of the reconstruction.
+    if _count_maxima(f, padded) <= 1:
+        return [body]
     domes = reconstruction(f - math.log(1.0 / neck_ratio), f, method="dilation")
     peaks = local_maxima(domes, connectivity=3, allow_borders=True) & padded
     seeds, n_seeds = ndi.label(peaks, structure=np.ones((3, 3, 3), dtype=bool))
@@ -52,6 +57,14 @@ def split_body(
             return [body]
     parts = watershed(-dist, seeds, mask=padded)[1:-1, 1:-1, 1:-1]
     return [parts == k for k in range(1, n_seeds + 1) if np.any(parts == k)]
+
+
+def _count_maxima(f: np.ndarray, inside: np.ndarray) -> int:
+    """How many regional maxima (26-connected plateaus) `f` has inside `inside`."""
+    from skimage.morphology import local_maxima
+
+    peaks = local_maxima(f, connectivity=3, allow_borders=True) & inside
+    return int(ndi.label(peaks, structure=np.ones((3, 3, 3), dtype=bool))[1])
 
 
 def _merge_close_seeds(
