@@ -261,42 +261,55 @@ def _iter_pieces(
     every atom (0: none). A piece's voxels are final when it is made: later components only
     take voxels no component holds, and a split only reassigns its own component's.
     Every job sent to `pool` is appended to `submitted` (for the caller to cancel).
+
+    The filling and splitting of a component (most of the time) runs in `pool`, up to
+    `ahead` components ahead of the one being applied, as soon as every earlier
+    component whose bounding box overlaps its own has been applied (only those can
+    change its crop); results are applied in rank order, so ids, atoms and the table
+    are those of a serial loop.
     """
     n = comps.n
     atoms = _Atoms(comps.rank_of)
-    alive = np.ones(n + 1, dtype=bool)
-    alive[0] = False
+    # Too small by its bounding box: its voxels are free for components after it.
+    small = np.zeros(n + 1, dtype=bool)
+    small[1:] = np.prod(comps.stop[1:] - comps.start[1:], axis=1) < min_count
+    after = _dependencies(comps.start, comps.stop, ~small)
+    options = {
+        "fill_cavities": fill_cavities,
+        "split": split,
+        "split_min_distance_um": split_min_distance_um,
+        "split_neck_ratio": split_neck_ratio,
+    }
+    found: dict[int, tuple[Future[Any], np.ndarray]] = {}
     single = np.full(n + 1, -1, dtype=np.int64)  # the one piece a component became
     sizes: list[int] = []
     rows: list[Future[dict[str, Any]] | None] = []
-    # Measuring (a mesh per fossil) is most of the time and independent of the loop's
-    # state: it runs in other processes, at most `ahead` fossils behind the loop, so
-    # that their masks don't pile up.
+    # Measuring is independent of the loop's state: it runs in the pool too, at most
+    # `ahead` fossils behind the loop, so that their masks don't pile up.
     pending: deque[Future[dict[str, Any]]] = deque()
     every = max(1, n // 200)
+    nxt = 1
     yield Progress("measure", 0, n)
     for i in range(1, n + 1):
-        slc = comps.bbox(i)
-        if int(np.prod(comps.stop[i] - comps.start[i])) < min_count:
-            alive[i] = False  # as the in-memory loop: these voxels become free
-        else:
-            crop = np.asarray(comps.atoms[slc])
-            state = atoms.rank[crop]
-            state[~alive[state]] = 0
-            gained, parts = component_pieces(
-                state,
-                i,
-                sp,
-                fill_cavities=fill_cavities,
-                split=split,
-                split_min_distance_um=split_min_distance_um,
-                split_neck_ratio=split_neck_ratio,
-            )
+        while nxt <= n and nxt < i + ahead and after[nxt] < i:
+            if not small[nxt]:
+                crop = np.asarray(comps.atoms[comps.bbox(nxt)])
+                state = atoms.rank[crop]
+                # Earlier components too small to keep hold nothing; later ones still do.
+                code = np.where(state == nxt, 1, 2).astype(np.uint8)
+                code[(state == 0) | (small[state] & (state < nxt))] = 0
+                job = pool.submit(_pieces, code, sp, options)
+                submitted.append(job)
+                found[nxt] = (job, crop)
+            nxt += 1
+        if not small[i]:
+            slc = comps.bbox(i)
+            job, crop = found.pop(i)
+            body_count, gained, parts = job.result()
             changed = False
             if gained is not None:
                 crop[gained] = atoms.new(i, -1)
                 changed = True
-            body_count = int((state == i).sum()) + (0 if gained is None else int(gained.sum()))
             whole = len(parts) == 1 and int(parts[0][1].sum()) == body_count
             for sub, mask in parts:
                 piece = len(sizes)
@@ -313,10 +326,10 @@ def _iter_pieces(
                         for s, t in zip(slc, sub, strict=True)
                     )
                     img = None if image is None else np.asarray(image[box])
-                    job = pool.submit(measure_one, 0, mask, box, sp, shape, img)
-                    submitted.append(job)
-                    rows.append(job)
-                    pending.append(job)
+                    measured = pool.submit(measure_one, 0, mask, box, sp, shape, img)
+                    submitted.append(measured)
+                    rows.append(measured)
+                    pending.append(measured)
                     while len(pending) > ahead:
                         pending.popleft().result()
                 else:
@@ -338,6 +351,51 @@ def _iter_pieces(
         row["id"] = new_id
         out_rows.append(row)
     return out_rows, _final_lut(atoms, single, final)
+
+
+def _pieces(
+    code: np.ndarray, sp: tuple[float, float, float], options: dict[str, Any]
+) -> tuple[int, np.ndarray | None, list[tuple[tuple[slice, ...], np.ndarray]]]:
+    """The component's voxels with what it gains, and :func:`~.extract.component_pieces`,
+    of a crop coded 1 (the component), 0 (free voxels) and 2 (other components'): what
+    only depends on those three, sent to a pool."""
+    gained, parts = component_pieces(code, 1, sp, **options)
+    count = int(np.count_nonzero(code == 1)) + (0 if gained is None else int(gained.sum()))
+    return count, gained, parts
+
+
+def _dependencies(start: np.ndarray, stop: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """For each component, the last earlier active component whose bounding box
+    overlaps its own (0: none); inactive components neither wait nor are waited for.
+
+    `start`, `stop`: ``(n + 1, 3)`` half-open boxes (row 0 unused); `active`: ``(n + 1,)``.
+    Candidates come from a coarse grid of cells (a box registers in each cell it
+    covers), then the exact box test.
+    """
+    n = len(start) - 1
+    out = np.zeros(n + 1, dtype=np.int64)
+    cell = max(16, int(np.median(stop[1:] - start[1:])) * 2) if n else 16
+    grid: dict[tuple[int, int, int], list[int]] = {}
+    for j in range(1, n + 1):
+        if not active[j]:
+            continue
+        lo = start[j] // cell
+        hi = (stop[j] - 1) // cell
+        keys = [
+            (a, b, c)
+            for a in range(int(lo[0]), int(hi[0]) + 1)
+            for b in range(int(lo[1]), int(hi[1]) + 1)
+            for c in range(int(lo[2]), int(hi[2]) + 1)
+        ]
+        cand = [k for key in keys for k in grid.get(key, ())]
+        if cand:
+            ks = np.unique(np.asarray(cand, dtype=np.int64))
+            hit = np.all((start[ks] < stop[j]) & (start[j] < stop[ks]), axis=1)
+            if hit.any():
+                out[j] = int(ks[hit].max())
+        for key in keys:
+            grid.setdefault(key, []).append(j)
+    return out
 
 
 def _final_lut(atoms: _Atoms, single: np.ndarray, final: np.ndarray) -> np.ndarray:
