@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from napari_microfossil.fossils import extract_fossils
-from napari_microfossil.fossils.blockwise import _dependencies, extract_fossils_blockwise
+from napari_microfossil.fossils.blockwise import extract_fossils_blockwise
+from napari_microfossil.fossils.pipeline import overlap_dependencies
 from test_blockwise_fossils import _assert_same, _ball, random_labels
 
 
@@ -31,7 +32,7 @@ def test_dependencies_are_the_last_overlapping_earlier_box(seed):
     stop = start + size + rng.integers(1, 12, (n + 1, 3))
     active = rng.random(n + 1) < 0.8
     active[0] = False
-    got = _dependencies(start, stop, active)
+    got = overlap_dependencies(start, stop, active)
     np.testing.assert_array_equal(got, _brute(start, stop, active))
     assert (got > 0).sum() > 10  # overlaps happen: the test tests something
 
@@ -49,3 +50,30 @@ def test_nested_and_crowded_components_with_two_workers(tmp_path):
     blk = extract_fossils_blockwise(lab, tmp_path / "i.zarr", block=16, workers=2, **options)
     assert len(mem) > 10
     _assert_same(mem, blk)
+
+
+def test_blocks_labelled_in_processes_merge_like_blocks_labelled_here(tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from napari_microfossil._progress import drain
+    from napari_microfossil.fossils.blocks import iter_label_blocks
+
+    lab = random_labels(12, (40, 36, 44))
+    got = []
+    pools = [None, ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))]
+    for k, pool in enumerate(pools):
+        (tmp_path / str(k)).mkdir()
+        comps = drain(
+            iter_label_blocks(
+                lab, 1, connectivity=26, block=(16, 8, 16), workdir=tmp_path / str(k), pool=pool
+            )
+        )
+        got.append((comps, np.asarray(comps.atoms[:, :, :])))
+        if pool is not None:
+            pool.shutdown()
+    (a, atoms_a), (b, atoms_b) = got
+    assert a.n > 20
+    np.testing.assert_array_equal(atoms_a, atoms_b)
+    for name in ("rank_of", "count", "start", "stop"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -264,6 +265,37 @@ class _Faces:
             self.pairs.append(found)
 
 
+def label_block(
+    mask: np.ndarray, region: tuple[slice, slice, slice], connectivity: int, atoms: AtomStore
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """Label one block of the class mask with cc3d and write its labels (1..n) into
+    `atoms` at `region` (nothing for an empty block).
+
+    Returns ``(n, counts (n,), boxes (n, 6) min/max per axis in the block, first voxels
+    (n, 3) in the block)``: what the merge needs, without the labels themselves.
+    """
+    conn = cast(Literal[6, 18, 26], connectivity)
+    local, n = cc3d.connected_components(mask, connectivity=conn, return_N=True)
+    del mask
+    if not n:
+        return 0, np.zeros(0, np.int64), np.zeros((0, 6), np.int64), np.zeros((0, 3), np.int64)
+    local = local.astype(np.uint32, copy=False)
+    # Counts and boxes in one pass (bincount plus find_objects took twice as long).
+    stats = cc3d.statistics(local, no_slice_conversion=True)
+    count = stats["voxel_counts"][1:].astype(np.int64)
+    box = np.asarray(stats["bounding_boxes"], dtype=np.int64)[1:]
+    first = np.stack(np.unravel_index(_first_voxels(local, n, box[:, 0]), local.shape), axis=1)
+    atoms[region] = local
+    return int(n), count, box, first
+
+
+def _done(value: Any) -> Future[Any]:
+    """`value` as a finished future (the blocks labelled in this process)."""
+    fut: Future[Any] = Future()
+    fut.set_result(value)
+    return fut
+
+
 def iter_label_blocks(
     labels: Any,
     class_id: int,
@@ -271,6 +303,8 @@ def iter_label_blocks(
     connectivity: int,
     block: Sequence[int],
     workdir: Path,
+    pool: Executor | None = None,
+    ahead: int = 2,
 ) -> Generator[Progress, None, Components]:
     """Label ``labels == class_id`` block by block and merge across block boundaries.
 
@@ -286,6 +320,12 @@ def iter_label_blocks(
     workdir : Path
         Folder for the temporary atom file (``atoms.u32``, up to 4 bytes a voxel, sparse
         where there are no fossils); the caller removes it.
+    pool : Executor, optional
+        Processes (or threads) of this machine that label blocks, up to `ahead` blocks
+        ahead of the one merged here: they write each block's own labels into the atom
+        file (a memory map they share with this process), and this process shifts them
+        to atom ids in block order. Not a cluster's executor: its workers would not
+        share the file's memory. Default: every block in this process.
 
     Yields
     ------
@@ -305,33 +345,45 @@ def iter_label_blocks(
     nblocks = math.prod(-(-n // b) for n, b in zip(shape, bs, strict=True))
     yield Progress("label", 0, nblocks)
     last = [(-(-n // b)) - 1 for n, b in zip(shape, bs, strict=True)]
-    for done, ((bz, by, bx), region) in enumerate(iter_blocks(shape, bs), start=1):
-        origin = np.array([s.start for s in region], dtype=np.int64)
-        mask = np.asarray(labels[region]) == class_id
-        local, n = cc3d.connected_components(mask, connectivity=conn, return_N=True)
-        del mask
-        local = local.astype(np.uint32, copy=False)
-        if n:
-            # Counts and boxes in one pass (bincount plus find_objects took twice as long).
-            stats = cc3d.statistics(local, no_slice_conversion=True)
-            counts.append(stats["voxel_counts"][1:].astype(np.int64))
-            box = np.asarray(stats["bounding_boxes"], dtype=np.int64)[1:]  # min, max per axis
-            starts.append(box[:, 0::2] + origin)
-            stops.append(box[:, 1::2] + 1 + origin)
-            first = _first_voxels(local, n, box[:, 0])
-            first = np.stack(np.unravel_index(first, local.shape), axis=1)
-            firsts.append((first + origin) @ strides)
-            g = local
-            np.add(g, np.uint32(offset), out=g, where=g > 0)
-        else:
-            g = local
-        if offset + n >= np.iinfo(np.uint32).max:
-            raise ValueError(f"more than {np.iinfo(np.uint32).max} block components")
-        if n:
-            atoms[region] = g
-        _collect_faces(faces, g, region, (bz, by, bx), last, shape)
-        offset += n
-        yield Progress("label", done, nblocks)
+    blocks = iter(enumerate(iter_blocks(shape, bs), start=1))
+    queue: deque[tuple[int, tuple[int, int, int], tuple[slice, slice, slice], Any]] = deque()
+    try:
+        while True:
+            while len(queue) <= (ahead if pool is not None else 0):
+                item = next(blocks, None)
+                if item is None:
+                    break
+                done, (pos, region) = item
+                mask = np.asarray(labels[region]) == class_id
+                job = (
+                    _done(label_block(mask, region, conn, atoms))
+                    if pool is None
+                    else pool.submit(label_block, mask, region, conn, atoms)
+                )
+                queue.append((done, pos, region, job))
+            if not queue:
+                break
+            done, (bz, by, bx), region, job = queue.popleft()
+            n, count, box, first = job.result()
+            origin = np.array([s.start for s in region], dtype=np.int64)
+            if n:
+                counts.append(count)
+                starts.append(box[:, 0::2] + origin)
+                stops.append(box[:, 1::2] + 1 + origin)
+                firsts.append((first + origin) @ strides)
+                g = atoms[region]  # the block's own labels, written by `label_block`
+                np.add(g, np.uint32(offset), out=g, where=g > 0)
+                atoms[region] = g
+            else:
+                g = np.zeros(tuple(s.stop - s.start for s in region), np.uint32)
+            if offset + n >= np.iinfo(np.uint32).max:
+                raise ValueError(f"more than {np.iinfo(np.uint32).max} block components")
+            _collect_faces(faces, g, region, (bz, by, bx), last, shape)
+            offset += n
+            yield Progress("label", done, nblocks)
+    finally:
+        for _, _, _, job in queue:
+            job.cancel()
     n_atoms = offset
     pairs = np.concatenate(faces.pairs) if faces.pairs else np.zeros((0, 2), np.int64)
     logger.debug("%d atoms in %d blocks, %d boundary pairs", n_atoms, nblocks, len(pairs))

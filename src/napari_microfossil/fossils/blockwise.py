@@ -6,16 +6,18 @@ not fit in memory (a lazy zarr view), and writes the instance volume to an OME-Z
 store block by block. Peak memory is a few blocks plus the largest fossil's bounding
 box, not the volume.
 
-1. Components: :func:`~.blocks.iter_label_blocks` labels each block with cc3d, merges
-   labels that touch across block boundaries and ranks the components as cc3d ranks
-   them on the whole volume; a temporary file holds each voxel's block label
-   (its *atom*).
+1. Components: :func:`~.blocks.iter_label_blocks` labels each block with cc3d (in the
+   worker processes, a few blocks ahead), merges labels that touch across block
+   boundaries and ranks the components as cc3d ranks them on the whole volume; a
+   temporary file holds each voxel's block label (its *atom*).
 2. Per component, in rank order, on its bounding-box crop read from the store:
    cavity filling, optional splitting (:func:`~.extract.component_pieces`, the code
    the in-memory path runs), the size limit and the measurements
    (:func:`~.measure.measure_one`). Voxels a component gains or a split reassigns get
    new atoms, written back into the crop, so a later component sees the same
-   neighbours the in-memory loop sees.
+   neighbours the in-memory loop sees. Filling, splitting and measuring run in the
+   worker processes, ahead of the loop where no earlier box overlaps; the loop applies
+   their results in rank order.
 3. Ids by size (largest first, ties in component order), then the instance volume:
    each slab of the store mapped atom -> fossil id and written to the output store.
 """
@@ -38,11 +40,11 @@ from .._progress import Progress, drain
 from ..atomic import work_dir
 from ..errors import InputError
 from ..io import read_labels
-from ..io.store import create_output
 from .blocks import Components, iter_label_blocks
 from .crops import CachedCrops, is_lazy
 from .extract import check_options, component_pieces
 from .measure import measure_one
+from .pipeline import iter_write_instances, overlap_dependencies
 from .table import FossilTable
 
 logger = logging.getLogger(__name__)
@@ -111,8 +113,9 @@ def iter_extract_fossils_blockwise(
         `output`. It holds a uint32 copy of the volume (sparse: blocks without the
         class take no space).
     workers : int
-        Processes measuring fossils (the meshes behind the surface areas, most of the
-        time) while the next ones are found; 1 (default): a thread of this process.
+        Processes that label blocks, fill, split and measure fossils while this one
+        merges and applies their results in order; 1 (default): a thread of this
+        process.
         More start processes with "spawn", which re-imports the calling script: call
         from under ``if __name__ == "__main__":`` (as the CLI does). The result does
         not depend on it. With an `executor`: how many fossils it measures at once.
@@ -169,10 +172,22 @@ def iter_extract_fossils_blockwise(
     n_workers = _check_workers(workers)
     tmp = work_dir(".fossils-", workdir or out_path.parent)
     pool = _pool(n_workers) if executor is None else executor
+    # On a cluster a task costs more than filling and splitting a small component: those
+    # stay on this machine, beside the loop.
+    find_pool = pool if executor is None else ThreadPoolExecutor(1)
+    # Blocks are labelled, and slabs written, in our own processes only: they share the
+    # atom file's memory (a cluster's workers would not).
+    local_pool = pool if executor is None and n_workers > 1 else None
     pending: list[Future[Any]] = []
     try:
         comps = yield from iter_label_blocks(
-            labels, opts.class_id, connectivity=opts.connectivity, block=bs, workdir=tmp
+            labels,
+            opts.class_id,
+            connectivity=opts.connectivity,
+            block=bs,
+            workdir=tmp,
+            pool=local_pool,
+            ahead=n_workers,
         )
         fossils = yield from _iter_pieces(
             comps,
@@ -185,15 +200,21 @@ def iter_extract_fossils_blockwise(
             split_min_distance_um=split_min_distance_um,
             split_neck_ratio=split_neck_ratio,
             pool=pool,
+            find_pool=find_pool,
             ahead=4 * n_workers,
             submitted=pending,
         )
         rows, final = fossils
-        yield from _iter_write(comps, final, out_path, opts.spacing, overwrite)
+        yield from iter_write_instances(
+            comps, final, out_path, opts.spacing, overwrite, local_pool, ahead=n_workers
+        )
     finally:
         if executor is None:
             pool.shutdown(cancel_futures=True)
-        else:  # not ours to shut down: only what this run asked of it is cancelled
+        else:
+            find_pool.shutdown(
+                cancel_futures=True
+            )  # not ours to shut down: only what this run asked of it is cancelled
             for job in pending:
                 job.cancel()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -208,9 +229,9 @@ def extract_fossils_blockwise(labels: Any, output: str | Path, **kwargs: Any) ->
 
 
 def default_workers() -> int:
-    """Measuring processes for a run of its own: the machine's cores, at most 2 (more
-    gain little: the loop that feeds them is serial)."""
-    return max(1, min(2, os.cpu_count() or 1))
+    """Worker processes for a run of its own: the machine's cores, at most 4 (the
+    loop that feeds them, reading and writing crops, is serial)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _check_workers(workers: Any) -> int:
@@ -252,6 +273,7 @@ def _iter_pieces(
     split_min_distance_um: float | None,
     split_neck_ratio: float,
     pool: Executor,
+    find_pool: Executor,
     ahead: int,
     submitted: list[Future[Any]],
 ) -> Generator[Progress, None, tuple[list[dict[str, Any]], np.ndarray]]:
@@ -262,7 +284,7 @@ def _iter_pieces(
     take voxels no component holds, and a split only reassigns its own component's.
     Every job sent to `pool` is appended to `submitted` (for the caller to cancel).
 
-    The filling and splitting of a component (most of the time) runs in `pool`, up to
+    The filling and splitting of a component (most of the time) runs in `find_pool`, up to
     `ahead` components ahead of the one being applied, as soon as every earlier
     component whose bounding box overlaps its own has been applied (only those can
     change its crop); results are applied in rank order, so ids, atoms and the table
@@ -273,7 +295,7 @@ def _iter_pieces(
     # Too small by its bounding box: its voxels are free for components after it.
     small = np.zeros(n + 1, dtype=bool)
     small[1:] = np.prod(comps.stop[1:] - comps.start[1:], axis=1) < min_count
-    after = _dependencies(comps.start, comps.stop, ~small)
+    after = overlap_dependencies(comps.start, comps.stop, ~small)
     options = {
         "fill_cavities": fill_cavities,
         "split": split,
@@ -298,7 +320,7 @@ def _iter_pieces(
                 # Earlier components too small to keep hold nothing; later ones still do.
                 code = np.where(state == nxt, 1, 2).astype(np.uint8)
                 code[(state == 0) | (small[state] & (state < nxt))] = 0
-                job = pool.submit(_pieces, code, sp, options)
+                job = find_pool.submit(_pieces, code, sp, options)
                 submitted.append(job)
                 found[nxt] = (job, crop)
             nxt += 1
@@ -364,40 +386,6 @@ def _pieces(
     return count, gained, parts
 
 
-def _dependencies(start: np.ndarray, stop: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """For each component, the last earlier active component whose bounding box
-    overlaps its own (0: none); inactive components neither wait nor are waited for.
-
-    `start`, `stop`: ``(n + 1, 3)`` half-open boxes (row 0 unused); `active`: ``(n + 1,)``.
-    Candidates come from a coarse grid of cells (a box registers in each cell it
-    covers), then the exact box test.
-    """
-    n = len(start) - 1
-    out = np.zeros(n + 1, dtype=np.int64)
-    cell = max(16, int(np.median(stop[1:] - start[1:])) * 2) if n else 16
-    grid: dict[tuple[int, int, int], list[int]] = {}
-    for j in range(1, n + 1):
-        if not active[j]:
-            continue
-        lo = start[j] // cell
-        hi = (stop[j] - 1) // cell
-        keys = [
-            (a, b, c)
-            for a in range(int(lo[0]), int(hi[0]) + 1)
-            for b in range(int(lo[1]), int(hi[1]) + 1)
-            for c in range(int(lo[2]), int(hi[2]) + 1)
-        ]
-        cand = [k for key in keys for k in grid.get(key, ())]
-        if cand:
-            ks = np.unique(np.asarray(cand, dtype=np.int64))
-            hit = np.all((start[ks] < stop[j]) & (start[j] < stop[ks]), axis=1)
-            if hit.any():
-                out[j] = int(ks[hit].max())
-        for key in keys:
-            grid.setdefault(key, []).append(j)
-    return out
-
-
 def _final_lut(atoms: _Atoms, single: np.ndarray, final: np.ndarray) -> np.ndarray:
     """Fossil id (uint32) of every atom: its piece's, or its component's only piece's."""
     rank = atoms.rank[: atoms.n]
@@ -410,26 +398,3 @@ def _final_lut(atoms: _Atoms, single: np.ndarray, final: np.ndarray) -> np.ndarr
     piece[0] = -1
     lut = np.where(piece >= 0, final[np.maximum(piece, 0)] if len(final) else 0, 0)
     return lut.astype(np.uint32)
-
-
-def _iter_write(
-    comps: Components,
-    lut: np.ndarray,
-    path: Path,
-    sp: tuple[float, float, float],
-    overwrite: bool,
-) -> Generator[Progress, None, None]:
-    """Write the instance volume slab by slab: each atom mapped to its fossil id."""
-    store = comps.atoms
-    shape = tuple(int(n) for n in store.shape)
-    out = create_output(path, shape, np.uint32, spacing=sp, overwrite=overwrite)
-    step = out.slab
-    slabs = list(range(0, shape[0], step))
-    yield Progress("write", 0, len(slabs))
-    for k, z0 in enumerate(slabs, start=1):
-        slab = store[z0 : z0 + step, :, :]
-        for plane in slab:  # in place, one plane at a time: no second slab in memory
-            plane[...] = lut[plane]
-        out.write(z0, slab)
-        yield Progress("write", k, len(slabs))
-    out.finish()
