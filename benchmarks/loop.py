@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -48,6 +49,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# OpenMP threads that wait for a descheduled sibling sleep instead of spinning (set
+# before torch loads libgomp): on a loaded machine spinning made a training step cost
+# 3.7x the CPU seconds (docs/correction_loop.md, session 3), and CPU seconds are the
+# budget here. `OMP_WAIT_POLICY=ACTIVE python ...` for the old behaviour.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from _forest import forest_segment, slice_features
 from _plot import line_plot
