@@ -28,11 +28,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+# OpenMP threads that wait for a descheduled sibling sleep instead of spinning (set
+# before torch loads libgomp): on a loaded machine spinning made a training step cost
+# 3.7x the CPU seconds (docs/correction_loop.md, session 3), and CPU seconds are the
+# budget here. `OMP_WAIT_POLICY=ACTIVE python ...` for the old behaviour.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from napari_microfossil._progress import drain
 from napari_microfossil.cli.train import add_recipe_options, recipe_from_args

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -48,6 +49,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# OpenMP threads that wait for a descheduled sibling sleep instead of spinning (set
+# before torch loads libgomp): on a loaded machine spinning made a training step cost
+# 3.7x the CPU seconds (docs/correction_loop.md, session 3), and CPU seconds are the
+# budget here. `OMP_WAIT_POLICY=ACTIVE python ...` for the old behaviour.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from _forest import forest_segment, slice_features
 from _plot import line_plot
@@ -131,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         "--minutes-per-round",
         type=float,
         default=1.0,
-        help="training time a round, counted on --time-clock (default cpu: CPU seconds)",
+        help="training time a round, counted on --time-clock (default cpu: CPU seconds); 0: "
+        "no time limit, a step budget instead (--epochs x --steps-per-epoch a round, the same "
+        "training however loaded the machine is)",
     )
     p.add_argument(
         "--no-hold-out",
@@ -141,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--new-head", choices=["fit", "random"], default="fit")
     p.add_argument("--arms", nargs="+", default=["suggested", "even", "forest"])
+    p.add_argument(
+        "--forest-from",
+        type=Path,
+        metavar="RUN.json",
+        help="train no network: score the forest on the slices of each round of an earlier "
+        "run's --json (its suggested rows as 'forest', its even rows as 'forest-even')",
+    )
     p.add_argument("--axes", default="z", help="slicing axes when segmenting, e.g. zyx")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--forest-pixels", type=int, default=20000, help="per training slice")
@@ -159,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--counts: expected increasing totals, got {counts}")
     if args.smooth is None and phantom:
         args.smooth = 0.7
-    args.time_limit = args.minutes_per_round * 60.0
+    args.time_limit = args.minutes_per_round * 60.0 if args.minutes_per_round > 0 else None
+    if args.time_limit is None and args.epochs + args.frozen_epochs >= 1000:
+        p.error("--minutes-per-round 0: give the step budget with --epochs (and --frozen-epochs)")
 
     import torch
 
@@ -174,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             iter_segment(image, model, axes=args.axes, device=args.device, confidence=conf)
         )
 
-    unet_arms = [a for a in ("suggested", "even") if a in args.arms]
+    replay = args.forest_from is not None  # the forest alone, on an earlier run's slices
+    unet_arms = [] if replay else [a for a in ("suggested", "even") if a in args.arms]
     base_seg = segment(args.base, True) if unet_arms else None
     rows: list[dict] = []
     if phantom and base_seg is not None:
@@ -182,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base model: fossil IoU {rows[0]['value']:.4f} on all {nz} slices", flush=True)
     conf = base_seg.confidence if base_seg is not None else None
     state = {a: {"model": args.base, "reviewed": [], "conf": conf} for a in unet_arms}
-    forests = [a for a in ("forest", "forest-even") if a in args.arms]
+    forests = [a for a in ("forest", "forest-even") if a in args.arms or replay]
     feats = slice_features(image) if forests else None
     even_forest: list[int] = []
 
@@ -200,6 +218,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{arm:>11}: {row['n']:>2} slices {reviewed} -> {row['value']:.4f}", flush=True)
         return row
 
+    if args.forest_from is not None:
+        earlier = json.loads(args.forest_from.read_text())["rows"]
+        rows = [row for row in earlier if row["arm"] in ("base", "suggested", "even")]
+        for row in list(rows):
+            if row["arm"] != "base":
+                arm = "forest" if row["arm"] == "suggested" else "forest-even"
+                rows.append(forest_row(arm, list(row["slices"])))
+                report(rows, names, args, time.perf_counter() - t_start)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         for r, count in enumerate(counts, start=1):
             per = count - (counts[r - 2] if r > 1 else 0)

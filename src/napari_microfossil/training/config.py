@@ -69,7 +69,11 @@ class TrainConfig:
     time_clock : {"wall", "cpu"}
         What `time_limit_s` counts: wall-clock seconds, or CPU seconds (user + system)
         of the training process, which do not shrink when other programs load the
-        machine (the same limit then buys about the same number of steps).
+        machine. They do grow: on a loaded machine OpenMP threads spin while they
+        wait for each other (unless ``OMP_WAIT_POLICY=PASSIVE``), and a step cost
+        3.7 times the CPU seconds (docs/correction_loop.md, session 3); for the same
+        training on any machine give a step budget (`epochs` x `steps_per_epoch`, no
+        time limit).
     seed : int
         Seeds crop sampling, augmentation and initialisation.
     """
