@@ -123,12 +123,11 @@ def fossils_defaults(
     """Instances of ``microfossil fossils LABELS -o OUTDIR --mesh none [--confidence
     CONF]`` and its summary."""
     said = io.StringIO()
-    more = [] if confidence is None else ["--confidence", str(confidence)]
+    argv = ["fossils", str(labels), "-o", str(outdir), "--mesh", "none", "--quiet", "--overwrite"]
+    if confidence is not None:
+        argv += ["--confidence", str(confidence)]
     with contextlib.redirect_stdout(said):
-        code = cli.main(
-            ["fossils", str(labels), "-o", str(outdir), "--mesh", "none", "--quiet"]
-            + ["--overwrite", *more]
-        )
+        code = cli.main(argv)
     if code != 0:
         raise SystemExit(f"microfossil fossils failed ({code}): {said.getvalue()}")
     inst = np.asarray(read_labels(outdir / "instances.tif").load())
