@@ -3,15 +3,18 @@
 Each phantom (test seeds 3000 and up, the default style and ``PhantomStyle().harder()``)
 is written as a TIFF scan, segmented by the committed default model through the
 product path (:func:`~napari_microfossil.workflows.segment_scan.iter_segment_scan`,
-as ``microfossil segment``), and its fossils extracted by ``microfossil fossils`` with
-no options (``cli.main``, so exactly what a first run gets). The instances are matched
+as ``microfossil segment --confidence CONF``), and its fossils extracted by
+``microfossil fossils`` twice (``cli.main``, so exactly what a user gets): with no
+options (``labels only``: the size limit and splitting, as before the confidence
+limit), and with ``--confidence CONF`` and nothing else (``+ confidence``: the
+default confidence limit, :data:`~napari_microfossil.fossils.DEFAULT_MIN_CONFIDENCE`). The instances are matched
 one-to-one against the phantom's true fossil instances (``Phantom.instances``: touching
 fossils keep their own ids) at IoU >= 0.5, greedily by IoU (at IoU > 0.5 a match is
 unique anyway), and precision, recall and F1 printed.
 
-The same extraction on the *true* class labels is an upper bound: what is lost there
-is lost by the extraction (merges, splits, the size limit), the rest by the
-segmentation. A few alternative settings run through the engine
+The same extractions on the *true* class labels (``+ confidence``: with the model's
+confidence) are an upper bound: what is lost there is lost by the extraction (merges,
+splits, the size and confidence limits), the rest by the segmentation. A few alternative settings run through the engine
 (:func:`~napari_microfossil.fossils.extract_fossils`) on the model's labels.
 
 Then, per size of true fossil, how much of it the model labels ``fossil`` (voxel
@@ -21,7 +24,7 @@ extraction).
 Usage::
 
     python benchmarks/fossils_f1.py [--seeds 3000 3001 3002] [--shape 128 256 256]
-        [--styles default harder] [--cache DIR] [--model default]
+        [--styles default harder] [--cache DIR] [--model default] [--no-variants]
 
 ``--cache DIR`` keeps the scans and segmentations there, so a rerun skips segmenting.
 """
@@ -99,21 +102,32 @@ def prf(matched: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
     return pr, rc, (2 * pr * rc / (pr + rc) if pr + rc else 0.0)
 
 
-def segment(scan: Path, out: Path, model: str, device: str) -> np.ndarray:
-    """Labels of `scan` as ``microfossil segment SCAN -o OUT`` writes them."""
-    if not out.exists():
-        request = SegmentRequest(scan, out, model=model, options=SegmentOptions(device=device))
+def segment(scan: Path, out: Path, conf: Path, model: str, device: str) -> np.ndarray:
+    """Labels of `scan` as ``microfossil segment SCAN -o OUT --confidence CONF`` writes them."""
+    if not (out.exists() and conf.exists()):
+        request = SegmentRequest(
+            scan,
+            out,
+            model=model,
+            confidence=conf,
+            options=SegmentOptions(device=device),
+            overwrite=True,
+        )
         drain(iter_segment_scan(request))
     return np.asarray(read_labels(out).load())
 
 
-def fossils_defaults(labels: Path, outdir: Path) -> tuple[np.ndarray, str]:
-    """Instances of ``microfossil fossils LABELS -o OUTDIR --mesh none`` and its summary."""
+def fossils_defaults(
+    labels: Path, outdir: Path, confidence: Path | None = None
+) -> tuple[np.ndarray, str]:
+    """Instances of ``microfossil fossils LABELS -o OUTDIR --mesh none [--confidence
+    CONF]`` and its summary."""
     said = io.StringIO()
+    argv = ["fossils", str(labels), "-o", str(outdir), "--mesh", "none", "--quiet", "--overwrite"]
+    if confidence is not None:
+        argv += ["--confidence", str(confidence)]
     with contextlib.redirect_stdout(said):
-        code = cli.main(
-            ["fossils", str(labels), "-o", str(outdir), "--mesh", "none", "--quiet", "--overwrite"]
-        )
+        code = cli.main(argv)
     if code != 0:
         raise SystemExit(f"microfossil fossils failed ({code}): {said.getvalue()}")
     inst = np.asarray(read_labels(outdir / "instances.tif").load())
@@ -141,12 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="default")
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache", type=Path, default=None, help="keep scans and labels here")
+    p.add_argument("--no-variants", action="store_true", help="only the two CLI runs")
     args = p.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory(prefix="fossils_f1_")
     cache = args.cache or Path(tmp.name)
     cache.mkdir(parents=True, exist_ok=True)
-    names = ["defaults (CLI)", *(v[0] for v in VARIANTS)]
+    variants = () if args.no_variants else VARIANTS
+    names = ["labels only (CLI)", "+ confidence (CLI)", *(v[0] for v in variants)]
     summary_line = ""
     for style_name in args.styles:
         style = PhantomStyle().harder() if style_name == "harder" else PhantomStyle()
@@ -160,22 +176,25 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             ph = make_phantom(tuple(args.shape), seed=seed, style=style)
             stem = cache / f"{style_name}_{seed}_{'x'.join(map(str, args.shape))}"
-            scan, seg_path, truth_path = (
-                stem.with_name(stem.name + s) for s in ("_scan.tif", "_labels.tif", "_truth.tif")
+            scan, seg_path, truth_path, conf_path = (
+                stem.with_name(stem.name + s)
+                for s in ("_scan.tif", "_labels.tif", "_truth.tif", "_conf.tif")
             )
             kw = {"spacing": ph.spacing, "overwrite": True}
             if not scan.exists():
                 write_tiff(scan, ph.image, **kw)
             write_tiff(truth_path, ph.labels, class_names=ph.class_names, **kw)
             t0 = time.process_time()
-            seg = segment(scan, seg_path, args.model, args.device)
+            seg = segment(scan, seg_path, conf_path, args.model, args.device)
             t_seg = time.process_time() - t0
             size_report(ph.instances, seg, sizes)
             for src, lab, path in (("model", seg, seg_path), ("truth", ph.labels, truth_path)):
-                inst, said = fossils_defaults(path, stem.with_name(stem.name + f"_{src}_out"))
-                summary_line = summary_line or said
-                add(totals[(names[0], src)], match_counts(inst, ph.instances))
-                for label, opts in VARIANTS if src == "model" else ():
+                for name, conf in zip(names[:2], (None, conf_path), strict=True):
+                    out = stem.with_name(stem.name + f"_{src}_{'conf' if conf else 'plain'}_out")
+                    inst, said = fossils_defaults(path, out, conf)
+                    summary_line = said if conf and src == "model" else summary_line
+                    add(totals[(name, src)], match_counts(inst, ph.instances))
+                for label, opts in variants if src == "model" else ():
                     table = extract_fossils(lab, class_id=1, spacing=ph.spacing, **opts)
                     got = match_counts(table.instances, ph.instances)
                     add(totals[(label, src)], got)
@@ -219,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {lo:>6}-{hi if hi < 10**9 else '':<6} n={int(sel.sum()):>3} "
                     f"median {np.median(r):.2f}  mean {r.mean():.2f}  min {r.min():.2f}"
                 )
-    print("\nsummary printed by `microfossil fossils` with defaults (last run):")
+    print("\nsummary printed by `microfossil fossils --confidence CONF` (last run):")
     print(summary_line)
     tmp.cleanup()
     return 0

@@ -1,8 +1,9 @@
-"""The Fossils panel's extraction options: size limit, splitting, cavity filling.
+"""The Fossils panel's extraction options: size and confidence limits, splitting, filling.
 
 Starts at the same defaults as ``microfossil fossils``
 (:mod:`napari_microfossil.fossils.defaults`), and says after an extraction what the
-size limit was and how to change it.
+limits were and how to change them. The confidence limit applies with the Segment
+result's confidence layer (the labels layer names it), as ``fossils --confidence``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QWidget
 
 from ..fossils import defaults
+from . import layers
 
 SIZE_UNITS = ("voxels", "µm³")
 
@@ -29,6 +31,9 @@ class ExtractOptions:
         ``"voxels"`` or ``"µm³"``.
     split, fill : QCheckBox
         Separate touching fossils (on by default, as the command line); fill chambers.
+    min_confidence : QDoubleSpinBox
+        The confidence limit, percent; starts at
+        :data:`~napari_microfossil.fossils.defaults.DEFAULT_MIN_CONFIDENCE`.
     """
 
     def __init__(self, parent: QWidget) -> None:
@@ -40,6 +45,14 @@ class ExtractOptions:
         self.split.setChecked(defaults.DEFAULT_SPLIT)
         self.fill = QCheckBox("Fill chambers", parent)
         self.fill.setChecked(True)
+        self.min_confidence = QDoubleSpinBox(parent, decimals=0, minimum=0, maximum=100)
+        self.min_confidence.setSuffix(" %")
+        self.min_confidence.setValue(defaults.DEFAULT_MIN_CONFIDENCE)
+        self.min_confidence.setToolTip(
+            "With the Segment result's confidence layer: objects the model was on average "
+            f"less sure of are dropped. Default {defaults.DEFAULT_MIN_CONFIDENCE:g} %; 0 "
+            "keeps every object. Not applied to labels with corrections"
+        )
         self.min_size.setToolTip(
             f"Smaller objects are dropped. Default {defaults.DEFAULT_MIN_VOXELS} voxels, a "
             f"ball {defaults.DEFAULT_MIN_DIAMETER_VOXELS} voxels across; 0 keeps every speck"
@@ -56,12 +69,15 @@ class ExtractOptions:
         row.addWidget(self.min_unit)
         return row
 
-    def values(self) -> dict[str, Any]:
-        """Size limit, splitting and filling as :class:`ExtractRequest` keywords."""
+    def values(self, confidence: Any = None) -> dict[str, Any]:
+        """Size and confidence limits, splitting and filling as :class:`ExtractRequest`
+        keywords; `confidence`: the labels' confidence volume, or None."""
         value = float(self.min_size.value())
         opts: dict[str, Any] = {
             "split": self.split.isChecked(),
             "fill_cavities": self.fill.isChecked(),
+            "min_confidence": float(self.min_confidence.value()),
+            "confidence": confidence,
         }
         if self.min_unit.currentText() == "voxels":
             opts["min_voxels"] = round(value)
@@ -83,3 +99,37 @@ class ExtractOptions:
         return defaults.size_limit_note(
             spacing, keep_all="Min size 0", other="another Min size (voxels or µm³)"
         )
+
+    def request_values(self, viewer: Any, layer: Any) -> dict[str, Any]:
+        """:meth:`values` with the confidence of the Labels `layer` (see
+        :func:`confidence_for`)."""
+        return self.values(confidence_for(viewer, layer))
+
+    def summary(self, spacing: Sequence[float], request: Any) -> str:
+        """What the size limit (when the default) and the confidence limit did, and how
+        to change them, for an :class:`ExtractRequest` `request`."""
+        if request.confidence is None:
+            conf = defaults.confidence_note(
+                None, give="extract from an uncorrected Segment result (it has a confidence layer)"
+            )
+        elif request.min_confidence > 0:
+            conf = (
+                f"objects under {request.min_confidence:g} % mean confidence dropped; "
+                "Min confidence 0 keeps them"
+            )
+        else:
+            conf = ""
+        return "; ".join(n for n in (self.note(spacing), conf) if n)
+
+
+def confidence_for(viewer: Any, layer: Any) -> Any:
+    """The confidence volume of a Segment result's Labels `layer`, or None: none named,
+    not in the viewer, of another shape, or labels with corrections (painted voxels
+    have no confidence of the model's)."""
+    if layer is None or layers.has_corrections(layer):
+        return None
+    name = layers.meta(layer).get(layers.CONFIDENCE_LAYER)
+    if not name or name not in viewer.layers:
+        return None
+    data = layers.volume_of(viewer.layers[name])
+    return data if tuple(data.shape) == tuple(layer.data.shape) else None

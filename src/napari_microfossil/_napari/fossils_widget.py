@@ -164,6 +164,7 @@ class FossilsWidget(QWidget):
         form.addRow("Labels", self.labels)
         form.addRow("Class", self.class_name)
         form.addRow("Min size", self.options.size_row())
+        form.addRow("Min confidence", self.options.min_confidence)
         form.addRow("", self.split)
         form.addRow("", self.fill)
         form.addRow("Scan", self.image)
@@ -226,8 +227,8 @@ class FossilsWidget(QWidget):
                     break
 
     def extract_options(self) -> dict[str, Any]:
-        """Size limit, splitting and filling for :class:`ExtractRequest` from the widget."""
-        return self.options.values()
+        """Size and confidence limits, splitting, filling: :class:`ExtractRequest` keywords."""
+        return self.options.request_values(self.viewer, self.labels.layer())
 
     def extract(self) -> Any:
         """Start extracting fossils from the chosen Labels layer; returns the worker."""
@@ -270,7 +271,7 @@ class FossilsWidget(QWidget):
             "units": getattr(layer, "units", None),
             "image": image,
         }
-        note = self.options.note(request.spacing)
+        note = self.options.summary(request.spacing, request)
         # The engine reads (lazy) arrays when iterated: in the worker, not here.
         return self.runner.start(
             store_jobs.extract_job(request, layer),  # blockwise for labels in a store

@@ -6,9 +6,11 @@ import argparse
 from typing import Any
 
 from ..fossils.defaults import (
+    DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MIN_DIAMETER_VOXELS,
     DEFAULT_MIN_VOXELS,
     DEFAULT_SPLIT,
+    confidence_note,
     size_limit_note,
 )
 from ._common import add_cluster_options, add_common_options, progress, spacing_arg
@@ -23,6 +25,8 @@ OPTIONS = {
     "mesh_format": "--mesh",
     "voxel_size": "--voxel-size",
     "labels": "LABELS",
+    "confidence": "--confidence",
+    "min_confidence": "--min-confidence",
 }
 
 
@@ -45,6 +49,20 @@ def add_parser(sub: Any) -> None:
     )
     s.add_argument(
         "--min-volume", type=float, default=None, metavar="UM3", help="minimum volume in µm³"
+    )
+    s.add_argument(
+        "--confidence",
+        metavar="CONF",
+        help="the segmentation's confidence map (microfossil segment --confidence CONF): "
+        "objects the model was unsure of are dropped",
+    )
+    s.add_argument(
+        "--min-confidence",
+        type=float,
+        default=DEFAULT_MIN_CONFIDENCE,
+        metavar="PCT",
+        help=f"with --confidence: drop objects of a lower mean confidence (default: "
+        f"{DEFAULT_MIN_CONFIDENCE:g} %%; 0 keeps every object)",
     )
     s.add_argument(
         "--split",
@@ -86,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         crops=args.crops,
         voxel_size=spacing_arg(args.voxel_size),
         overwrite=args.overwrite,
+        confidence=args.confidence,
+        min_confidence=args.min_confidence,
         **cluster,
     )
     result = progress(iter_fossils(request), quiet=args.quiet)
@@ -101,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  volumes {vols[-1]:.4g} .. {vols[0]:.4g} µm³ (voxel {voxel} µm)")
     if by_default:
         print(f"  {size_limit_note(result.spacing)}")
+    dropped = result.table.dropped_unsure if args.confidence else None
+    print(f"  {confidence_note(dropped, limit=args.min_confidence)}")
     if args.split:
         print("  touching fossils separated (watershed); --no-split keeps them as one object")
     print(f"  table      {outdir / 'fossils.csv'}\n  instances  {result.export.instances}")

@@ -8,8 +8,9 @@ instance volume with one id per fossil, and measurements in µm); the table's
 :meth:`~FossilTable.iter_remeasure` follow a user's corrections.
 
 Modules: :mod:`.table` (the table and its columns), :mod:`.extract` (components,
-cavities, size limits), :mod:`.defaults` (what a run without options does), :mod:`.blocks` and :mod:`.blockwise` (the same, block by block,
-for volumes larger than memory), :mod:`.crops` (cached crops of lazy volumes),
+cavities, size limits), :mod:`.defaults` (what a run without options does),
+:mod:`.evidence` (the per-object confidence limit), :mod:`.blocks` and
+:mod:`.blockwise` (the same, block by block, for volumes larger than memory), :mod:`.crops` (cached crops of lazy volumes),
 :mod:`.split` (separating touching fossils), :mod:`.measure`,
 :mod:`.edit`, :mod:`.mesh`, :mod:`.export`, :mod:`.gallery` (the gallery writer),
 :mod:`.picture` (one fossil's picture) and :mod:`.render` (drawing on Pillow).
@@ -17,6 +18,7 @@ for volumes larger than memory), :mod:`.crops` (cached crops of lazy volumes),
 
 from .blockwise import extract_fossils_blockwise, iter_extract_fossils_blockwise
 from .defaults import (
+    DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MIN_DIAMETER_VOXELS,
     DEFAULT_MIN_VOXELS,
     DEFAULT_SPLIT,
@@ -42,6 +44,7 @@ from .render import render_histogram, render_mesh
 from .table import FOSSIL_COLUMNS, FossilTable
 
 __all__ = [
+    "DEFAULT_MIN_CONFIDENCE",
     "DEFAULT_MIN_DIAMETER_VOXELS",
     "DEFAULT_MIN_VOXELS",
     "DEFAULT_SPLIT",

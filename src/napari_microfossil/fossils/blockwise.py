@@ -42,6 +42,7 @@ from ..errors import InputError
 from ..io import read_labels
 from .blocks import Components, iter_label_blocks
 from .crops import CachedCrops, is_lazy
+from .evidence import check_confidence, check_min_confidence, is_sure
 from .extract import check_options, component_pieces
 from .measure import measure_one
 from .pipeline import iter_write_instances, overlap_dependencies
@@ -85,6 +86,8 @@ def iter_extract_fossils_blockwise(
     fill_cavities: bool = True,
     connectivity: int = 26,
     image: Any = None,
+    confidence: Any = None,
+    min_confidence: float = 0.0,
     block: int | Sequence[int] = BLOCK,
     overwrite: bool = False,
     workdir: str | Path | None = None,
@@ -100,10 +103,13 @@ def iter_extract_fossils_blockwise(
         slicing), so it may be a lazy view of a zarr store.
     output : path
         The instance volume, an OME-Zarr store (``instances.zarr``) of uint32 ids.
-    class_id, spacing, min_voxels, min_volume_um3, split, split_min_distance_um, split_neck_ratio, fill_cavities, connectivity
+    class_id, spacing, min_voxels, min_volume_um3, split, split_min_distance_um, split_neck_ratio, fill_cavities, connectivity, min_confidence
         As :func:`~napari_microfossil.fossils.iter_extract_fossils`.
     image : (Z, Y, X) array-like, optional
         The scan, for ``mean_intensity``; only each fossil's bounding box is read.
+    confidence : (Z, Y, X) array-like, optional
+        The segmentation's confidence (percent), for the confidence limit; only each
+        object's bounding box is read.
     block : int or (bz, by, bx)
         Block edges in voxels (default 256).
     overwrite : bool
@@ -163,12 +169,16 @@ def iter_extract_fossils_blockwise(
         split_neck_ratio=split_neck_ratio,
         connectivity=connectivity,
     )
+    conf = check_confidence(confidence, shape)
+    conf_limit = check_min_confidence(min_confidence)
     bs = _check_block(block)
     out_path = Path(output)
     if out_path.exists() and not overwrite:
         raise InputError(f"output: {out_path} already exists (use --overwrite to replace it)")
     if is_lazy(image):
         image = CachedCrops(image)  # components come in raster order: neighbours share chunks
+    if is_lazy(conf):
+        conf = CachedCrops(conf)
     n_workers = _check_workers(workers)
     tmp = work_dir(".fossils-", workdir or out_path.parent)
     pool = _pool(n_workers) if executor is None else executor
@@ -195,6 +205,7 @@ def iter_extract_fossils_blockwise(
             opts.spacing,
             opts.min_count,
             image,
+            (conf, conf_limit),
             fill_cavities=fill_cavities,
             split=split,
             split_min_distance_um=split_min_distance_um,
@@ -204,7 +215,7 @@ def iter_extract_fossils_blockwise(
             ahead=4 * n_workers,
             submitted=pending,
         )
-        rows, final = fossils
+        rows, final, unsure = fossils
         yield from iter_write_instances(
             comps, final, out_path, opts.spacing, overwrite, local_pool, ahead=n_workers
         )
@@ -220,7 +231,9 @@ def iter_extract_fossils_blockwise(
         shutil.rmtree(tmp, ignore_errors=True)
     # zarr leaves out chunks of background: read as labels, which expects that.
     instances = read_labels(out_path, lazy=True).data
-    return FossilTable(instances=instances, rows=tuple(rows), spacing=opts.spacing)
+    return FossilTable(
+        instances=instances, rows=tuple(rows), spacing=opts.spacing, dropped_unsure=unsure
+    )
 
 
 def extract_fossils_blockwise(labels: Any, output: str | Path, **kwargs: Any) -> FossilTable:
@@ -267,6 +280,7 @@ def _iter_pieces(
     sp: tuple[float, float, float],
     min_count: int,
     image: Any,
+    evidence: tuple[Any, float],
     *,
     fill_cavities: bool,
     split: bool,
@@ -276,11 +290,12 @@ def _iter_pieces(
     find_pool: Executor,
     ahead: int,
     submitted: list[Future[Any]],
-) -> Generator[Progress, None, tuple[list[dict[str, Any]], np.ndarray]]:
+) -> Generator[Progress, None, tuple[list[dict[str, Any]], np.ndarray, int]]:
     """Fill, split, filter and measure each component on its crop (see the module doc).
 
-    Returns the rows of the kept fossils (ids set, in id order) and the fossil id of
-    every atom (0: none). A piece's voxels are final when it is made: later components only
+    Returns the rows of the kept fossils (ids set, in id order), the fossil id of
+    every atom (0: none) and how many objects `evidence` (the confidence and its
+    limit) dropped. A piece's voxels are final when it is made: later components only
     take voxels no component holds, and a split only reassigns its own component's.
     Every job sent to `pool` is appended to `submitted` (for the caller to cancel).
 
@@ -310,6 +325,8 @@ def _iter_pieces(
     # `ahead` fossils behind the loop, so that their masks don't pile up.
     pending: deque[Future[dict[str, Any]]] = deque()
     every = max(1, n // 200)
+    conf, conf_limit = evidence
+    unsure = 0
     nxt = 1
     yield Progress("measure", 0, n)
     for i in range(1, n + 1):
@@ -342,11 +359,13 @@ def _iter_pieces(
                     changed = True
                 size = int(mask.sum())
                 sizes.append(size)
-                if size >= max(min_count, 1):
-                    box = tuple(
-                        slice(s.start + t.start, s.start + t.stop)
-                        for s, t in zip(slc, sub, strict=True)
-                    )
+                box = tuple(
+                    slice(s.start + t.start, s.start + t.stop)
+                    for s, t in zip(slc, sub, strict=True)
+                )
+                sure = size < max(min_count, 1) or is_sure(conf, box, mask, conf_limit)
+                unsure += not sure
+                if size >= max(min_count, 1) and sure:
                     img = None if image is None else np.asarray(image[box])
                     measured = pool.submit(measure_one, 0, mask, box, sp, shape, img)
                     submitted.append(measured)
@@ -372,7 +391,7 @@ def _iter_pieces(
         row = done.result()
         row["id"] = new_id
         out_rows.append(row)
-    return out_rows, _final_lut(atoms, single, final)
+    return out_rows, _final_lut(atoms, single, final), unsure
 
 
 def _pieces(

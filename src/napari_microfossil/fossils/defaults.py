@@ -57,3 +57,46 @@ def size_limit_note(
         f"voxels, about {across:.3g} µm, across): smaller specks dropped; "
         f"{keep_all} keeps them, {other} sets another limit"
     )
+
+
+#: The default confidence limit, percent: given the segmentation's confidence map
+#: (``microfossil segment --confidence``, the Segment panel's confidence layer), an
+#: object whose voxels the model was on average less sure of is dropped. On held-out
+#: phantoms most such objects are bright grains and ooid-like look-alikes of the size
+#: of the smallest fossils, which no size limit separates (docs/fossils_defaults.md).
+DEFAULT_MIN_CONFIDENCE = 85.0
+
+
+def confidence_note(
+    dropped: int | None,
+    *,
+    limit: float = DEFAULT_MIN_CONFIDENCE,
+    keep_all: str = "--min-confidence 0",
+    give: str = "pass --confidence CONF (written by microfossil segment --confidence CONF)",
+) -> str:
+    """One sentence on the confidence limit: what it dropped and how to change it.
+
+    Parameters
+    ----------
+    dropped : int or None
+        Objects dropped for their confidence; None when no confidence was given.
+    limit : float
+        The limit used, percent.
+    keep_all, give : str
+        How the front end keeps every object, and how to give it the confidence.
+
+    Returns
+    -------
+    str
+        E.g. ``"confidence limit 80 %: 12 objects the model was less sure of dropped;
+        --min-confidence 0 keeps them"``, or, without a confidence map, how to give one.
+    """
+    if dropped is None:
+        return f"no confidence map: objects the model was unsure of are kept; to drop them, {give}"
+    if limit <= 0:
+        return "no confidence limit: every object kept"
+    objects = "object" if dropped == 1 else "objects"
+    return (
+        f"confidence limit {limit:g} % (mean over each object): {dropped} {objects} the "
+        f"model was less sure of dropped; {keep_all} keeps them"
+    )

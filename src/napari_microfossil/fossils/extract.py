@@ -19,6 +19,7 @@ from scipy import ndimage as ndi
 from .._progress import Progress, drain
 from ..errors import InputError
 from ._checks import check_image, check_labels, check_spacing
+from .evidence import check_confidence, check_min_confidence, is_sure
 from .measure import iter_measure_fossils
 from .split import split_body, tight_box
 from .table import FossilTable
@@ -41,13 +42,16 @@ def iter_extract_fossils(
     fill_cavities: bool = True,
     connectivity: int = 26,
     image: np.ndarray | None = None,
+    confidence: Any = None,
+    min_confidence: float = 0.0,
 ) -> Generator[Progress, None, FossilTable]:
     """Find every fossil of one class, as a generator yielding progress.
 
     Steps: 3D connected components of ``labels == class_id``; per component, enclosed
     cavities (a hollow chamber the network left as background) are filled and join the
-    fossil; components smaller than the size limit are dropped; optionally, touching
-    fossils are separated by a distance-transform watershed; each fossil is measured.
+    fossil; optionally, touching fossils are separated by a distance-transform
+    watershed; objects smaller than the size limit, or (given the model's confidence)
+    less sure than the confidence limit, are dropped; each fossil is measured.
 
     Parameters
     ----------
@@ -82,6 +86,13 @@ def iter_extract_fossils(
         Voxel neighbourhood for connected components.
     image : (Z, Y, X) array, optional
         The scan, for the ``mean_intensity`` column.
+    confidence : (Z, Y, X) array-like, optional
+        The segmentation's per-voxel confidence in percent (what ``microfossil segment
+        --confidence`` writes); only each object's bounding box is read.
+    min_confidence : float
+        With `confidence`: drop objects whose mean confidence (over their voxels,
+        filled cavities included) is below this, in percent (0 keeps all). The front
+        ends use :data:`~napari_microfossil.fossils.defaults.DEFAULT_MIN_CONFIDENCE`.
 
     Yields
     ------
@@ -92,16 +103,19 @@ def iter_extract_fossils(
     Returns
     -------
     FossilTable
-        Instances (ids ordered by size, largest first) and one row per fossil.
+        Instances (ids ordered by size, largest first) and one row per fossil;
+        ``dropped_unsure`` counts the objects the confidence limit dropped.
 
     Raises
     ------
     InputError
         On a non-3D or non-integer ``labels``, bad ``spacing``, ``connectivity``, size
-        limits, or an ``image`` of another shape.
+        or confidence limits, or an ``image`` or ``confidence`` of another shape.
     """
     lab = check_labels(labels, "labels")
     img = check_image(image, lab.shape)
+    conf = check_confidence(confidence, lab.shape)
+    conf_limit = check_min_confidence(min_confidence)
     opts = check_options(
         class_id=class_id,
         spacing=spacing,
@@ -156,6 +170,11 @@ def iter_extract_fossils(
             yield Progress("label", i, n)
 
     keep = [(s, m) for s, m in pieces if int(m.sum()) >= max(min_count, 1)]
+    sure = [(s, m) for s, m in keep if is_sure(conf, s, m, conf_limit)]
+    unsure = len(keep) - len(sure)
+    if unsure:
+        logger.info("%d objects below %g %% mean confidence dropped", unsure, conf_limit)
+    keep = sure
     # Largest first; Python's sort is stable, so ties keep raster order of components.
     sizes = [int(m.sum()) for _, m in keep]
     order = sorted(range(len(keep)), key=lambda k: -sizes[k])
@@ -167,7 +186,7 @@ def iter_extract_fossils(
     del comp
 
     rows: list[dict[str, Any]] = yield from iter_measure_fossils(instances, spacing=sp, image=img)
-    return FossilTable(instances=instances, rows=tuple(rows), spacing=sp)
+    return FossilTable(instances=instances, rows=tuple(rows), spacing=sp, dropped_unsure=unsure)
 
 
 @dataclass(frozen=True)

@@ -59,12 +59,16 @@ class FossilTable:
         Voxel size ``(z, y, x)`` in µm.
     columns : tuple of str
         Column names, in order (:data:`FOSSIL_COLUMNS`).
+    dropped_unsure : int
+        How many objects the extraction dropped as too unsure (below its confidence
+        limit, :mod:`~napari_microfossil.fossils.evidence`); 0 after edits.
     """
 
     instances: np.ndarray
     rows: tuple[dict[str, Any], ...]
     spacing: tuple[float, float, float]
     columns: tuple[str, ...] = FOSSIL_COLUMNS
+    dropped_unsure: int = 0
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -16,8 +16,6 @@ Edits of a table (delete, merge, re-measure) are methods of
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from .._progress import ProgressGen
-from ..classes import PHANTOM_CLASS_NAMES, class_index
 from ..errors import InputError
 from ..fossils import (
     ExportResult,
@@ -35,77 +32,24 @@ from ..fossils import (
     iter_extract_fossils,
     iter_write_gallery,
 )
-from ..fossils.defaults import DEFAULT_SPLIT_NECK_RATIO
+from ..fossils.defaults import DEFAULT_MIN_CONFIDENCE, DEFAULT_SPLIT_NECK_RATIO
+from ..fossils.evidence import check_confidence, check_min_confidence
 from ..fossils.export import check_mesh_format
 from ..io import parse_spacing, read_labels, read_volume
 from ..io.zarr_store import is_zarr
+from .fossils_checks import (
+    check_folder,
+    check_min_volume,
+    check_neck_ratio,
+    flag,
+    fossil_class,
+    whole,
+)
 from .fossils_store import INSTANCES_ZARR, check_class_labels, iter_fossils_lazy
 from .outputs import check_disk_space, check_not_input, check_output_folder, expected_bytes
 
 #: Files whose presence in a folder means it already holds an export (or a gallery).
 EXPORT_MARKERS = ("fossils.csv", "index.html")
-
-
-def fossil_class(class_names: Sequence[str], which: str | int) -> tuple[int, str]:
-    """The class whose bodies are fossils, as ``(id, name)``.
-
-    Parameters
-    ----------
-    class_names : sequence of str
-        The labels' class names (index = id); empty when the file has none, in which
-        case names are those of the sample (:data:`~napari_microfossil.classes.PHANTOM_CLASS_NAMES`)
-        and any id 1..255 is accepted.
-    which : str or int
-        A class name (case-insensitive) or id.
-
-    Raises
-    ------
-    InputError
-        For an unknown name or id (suggesting the closest name), or the background (0).
-    """
-    names = [str(n) for n in class_names]
-    text = str(which).strip()
-    if not names and text.isdigit():
-        cid = int(text)
-        if not 0 <= cid <= 255:
-            raise InputError(f"class: expected an id in 1..255, got {which!r}")
-    else:
-        cid = class_index(names or list(PHANTOM_CLASS_NAMES), text)
-    if cid == 0:
-        raise InputError("class: expected a foreground class, got the background (0)")
-    known = names or list(PHANTOM_CLASS_NAMES)
-    return cid, known[cid] if cid < len(known) else str(cid)
-
-
-def _whole(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"{name}: expected an integer >= 0, got {value!r}")
-    return value
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InputError(f"{name}: expected True or False, got {value!r}")
-    return value
-
-
-def _check_min_volume(value: Any) -> None:
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not (math.isfinite(value) and value >= 0)
-    ):
-        raise InputError(f"min_volume_um3: expected a number >= 0 or None, got {value!r}")
-
-
-def _check_neck_ratio(value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise InputError(f"split_neck_ratio: expected a number between 0 and 1, got {value!r}")
-
-
-def _check_folder(outdir: Path) -> None:
-    if outdir.exists() and not outdir.is_dir():
-        raise InputError(f"outdir: {outdir} exists and is not a folder")
 
 
 def earlier_export(outdir: str | Path) -> Path | None:
@@ -138,12 +82,19 @@ class ExtractRequest:
     split_neck_ratio : float
         As there; default
         :data:`~napari_microfossil.fossils.defaults.DEFAULT_SPLIT_NECK_RATIO`.
+    confidence : (Z, Y, X) array-like, optional
+        The segmentation's confidence (percent), same shape as `labels`.
+    min_confidence : float
+        With `confidence`: objects of a lower mean confidence are dropped (percent;
+        0 keeps all); default
+        :data:`~napari_microfossil.fossils.defaults.DEFAULT_MIN_CONFIDENCE`.
 
     Raises
     ------
     InputError
         On construction: a labels volume that is not 3D, an unknown or background
-        class, a bad voxel size or size limit, or a scan of another shape.
+        class, a bad voxel size, size or confidence limit, or a scan or confidence of
+        another shape.
     """
 
     labels: Any
@@ -156,6 +107,8 @@ class ExtractRequest:
     split: bool = False
     fill_cavities: bool = True
     split_neck_ratio: float = DEFAULT_SPLIT_NECK_RATIO
+    confidence: Any = None
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     class_id: int = field(init=False)
     class_label: str = field(init=False)
 
@@ -174,11 +127,13 @@ class ExtractRequest:
                 f"image: expected the labels' shape {shape}, "
                 f"got {tuple(getattr(self.image, 'shape', ()))}"
             )
-        _whole(self.min_voxels, "min_voxels")
-        _check_min_volume(self.min_volume_um3)
-        _flag(self.split, "split")
-        _flag(self.fill_cavities, "fill_cavities")
-        _check_neck_ratio(self.split_neck_ratio)
+        whole(self.min_voxels, "min_voxels")
+        check_min_volume(self.min_volume_um3)
+        flag(self.split, "split")
+        flag(self.fill_cavities, "fill_cavities")
+        check_neck_ratio(self.split_neck_ratio)
+        check_confidence(self.confidence, shape)
+        object.__setattr__(self, "min_confidence", check_min_confidence(self.min_confidence))
 
 
 def iter_extract(request: ExtractRequest) -> ProgressGen[FossilTable]:
@@ -201,6 +156,8 @@ def iter_extract(request: ExtractRequest) -> ProgressGen[FossilTable]:
             split_neck_ratio=request.split_neck_ratio,
             fill_cavities=request.fill_cavities,
             image=image,
+            confidence=request.confidence,
+            min_confidence=request.min_confidence,
         )
     )
 
@@ -244,7 +201,7 @@ class ExportRequest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "outdir", Path(self.outdir))
         object.__setattr__(self, "mesh_format", check_mesh_format(self.mesh_format))
-        _check_folder(self.outdir)
+        check_folder(self.outdir)
         check_output_folder(self.outdir, "outdir")
         if self.ids is not None:
             try:
@@ -261,7 +218,7 @@ class ExportRequest:
                 )
             object.__setattr__(self, "ids", ids)
         for name in ("crops", "gallery", "overwrite"):
-            _flag(getattr(self, name), name)
+            flag(getattr(self, name), name)
 
     @property
     def count(self) -> int:
@@ -328,6 +285,12 @@ class FossilsRequest:
         Voxel size in µm, overriding the files' metadata.
     overwrite : bool
         Replace the files of an earlier export.
+    confidence : path, optional
+        The segmentation's confidence (``microfossil segment --confidence``), same
+        shape as the labels: objects the model was unsure of are dropped.
+    min_confidence : float
+        The limit for `confidence`, percent (0 keeps all); default
+        :data:`~napari_microfossil.fossils.defaults.DEFAULT_MIN_CONFIDENCE`.
 
     Raises
     ------
@@ -353,18 +316,20 @@ class FossilsRequest:
     voxel_size: tuple[float, float, float] | None = None
     overwrite: bool = False
     split_neck_ratio: float = DEFAULT_SPLIT_NECK_RATIO
+    confidence: Path | None = None
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
 
     def __post_init__(self) -> None:
-        for name in ("labels", "outdir", "image"):
+        for name in ("labels", "outdir", "image", "confidence"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
-        for name in ("labels", "image"):
+        for name in ("labels", "image", "confidence"):
             path = getattr(self, name)
             if path is not None and not path.exists():
                 raise InputError(f"{name}: {path}: no such file or folder")
-        _check_folder(self.outdir)
-        inputs = (self.labels, self.image)
+        check_folder(self.outdir)
+        inputs = (self.labels, self.image, self.confidence)
         check_output_folder(self.outdir, "outdir", inputs=inputs)
         for name in (self.instances_name, "fossils.csv"):
             check_not_input(self.outdir / name, inputs, "outdir")
@@ -373,11 +338,12 @@ class FossilsRequest:
             object.__setattr__(self, "voxel_size", parse_spacing(self.voxel_size))
         if not str(self.which).strip():
             raise InputError("class: expected a class name or id, got an empty text")
-        _whole(self.min_voxels, "min_voxels")
-        _check_min_volume(self.min_volume_um3)
-        _check_neck_ratio(self.split_neck_ratio)
+        whole(self.min_voxels, "min_voxels")
+        check_min_volume(self.min_volume_um3)
+        check_neck_ratio(self.split_neck_ratio)
+        object.__setattr__(self, "min_confidence", check_min_confidence(self.min_confidence))
         for name in ("split", "fill_cavities", "crops", "overwrite"):
-            _flag(getattr(self, name), name)
+            flag(getattr(self, name), name)
         if not self.overwrite:
             existing = [self.outdir / n for n in ("fossils.csv", self.instances_name)]
             existing = [p for p in existing if p.exists()]
@@ -441,12 +407,20 @@ def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
             )
         if labels.spacing_source == "default" and vol.spacing_source != "default":
             spacing = vol.spacing
+    conf = None
+    if r.confidence is not None:
+        conf = read_volume(r.confidence, spacing=r.voxel_size, lazy=True).data
+        if tuple(conf.shape) != tuple(labels.shape):
+            raise InputError(
+                f"confidence: expected the labels' shape {labels.shape}, "
+                f"got {tuple(conf.shape)} in {r.confidence}"
+            )
     voxels = int(np.prod(labels.shape))
     need = expected_bytes(voxels, "instances")
     check_disk_space(Path(r.outdir), need, "-o", f"the instances of {voxels / 1e9:.3g} G voxels")
     if labels.lazy:
         table, export = yield from iter_fossils_lazy(
-            r, labels.data, None if vol is None else vol.data, cid, spacing
+            r, labels.data, None if vol is None else vol.data, cid, spacing, confidence=conf
         )
         return FossilsResult(
             request=r, table=table, export=export, class_id=cid, class_name=name, spacing=spacing
@@ -465,6 +439,8 @@ def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
         split=r.split,
         fill_cavities=r.fill_cavities,
         split_neck_ratio=r.split_neck_ratio,
+        confidence=None if conf is None else np.asarray(conf),
+        min_confidence=r.min_confidence,
     )
     table = yield from iter_extract(extract)
     done = yield from iter_export(

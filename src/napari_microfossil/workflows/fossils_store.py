@@ -80,6 +80,8 @@ def iter_fossils_lazy(
     image: Any,
     class_id: int,
     spacing: tuple[float, float, float],
+    *,
+    confidence: Any = None,
 ) -> ProgressGen[tuple[FossilTable, ExportResult]]:
     """Extract and export the fossils of a lazy label volume (a zarr store).
 
@@ -96,6 +98,9 @@ def iter_fossils_lazy(
     class_id : int
     spacing : (float, float, float)
         Voxel size in µm.
+    confidence : (Z, Y, X) lazy array, optional
+        The segmentation's confidence (the request's ``confidence`` file, read); only
+        bounding boxes are read.
 
     Returns
     -------
@@ -120,7 +125,7 @@ def iter_fossils_lazy(
                 store,
                 class_id=class_id,
                 spacing=spacing,
-                **extraction_options(r),
+                **extraction_options(r, confidence=confidence),
                 image=image,
                 overwrite=r.overwrite,
                 workdir=out,
@@ -147,12 +152,20 @@ def iter_fossils_lazy(
     return table, dataclasses.replace(written, instances=store)
 
 
-def extraction_options(request: Any) -> dict[str, Any]:
-    """The size limit, splitting and cavity options of a ``FossilsRequest`` or an
-    ``ExtractRequest``, as :func:`~napari_microfossil.fossils.blockwise.iter_extract_fossils_blockwise`
-    takes them: one list, so every blockwise caller passes all of them."""
+def extraction_options(request: Any, *, confidence: Any = None) -> dict[str, Any]:
+    """The size limit, splitting, cavity and confidence options of a ``FossilsRequest``
+    or an ``ExtractRequest``, as :func:`~napari_microfossil.fossils.blockwise.iter_extract_fossils_blockwise`
+    takes them: one list, so every blockwise caller passes all of them.
+
+    The confidence volume is the request's own (``ExtractRequest.confidence``, an
+    array) unless `confidence` is given (the volume read from a ``FossilsRequest``'s
+    file)."""
     r = request
+    if confidence is None and not isinstance(getattr(r, "confidence", None), (str, Path)):
+        confidence = getattr(r, "confidence", None)
     return {
+        "confidence": confidence,
+        "min_confidence": r.min_confidence,
         "min_voxels": r.min_voxels,
         "min_volume_um3": r.min_volume_um3,
         "split": r.split,
