@@ -332,3 +332,26 @@ def test_a_model_worse_on_its_own_slices_says_so(make_napari_viewer, phantom, tm
     assert "0.600 (base) → 0.400 (fine-tuned); below the base even on the slices it learned" in text
     assert "Segment keeps the model it had" in text
     assert segment.model_path() == chosen and widget.model_path() != str(path.resolve())
+
+
+def test_class_zero_is_drawn_on_a_result_and_not_on_placed_slices(make_napari_viewer):
+    """On the canvas: a named class 0 in colour where every voxel has a class, nothing
+    where 0 also means "not labelled"."""
+    viewer = make_napari_viewer(show=True)
+    data = np.zeros((3, 40, 40), np.uint8)
+    data[:, 20:] = 1
+    layer = viewer.add_labels(data, name="result", opacity=1.0)
+    md.show_class_names(layer, ["pore", "clay"])
+    viewer.reset_view()
+
+    def pixels():
+        img = viewer.screenshot(canvas_only=True, flash=False)
+        h, w = img.shape[:2]
+        return img[h // 4, w // 2, :3], img[3 * h // 4, w // 2, :3]
+
+    pore, clay = pixels()
+    assert pore.max() > 100 and clay.max() > 100 and not np.array_equal(pore, clay)
+    layer.metadata[PLACED] = {"scan": "scan", "planes": [1], "numbers": []}
+    md.show_class_names(layer, ["pore", "clay"])
+    pore, clay = pixels()
+    assert pore.max() == 0 and clay.max() > 100
