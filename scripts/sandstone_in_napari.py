@@ -11,12 +11,16 @@ It drives the real widgets through the calls a user's clicks make:
    400) and then its label slices (``labels_index/``: 10 slices, one more, numbered 180,
    has no scan slice). The reader places the labels on the scan's planes by their
    file numbers and marks those planes reviewed;
-2. Review & correct shows the placed labels as reviewed;
-3. Fine-tune: *Slices* ``0,2,4,6,8`` (the scan's slices 0, 100, 200, 300, 400; the other
-   four are held out to score the result), *Classes* ``pore, clay, grain, dense``
-   (typed: four new names for the label ids 0-3), a time budget of ``--minutes``, CPU;
-4. *Segment again* with the new model; the IoU of each phase on the four held-out
-   planes (1, 3, 5, 7) against the placed labels is printed and saved as JSON.
+2. Review & correct shows the placed labels as reviewed; four planes (1, 3, 5, 7: the
+   scan's slices 50, 150, 250, 350) are *unmarked* there, to hold them out for scoring:
+   Fine-tune trains on the other five (0, 100, 200, 300, 400) and Segment keeps only
+   reviewed planes, so the held-out planes of the result are the model's own;
+3. Fine-tune: *Classes* ``pore, clay, grain, dense`` (typed: four new names for the
+   label ids 0-3), a time budget of ``--minutes``, CPU;
+4. *Segment again* with the new model: the five reviewed planes come into the result
+   as they were; the IoU of each phase on the four held-out planes against the placed
+   labels is printed and saved as JSON;
+5. Round 2 starts: *Next slice to review* goes to the least confident unreviewed plane.
 
 Screenshots go to ``docs/images/12_sandstone_*.png`` (``--out`` to change). The two
 folders are copied to a temporary folder first, which is also HOME for the run (napari's
@@ -43,8 +47,8 @@ PLUGIN = "napari-microfossil"
 WINDOW = (1600, 1000)
 DOCK_WIDTH = 520
 CLASSES = "pore, clay, grain, dense"
-TRAIN = "0,2,4,6,8"  # plane indices: the scan's slices 0, 100, 200, 300, 400
-HELD_OUT = (1, 3, 5, 7)  # slices 50, 150, 250, 350
+TRAIN = (0, 2, 4, 6, 8)  # plane indices: the scan's slices 0, 100, 200, 300, 400
+HELD_OUT = (1, 3, 5, 7)  # slices 50, 150, 250, 350: unmarked in Review, never trained on
 T0 = time.monotonic()
 
 
@@ -180,6 +184,10 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     review.confirm = lambda title, text: False  # no old autosave to restore
     review.labels_combo.set_layer(labels.name)
     show_dock(viewer, rev_dock)
+    for z in HELD_OUT:  # held out for scoring: Unmark on each
+        go_to(viewer, labels, z)
+        if not review.unmark_current():
+            raise RuntimeError(f"could not unmark plane {z}: {review.slice_label.text()}")
     go_to(viewer, labels, 4)
     log(f"Review: {review.progress_label.text()}; {review.slice_label.text()}")
     shots.window("12_sandstone_open.png", toasts=True)
@@ -194,11 +202,9 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     ft.refresh()
     log(f"Fine-tune proposes: labels {ft.labels.currentText()!r}, image {ft.image.currentText()!r}")
     log(f"  {ft.slices_label.text()}")
-    type_into(ft.slices, TRAIN)
     type_into(ft.classes, CLASSES)
     ft.minutes.setValue(args.minutes)
     ft.device.setCurrentIndex(ft.device.findData("cpu"))
-    log(f"  Slices {ft.slices.text()!r}: {ft.slices_label.text()}")
     log(f"  Classes {ft.classes.text()!r}; output {ft.output.text()}")
     t = time.monotonic()
     if ft.run() is None:
@@ -218,13 +224,24 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     segment_s = time.monotonic() - t
     result = next(lyr for lyr in viewer.layers if md.is_segment_result(lyr) and lyr is not labels)
     names = md.class_names_of(result)
-    scores = held_out_scores(np.asarray(result.data), truth, names)
-    log(f"held-out planes {HELD_OUT}: {scores}")
+    pred = np.asarray(result.data)
+    kept = all(np.array_equal(pred[z], truth[z]) for z in TRAIN)
+    scores = held_out_scores(pred, truth, names)
+    log(f"reviewed planes {TRAIN} kept verbatim: {kept}; held-out planes {HELD_OUT}: {scores}")
 
-    # -- Look at a held-out plane: the placed labels, then the result
+    # -- Round 2 begins: Review follows the result and points at its least sure plane
     conf = f"{scan.name} confidence"
+    show_dock(viewer, rev_dock)
+    nxt = review.go_to_next()
+    review_text = review.progress_label.text()
+    log(f"Review: {review_text}; next slice to review: {nxt}")
     if conf in viewer.layers:
         viewer.layers[conf].visible = False
+    labels.visible, result.opacity = False, 0.45
+    shots.window("12_sandstone_next.png")
+    show_dock(viewer, ft_dock)
+
+    # -- Look at a held-out plane: the placed labels, then the result
     z = HELD_OUT[1]
     go_to(viewer, labels, z)
     labels.visible, result.visible, result.opacity = False, True, 0.45
@@ -243,7 +260,10 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     return {
         "scan": "sandstone-versa-microct/images",
         "labels": "sandstone-versa-microct/labels_index",
-        "train_slices": TRAIN,
+        "train_slices": list(TRAIN),
+        "reviewed_kept_verbatim": kept,
+        "review_after_segment": review_text,
+        "next_slice": nxt,
         "classes": CLASSES,
         "minutes": args.minutes,
         "train_wall_s": round(train_s, 1),

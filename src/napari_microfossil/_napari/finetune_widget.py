@@ -25,7 +25,8 @@ from . import layers
 from ._common import JobRunner, LayerChooser, ask_question, scrolling, smoothing_box
 from .context import PLUGIN_NAME, PluginContext
 from .curve import TrainingCurve
-from .forms import button, fill_devices, form, row, spin
+from .finetune_options import TIME_MODE_EPOCHS, TrainOptions, names_written_back
+from .forms import button, form, row, spin
 from .place import placed_scan
 from .train_slices import default_labels, is_corrected, slices_to_train
 from .train_slices import describe as describe_slices_to_train
@@ -37,9 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "default"
 DEFAULT_MINUTES = 3.0
-#: Epochs in a time-limited run: the time limit ends it (and shapes the LR schedule).
-TIME_MODE_EPOCHS = 10_000
-AUGMENT_CHOICES = {"light": "light (this scan)", "full": "full (other scans too)", "off": "off"}
+__all__ = ["TIME_MODE_EPOCHS", "FinetuneWidget"]
 
 
 class FinetuneWidget(qw.QWidget):
@@ -91,22 +90,13 @@ class FinetuneWidget(qw.QWidget):
         self.browse_output = button(inputs, "…", "Choose where to save the new model")
         self.show_advanced = qw.QCheckBox("Advanced", inputs)
         self.show_advanced.setToolTip("Training crops, batches, learning rate and device")
-        self.advanced = adv = qw.QWidget(inputs)
-        self.steps_per_epoch = spin(adv, 1, 10_000, 25)
-        self.batch_size = spin(adv, 1, 256, 8)
-        tip = "Edge of the random training crops, a multiple of 32"
-        self.crop_size = spin(adv, 32, 2048, 128, tip, step=32, suffix=" px")
-        tip = "Peak learning rate (one-cycle schedule)"
-        self.lr = spin(adv, 1e-6, 1.0, workflow.DEFAULT_LR, tip, decimals=6, step=1e-4)
-        tip = "LR finder: a step at each of 100 rates from 1e-6 to 1 on the training slices; "
-        self.find_lr = button(adv, "Find", tip + "takes a tenth of the lowest-loss rate")
-        self.augment = qw.QComboBox(adv)
-        for key, text in AUGMENT_CHOICES.items():
-            self.augment.addItem(text, key)
-        tip = "light: 90° turns, flips and gain, for this very scan; full: also rotations, "
-        self.augment.setToolTip(tip + "shear, zoom, noise and blur, for other scans too")
-        self.device = qw.QComboBox(adv)
-        fill_devices(self.device)
+        self.options = opts = TrainOptions(inputs)
+        adv = self.advanced = opts.advanced
+        self.all_train = opts.all_train
+        self.steps_per_epoch, self.batch_size = opts.steps_per_epoch, opts.batch_size
+        self.crop_size, self.lr, self.find_lr = opts.crop_size, opts.lr, opts.find_lr
+        self.augment, self.device = opts.augment, opts.device
+        self.pixel_features = opts.pixel_features
         body = qw.QWidget()
         self.run_button = qw.QPushButton("Fine-tune", body)
         self.cancel_button = button(body, "Cancel", "Stop; the best model so far is kept")
@@ -124,6 +114,7 @@ class FinetuneWidget(qw.QWidget):
             ("Labels", self.labels),
             ("Slices", self.slices),
             ("", self.slices_label),
+            ("", self.all_train),
             ("Base model", row(self.model, self.browse_model)),
             ("", self.model_info),
             ("Classes", self.classes),
@@ -134,17 +125,7 @@ class FinetuneWidget(qw.QWidget):
             ("", self.show_advanced),
             ("", adv),
         )
-        form(
-            adv,
-            ("Steps per epoch", self.steps_per_epoch),
-            ("Batch size", self.batch_size),
-            ("Crop size", self.crop_size),
-            ("Learning rate", row(self.lr, self.find_lr)),
-            ("Augmentation", self.augment),
-            ("Device", self.device),
-        )
         self.show_advanced.toggled.connect(adv.setVisible)
-        adv.setVisible(False)
         column = qw.QVBoxLayout(body)
         column.addWidget(inputs)
         column.addLayout(row(self.run_button, self.cancel_button))
@@ -170,6 +151,7 @@ class FinetuneWidget(qw.QWidget):
         )
         self.by_time.toggled.connect(self.minutes.setEnabled)
         self.slices.textChanged.connect(self._show_slices)
+        self.all_train.toggled.connect(self._show_slices)
         self.by_epochs.toggled.connect(self.epochs.setEnabled)
         self.run_button.clicked.connect(lambda: self.run())
         self.find_lr.clicked.connect(lambda: self.find_learning_rate())
@@ -219,7 +201,9 @@ class FinetuneWidget(qw.QWidget):
         self._show_slices()
 
     def _show_slices(self, *_: Any) -> None:
-        text = describe_slices_to_train(self.labels.layer(), self.slices.text())
+        text = describe_slices_to_train(
+            self.labels.layer(), self.slices.text(), hold_out=not self.all_train.isChecked()
+        )
         if self.slices_label.text() != text:
             self.slices_label.setText(text)
 
@@ -302,16 +286,8 @@ class FinetuneWidget(qw.QWidget):
 
     def config(self) -> TrainConfig:
         """The recipe the panel's values give (InputError if one is invalid)."""
-        by_time = self.by_time.isChecked()
-        return TrainConfig(
-            epochs=TIME_MODE_EPOCHS if by_time else int(self.epochs.value()),
-            steps_per_epoch=int(self.steps_per_epoch.value()),
-            batch_size=int(self.batch_size.value()),
-            crop_size=int(self.crop_size.value()),
-            lr=float(self.lr.value()),
-            augment=str(self.augment.currentData()),
-            time_limit_s=float(self.minutes.value()) * 60.0 if by_time else None,
-        )
+        minutes = float(self.minutes.value()) if self.by_time.isChecked() else None
+        return self.options.config(minutes=minutes, epochs=int(self.epochs.value()))
 
     @property
     def worker(self) -> Any:
@@ -344,10 +320,10 @@ class FinetuneWidget(qw.QWidget):
             label_class_names=names,
             config=self.config(),
             smooth=round(float(self.smooth.value()), 2),
-            device=str(self.device.currentData()),
             name=image.name,
             overwrite=True,  # asked in run()
             provenance={"image": self._scan_path() or image.name, "labels": labels.name},
+            **self.options.request_options(),  # hold-out, pixel features, device, ...
         )
 
     def _checked_request(self, what: str) -> workflow.TrainRequest | None:
@@ -377,7 +353,7 @@ class FinetuneWidget(qw.QWidget):
             self.status.setText("Fine-tune: not started (choose another output file)")
             return None
         slices = describe_slices(request.slices or {})
-        self._job = dict(image=request.name, output=out, slices=slices)
+        self._job = dict(image=request.name, output=out, slices=slices, labels=self.labels.layer())
         self._job["before"] = workflow.output_stamp(out)
         self._cancelled = False
         self.curve.clear()
@@ -414,9 +390,11 @@ class FinetuneWidget(qw.QWidget):
         self.model_path_out = Path(result.path)
         lines = workflow.run_report(result, slices=self._job.get("slices", "the slices"))
         lines.append(self._register(result.path, select=result.improved))
+        lines.append(names_written_back(self._job.get("labels"), tuple(result.spec.class_names)))
         if result.improved:  # the next round starts from it, on all slices reviewed by then
             self._select_model(str(result.path), note="last round")
-        self.result_label.setText("\n".join([*lines, *workflow.rounds_report(result.spec)]))
+        rounds = workflow.rounds_report(result.spec)
+        self.result_label.setText("\n".join([*filter(None, lines), *rounds]))
 
     def _register(self, path: Path, *, select: bool = True) -> str:
         """Register a model with the plugin (Segment lists it, and chooses it if `select`)."""
@@ -452,6 +430,7 @@ class FinetuneWidget(qw.QWidget):
         if not (path := self.model_path_out) or not path.is_file():
             show_error("Segment again: fine-tune a model first")
             return None
+        self._labels_by_user = False  # the next round corrects the new result: follow it
         try:
             if not self.ctx.can_segment:
                 self.viewer.window.add_plugin_dock_widget(PLUGIN_NAME, "Segment")

@@ -215,10 +215,55 @@ def _is_image(layer: Any) -> bool:
     return type(layer).__name__ == "Image"
 
 
-def label_colormap(class_names: Iterable[str]) -> Any:
-    """napari colormap giving each class its colour (unknown ids grey)."""
+#: The colour of class 0 where it is drawn and its name has none of its own.
+ZERO_COLOUR = (0.55, 0.85, 1.0, 1.0)
+
+
+def draws_zero(class_names: Iterable[str], *, sparse: bool = False) -> bool:
+    """Whether label 0 is drawn in a colour: when class 0 is a class of its own (named
+    other than "background", e.g. the sandstone's "pore") on labels where every voxel
+    has a class (a Segment result, a label volume). Never on `sparse` labels (placed
+    label slices): their unlabelled planes are 0 too and would show as that class."""
+    names = list(class_names)
+    return bool(names) and names[0].strip().lower() != "background" and not sparse
+
+
+def label_colormap(class_names: Iterable[str], *, draw_zero: bool | None = None) -> Any:
+    """napari colormap giving each class its colour (unknown ids grey).
+
+    Label 0 is transparent (napari's habit, right for "background") unless `draw_zero`
+    (default :func:`draws_zero`): then class 0 gets its named colour, else
+    :data:`ZERO_COLOUR`.
+    """
     from napari.utils.colormaps import DirectLabelColormap
 
-    colours: dict[int | None, Any] = dict(class_colours(tuple(class_names)))
+    from ..classes import _NAMED_COLOURS
+
+    names = tuple(class_names)
+    colours: dict[int | None, Any] = dict(class_colours(names))
+    if names and (draws_zero(names) if draw_zero is None else draw_zero):
+        colours[0] = _NAMED_COLOURS.get(names[0].strip().lower(), ZERO_COLOUR)
+        if colours[0][3] == 0:
+            colours[0] = ZERO_COLOUR
     colours[None] = (0.6, 0.6, 0.6, 1.0)
     return DirectLabelColormap(color_dict=colours)
+
+
+def class_features(class_names: Iterable[str], *, sparse: bool = False) -> dict[str, list[Any]]:
+    """A Labels layer's ``features`` table naming its classes: napari's status bar then
+    says ``class: pore`` under the mouse. On `sparse` labels class 0 is
+    ``"pore (or unlabelled)"``: an unreviewed plane is 0 too."""
+    names = [str(n) for n in class_names]
+    if sparse and names:
+        names[0] = f"{names[0]} (or unlabelled)"
+    return {"index": list(range(len(names))), "class": names}
+
+
+def show_class_names(layer: Any, class_names: Iterable[str]) -> None:
+    """Put class names on a Labels layer: its metadata (Review's class picker, the
+    writer, Fine-tune), its colours, and the status bar's class under the mouse."""
+    names = [str(n) for n in class_names]
+    sparse = bool(meta(layer).get(PLACED))
+    layer.metadata[CLASS_NAMES] = names
+    layer.colormap = label_colormap(names, draw_zero=draws_zero(names, sparse=sparse))
+    layer.features = class_features(names, sparse=sparse)

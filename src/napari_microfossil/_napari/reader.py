@@ -18,6 +18,7 @@ from .layers import (
     PYRAMID,
     SPACING_SOURCE,
     SPATIAL_UNITS,
+    class_features,
     editable_labels,
     is_editable_store,
     label_colormap,
@@ -78,12 +79,16 @@ def layer_data_for(path: str) -> LayerData:
     if vol.class_names:
         meta["metadata"][CLASS_NAMES] = list(vol.class_names)
         meta["colormap"] = label_colormap(vol.class_names)
+        meta["features"] = class_features(vol.class_names)
     elif not looks_like_labels(path, vol):
         meta["colormap"] = "gray"
         return (vol.data, meta, "image")
     # Label slices sparser than the open scan go to their planes (by their file numbers).
     placed = place_on_open(path, vol.data, meta)
     if placed is not None:
+        if vol.class_names:  # sparse now: 0 is also "not labelled", so not drawn
+            meta["colormap"] = label_colormap(vol.class_names, draw_zero=False)
+            meta["features"] = class_features(vol.class_names, sparse=True)
         return (placed, meta, "labels")
     if not vol.class_names:
         _adopt_scan_spacing(meta, vol)
@@ -164,6 +169,7 @@ def _multiscale(pyr: Any, scan: str, vol: Any) -> LayerData:
     if names:  # the pyramid of a label volume, opened as such
         meta["metadata"][CLASS_NAMES] = list(names)
         meta["colormap"] = label_colormap(names)
+        meta["features"] = class_features(names)
         return (levels, meta, "labels")
     meta["colormap"] = "gray"
     return (levels, meta, "image")

@@ -22,7 +22,9 @@ import numpy as np
 from qtpy.QtWidgets import QHBoxLayout, QWidget
 
 from ..model import DEFAULT_MODEL_NAME
+from ..review import ReviewState
 from ..workflows.keep import keep_planes
+from . import carry
 from . import layers as md
 from ._common import replace_or_add
 
@@ -107,24 +109,38 @@ def show_result(
 
     Corrected slices of the labels layer it replaces are ground truth: copied into
     `labels` verbatim (unless `kept` says the use case copied them already), with
-    their record. Another shape's record is dropped now (not after: Review may
-    restore on insertion).
+    their record. So are the reviewed planes of labels placed on the same scan
+    (:mod:`.carry`), which the result's record then counts as reviewed too. Another
+    shape's record is dropped now (not after: Review may restore on insertion).
     """
     from napari.layers import Labels
 
     target, conf_name = names
     layers = viewer.layers
-    done = 0
-    if target in layers and isinstance(layers[target], Labels):
-        old = layers[target]
-        if md.has_corrections(old) and tuple(old.data.shape) == tuple(labels.shape):
-            done = (
-                kept
-                if kept is not None
-                else keep_planes(labels, old.data, md.reviewed_slices_of(old))
-            )
-        else:
+    shape = tuple(int(n) for n in labels.shape)
+    placed = carry.placed_sources(viewer, metadata.get(md.SOURCE_IMAGE), shape, skip=target)
+    old = layers[target] if target in layers and isinstance(layers[target], Labels) else None
+    taken: carry.Planes = set()
+    record = None
+    if old is not None:
+        if md.has_corrections(old) and tuple(old.data.shape) == shape:
+            slices = md.reviewed_slices_of(old)
+            if kept is None:
+                keep_planes(labels, old.data, slices)
+            taken = carry.planes_of(slices)
+            record = old.metadata.get(md.REVIEW)
+        elif tuple(old.data.shape) != shape or not placed:
             old.metadata.pop(md.REVIEW, None)
+        else:
+            record = old.metadata.get(md.REVIEW)
+    taken |= carry.carry_placed(labels, placed, taken=taken)
+    if placed:
+        sources = [md.meta(p).get(md.REVIEW) for p in placed]
+        if isinstance(record, ReviewState) and record.shape in (None, shape):
+            carry.merge_record(record, sources)  # in place: Review follows this object
+        else:
+            metadata[md.REVIEW] = carry.new_record(shape, placed)
+    done = len(taken)
     conf = None
     if confidence is not None:
         # First, so that the labels' CONFIDENCE_LAYER names a layer when they appear.
@@ -138,6 +154,7 @@ def show_result(
     shown = replace_or_add(
         viewer, target, "labels", labels, colormap=colormap, metadata=metadata, **common
     )
+    md.show_class_names(shown, class_names)  # the status bar names the class under the mouse
     if conf is not None and layers.index(conf) > layers.index(shown):
         layers.move(layers.index(conf), layers.index(shown))  # labels drawn over it
     layers.selection.active = shown

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..training import parse_slices
-from ..training.finetune import describe_split
+from ..training.finetune import describe_slices, describe_split
 from . import layers
 from .layers import PLACED
 
@@ -95,8 +95,9 @@ def slices_to_train(layer: Any, text: str) -> Slices:
     return typed
 
 
-def describe(layer: Any, text: str) -> str:
-    """What Fine-tune will train on, for the line under the Labels chooser."""
+def describe(layer: Any, text: str, *, hold_out: bool = True) -> str:
+    """What Fine-tune will train on, for the line under the Labels chooser; with
+    `hold_out` False (every reviewed slice trains), says that none is held out."""
     if layer is None:
         return "Choose the Labels layer you corrected"
     try:
@@ -113,7 +114,9 @@ def describe(layer: Any, text: str) -> str:
             "no reviewed slices — mark slices reviewed (or paint in them) in Review & "
             "correct, or name the labelled slices in Slices"
         )
-    found = describe_split(slices)
+    found = describe_split(slices) if hold_out else f"{describe_slices(slices)}; all train"
+    if not hold_out:
+        found += ", none held out (the new model is compared with its base on them)"
     if text.strip():
         return found.replace("reviewed slice", "chosen slice", 1)
     placed = layers.meta(layer).get(PLACED)
