@@ -44,6 +44,28 @@ def needs_preview(layer: Any, max_side: int = MAX_SIDE) -> bool:
     return layers.store_of(layer) is not None and max(layer.data.shape) > max_side
 
 
+def _connect_before_slicing(viewer: Any, callback: Any) -> None:
+    """Connect `callback` to the viewer's ndisplay event *before* napari slices its
+    layers for the new view (napari puts a plugin's callbacks after its own, and its
+    slicing would read a big layer whole before the callback hides it).
+
+    Uses the ``before``/``after`` placement of napari's ``EventEmitter.connect``; if
+    napari changed and that fails, the callback goes last (logged): the 3D view then
+    reads the layer whole once, as without this module.
+    """
+    import weakref
+
+    emitter = viewer.dims.events.ndisplay
+    slicing = (weakref.ref(viewer), "_update_layers")  # how napari keeps the callback
+    try:
+        at = list(emitter.callbacks).index(slicing)
+        after = [emitter.callbacks[at - 1]] if at else None  # None: napari refuses
+        emitter.connect(callback, before=[slicing], after=after)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        log.warning("3D preview: cannot run before napari's slicing (%s)", exc)
+        emitter.connect(callback)
+
+
 class Preview3D(QObject):
     """Shows store-backed Labels layers through a preview while `viewer` is in 3D.
 
@@ -65,8 +87,8 @@ class Preview3D(QObject):
         #: id(layer) -> [layer, its preview layer or None, the worker building it or None]
         self._shown: dict[int, list[Any]] = {}
         self._kept: dict[int, Preview] = {}  # id(layer) -> its last preview
-        # First: the layers are hidden before napari slices them in 3D.
-        viewer.dims.events.ndisplay.connect(self._on_ndisplay, position="first")
+        _connect_before_slicing(viewer, self._on_ndisplay)  # hide before a 3D slice
+        viewer.dims.events.ndisplay.connect(self._after_ndisplay)  # show after a 2D one
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self._on_removed)
         if viewer.dims.ndisplay == 3:
@@ -97,7 +119,11 @@ class Preview3D(QObject):
     def _on_ndisplay(self, event: Any = None) -> None:
         if self.viewer.dims.ndisplay == 3:
             self._enter_3d()
-        else:
+
+    def _after_ndisplay(self, event: Any = None) -> None:
+        # After napari sliced the layers for 2D (a hidden layer's slice too): shown
+        # again, the layer reads one plane, not the volume of its last (3D) slice.
+        if self.viewer.dims.ndisplay != 3:
             self._leave_3d()
 
     def _on_inserted(self, event: Any) -> None:
