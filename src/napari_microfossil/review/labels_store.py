@@ -108,6 +108,7 @@ class StoreLabels(LazyArray):
         self.cache = ChunkCache(cache_bytes)
         #: Saves the edits into the store the proper way (the review's autosave sets it).
         self.flush_hook: Callable[[], None] | None = None
+        self._exit_hooked = False  # the first edit makes the exit save what is unsaved
 
     def __repr__(self) -> str:
         return f"StoreLabels({self.path}, shape={self.shape}, {self.dtype.name})"
@@ -204,6 +205,11 @@ class StoreLabels(LazyArray):
             data = np.array(src, dtype=self.dtype, copy=True)
             self._overlay[flat] = data
             self.cache.pop(flat)  # the overlay's copy is the chunk now
+            if not self._exit_hooked:
+                from .store_flush import save_at_exit
+
+                save_at_exit(self)
+                self._exit_hooked = True
         self._gen[flat] = self._gen.get(flat, 0) + 1
         return data
 
