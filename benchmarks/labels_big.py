@@ -35,10 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
-from autosave_store import make_store  # noqa: E402
+from autosave_store import make_store
 
 GIB = 2**30
 

@@ -71,7 +71,6 @@ def test_cached_reads_equal_numpy_with_edits_in_the_overlay(tmp_path, key):
     np.testing.assert_array_equal(lab[key], ref[key])  # from the store again, not stale
 
 
-
 def test_a_chunk_edited_while_it_is_read_is_not_cached_stale(tmp_path):
     ref = make_store(tmp_path / "l.zarr")
     lab = counted(tmp_path / "l.zarr")

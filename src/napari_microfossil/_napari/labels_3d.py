@@ -137,7 +137,7 @@ class Preview3D(QObject):
         if (entry := self._shown.pop(id(layer), None)) is not None:
             self._drop(entry)
             return
-        for key, entry in list(self._shown.items()):
+        for entry in list(self._shown.values()):
             if entry[1] is layer:  # the user removed a preview: the labels stay hidden
                 entry[1] = None
 
@@ -166,9 +166,7 @@ class Preview3D(QObject):
         self._shown[id(layer)] = entry
         bar = progress(total=0, desc=f"3D preview of {layer.name}")
         previous = self._kept.get(id(layer))
-        worker = create_worker(
-            iter_preview, layer.data, max_side=self.max_side, previous=previous
-        )
+        worker = create_worker(iter_preview, layer.data, max_side=self.max_side, previous=previous)
 
         def on_progress(p: Any) -> None:
             if bar.total != p.total:

@@ -80,10 +80,14 @@ def erase_in_store(
         if not _touches_inner_face(body, lo, hi, shape):
             break
         half = half * 2
-    idx = [np.flatnonzero(np.any(body, axis=tuple(j for j in range(3) if j != a))) for a in range(3)]
+    idx = [
+        np.flatnonzero(np.any(body, axis=tuple(j for j in range(3) if j != a))) for a in range(3)
+    ]
     tight = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
     mask = body[tight]
-    bbox = tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight, strict=True))
+    bbox = tuple(
+        slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight, strict=True)
+    )
     pts = tuple(np.nonzero(mask)[a] + bbox[a].start for a in range(3))
     old = np.asarray(labels[pts]).copy()
     labels[pts] = value  # the component's voxels only: the chunks it crosses

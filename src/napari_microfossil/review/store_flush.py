@@ -90,7 +90,9 @@ def save_store_edits(labels: StoreLabels, *, folder: Path | None = None) -> int:
     folder = journal_folder(labels) if folder is None else folder
     folder.mkdir(parents=True, exist_ok=True)
     edits = cast("ChunkUpdate", _Edits(labels, copies, gens))
-    save_into_store(folder, edits, {"version": STORE_VERSION, "journal": "no review"}, _write_record)
+    save_into_store(
+        folder, edits, {"version": STORE_VERSION, "journal": "no review"}, _write_record
+    )
     shutil.rmtree(folder, ignore_errors=True)  # the store holds the save now
     log.info("%s: saved %d edited chunks (no review)", labels.path, len(copies))
     return len(copies)
