@@ -40,6 +40,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..io.lazy import LazyArray, normalise_key
 from ..io.zarr_store import JOURNAL_MARKER
+from .chunk_cache import DEFAULT_CACHE_BYTES, ChunkCache
 from .chunks import CHUNK_DIR, CODEC, HASH, ChunkGrid, read_chunk, sweep_chunks, write_chunks
 from .record import STATE_FILE, STORE_VERSION, fsync_path
 
@@ -67,6 +68,8 @@ class StoreLabels(LazyArray):
         The labels, opened for writing (``mode="r+"``).
     path : Path
         The store's folder (where :data:`JOURNAL_MARKER` goes).
+    cache_bytes : int
+        Bound of :attr:`cache`, the decompressed chunks kept for reading (256 MiB).
 
     Attributes
     ----------
@@ -75,12 +78,16 @@ class StoreLabels(LazyArray):
 
     Notes
     -----
-    Basic indexing (ints, slices) reads only what it selects; an index array per axis
-    (napari's ``data[indices]``) reads only the chunks holding those voxels; ``np.asarray``
-    reads everything.
+    Basic indexing (ints, slices) reads only the chunks it crosses, through :attr:`cache`
+    (whole decompressed chunks, so scrolling through the planes of a chunk reads it
+    once); a selection larger than the cache is one zarr read. An index array per axis
+    (napari's ``data[indices]``) reads only the chunks holding those voxels;
+    ``np.asarray`` reads everything.
     """
 
-    def __init__(self, array: Any, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, array: Any, path: str | os.PathLike[str], *, cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> None:
         if len(array.shape) != 3:
             raise ValueError(f"array: expected (Z, Y, X); got shape {tuple(array.shape)}")
         self.array = array
@@ -94,8 +101,14 @@ class StoreLabels(LazyArray):
         self._overlay: dict[int, np.ndarray] = {}  # chunk -> its edited voxels
         self._gen: dict[int, int] = {}  # chunk -> writes so far
         self._stored: dict[int, int] = {}  # chunk -> the write the store holds
+        self._chunk_bytes = int(np.prod(self.chunks)) * self.dtype.itemsize
+        #: Decompressed store chunks last read (a plane read decompresses whole chunks;
+        #: the next planes of those chunks then come from memory). Never holds a chunk
+        #: of the overlay.
+        self.cache = ChunkCache(cache_bytes)
         #: Saves the edits into the store the proper way (the review's autosave sets it).
         self.flush_hook: Callable[[], None] | None = None
+        self._exit_hooked = False  # the first edit makes the exit save what is unsaved
 
     def __repr__(self) -> str:
         return f"StoreLabels({self.path}, shape={self.shape}, {self.dtype.name})"
@@ -108,12 +121,46 @@ class StoreLabels(LazyArray):
 
     def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
         full = tuple(slice(k, k + 1) if isinstance(k, int) else k for k in key)
+        drop = tuple(0 if isinstance(k, int) else slice(None) for k in key)
+        idx = [np.arange(n)[k] for k, n in zip(full, self.shape, strict=True)]
+        if not all(i.size for i in idx):
+            return np.asarray(self.array[full])[drop]
+        which = self.grid.of_box([slice(int(i.min()), int(i.max()) + 1) for i in idx])
+        if len(which) * self._chunk_bytes > self.cache.max_bytes:
+            return self._read_direct(full, idx)[drop]  # too big to keep: one zarr read
+        out = np.empty(tuple(i.size for i in idx), dtype=self.dtype)
+        for flat in which:
+            box = self.grid.box(flat)
+            sel = [
+                np.flatnonzero((i >= b.start) & (i < b.stop)) for i, b in zip(idx, box, strict=True)
+            ]
+            if all(s.size for s in sel):
+                src = _key([i[s] - b.start for i, s, b in zip(idx, sel, box, strict=True)])
+                out[_key(sel)] = self._read_chunk(flat)[src]
+        return out[drop]
+
+    def _read_chunk(self, flat: int) -> np.ndarray:
+        """Chunk `flat` as the labels hold it: the overlay's, else the cache's, else read
+        from the store (and cached unless it was edited meanwhile)."""
+        with self._lock:
+            data = self._overlay.get(flat)
+            gen = self._gen.get(flat)
+        if data is not None:
+            return data
+        if (data := self.cache.get(flat)) is not None:
+            return data
+        data = np.asarray(self.array[self.grid.box(flat)])
+        with self._lock:
+            if self._gen.get(flat) == gen and flat not in self._overlay:
+                self.cache.put(flat, data)
+        return data
+
+    def _read_direct(self, full: tuple[slice, ...], idx: list[np.ndarray]) -> np.ndarray:
         # The overlay first: a chunk leaves it only once the store holds it.
         overlay = list(self._overlay.items())
         out = np.asarray(self.array[full])
         if overlay:
             out = out if out.flags.writeable else out.copy()
-            idx = [np.arange(n)[k] for k, n in zip(full, self.shape, strict=True)]
             for flat, data in overlay:
                 box = self.grid.box(flat)
                 sel = [
@@ -123,8 +170,7 @@ class StoreLabels(LazyArray):
                 if all(s.size for s in sel):
                     src = np.ix_(*(i[s] - b.start for i, s, b in zip(idx, sel, box, strict=True)))
                     out[np.ix_(*sel)] = data[src]
-        drop = tuple(0 if isinstance(k, int) else slice(None) for k in key)
-        return out[drop]
+        return out
 
     def _chunk_of(self, points: tuple[np.ndarray, ...]) -> np.ndarray:
         cols = tuple(p // c for p, c in zip(points, self.chunks, strict=True))
@@ -154,8 +200,16 @@ class StoreLabels(LazyArray):
         """The overlay's copy of chunk `flat`, read from the store first if needed."""
         data = self._overlay.get(flat)
         if data is None:
-            data = np.array(self.array[self.grid.box(flat)], dtype=self.dtype, copy=True)
+            kept = self.cache.get(flat)
+            src = self.array[self.grid.box(flat)] if kept is None else kept
+            data = np.array(src, dtype=self.dtype, copy=True)
             self._overlay[flat] = data
+            self.cache.pop(flat)  # the overlay's copy is the chunk now
+            if not self._exit_hooked:
+                from .store_flush import save_at_exit
+
+                save_at_exit(self)
+                self._exit_hooked = True
         self._gen[flat] = self._gen.get(flat, 0) + 1
         return data
 
@@ -234,6 +288,7 @@ class StoreLabels(LazyArray):
         this array reads their files meanwhile.
         """
         for flat, data in sorted(chunks.items()):
+            self.cache.pop(flat)
             self.array[self.grid.box(flat)] = data
             if (file := self._chunk_file(flat)) is not None:
                 fsync_path(file)  # zarr renames it into place; this survives a power cut
@@ -260,6 +315,19 @@ class StoreLabels(LazyArray):
             self._overlay.clear()
             self._gen.clear()
             self._stored.clear()
+            self.cache.clear()
+
+
+def _key(parts: list[np.ndarray]) -> Any:
+    """An index selecting the outer product of `parts` (sorted index arrays, one per
+    axis): slices where each is evenly spaced (a view, fast), else ``np.ix_``."""
+    spans = []
+    for a in parts:
+        step = int(a[1] - a[0]) if a.size > 1 else 1
+        if step < 1 or (a.size > 2 and not np.all(np.diff(a) == step)):
+            return np.ix_(*parts)
+        spans.append(slice(int(a[0]), int(a[-1]) + 1, step))
+    return tuple(spans)
 
 
 def _points(key: Any) -> tuple[np.ndarray, ...] | None:
