@@ -134,10 +134,10 @@ def labels_store_of(layer: Any) -> str | None:
         return None
     if data.dirty and callable(hook := getattr(data, "flush_hook", None)):
         hook()
-    if data.dirty:
-        copies, gens = data.unsaved()
-        data.write_to_store(copies)
-        data.stored(gens)
+    if data.dirty:  # through a journal of its own: crash-safe
+        from ..review.store_flush import save_store_edits
+
+        save_store_edits(data)
     return str(data.path)
 
 

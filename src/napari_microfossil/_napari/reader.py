@@ -92,7 +92,21 @@ def layer_data_for(path: str) -> LayerData:
         return (placed, meta, "labels")
     if not vol.class_names:
         _adopt_scan_spacing(meta, vol)
+    if editable:
+        _watch_stores()
     return (editable_labels(path, vol.data) if editable else vol.data, meta, "labels")
+
+
+def _watch_stores() -> None:
+    """Store-backed labels in the current viewer get a 3D preview and a save on close."""
+    try:
+        import napari
+
+        from .store_layers import watch_store_layers
+    except ImportError:  # pragma: no cover
+        return
+    if (viewer := napari.current_viewer()) is not None:
+        watch_store_layers(viewer)
 
 
 #: Words in a file or folder name that say it holds labels, not a scan.

@@ -1,11 +1,9 @@
 """Review & correct: a view of a :class:`~napari_microfossil.review.ReviewSession`.
 
-The user paints with napari's own Labels tools. The panel keeps a session for the chosen
-labels layer, forwards the layer's events and its buttons into it, and draws it; the
-rules (what an edit marks, undo, the autosave schedule, restoring) are the session's.
-The state is kept on the layer (:data:`layers.REVIEW`); other panels hear of changes
-through :class:`PluginContext`. The erase gestures are an :class:`EraseTool`; saving
-(on the session's schedule, in a worker thread) is an :class:`Autosaver`.
+The user paints with napari's own Labels tools; the panel keeps a session for the chosen
+labels layer, forwards the layer's events and buttons into it and draws it (the rules are
+the session's). State on the layer (:data:`layers.REVIEW`), news through
+:class:`PluginContext`, erasing an :class:`EraseTool`, saving an :class:`Autosaver`.
 """
 
 from __future__ import annotations
@@ -390,19 +388,23 @@ class ReviewWidget(QWidget):
         return self.erase_at(self.viewer.cursor.position)
 
     def erase_at(self, position: Any, *, world: bool = True) -> bool:
-        """Erase the 3D connected object at `position`; True if one was. Only the slice
-        shown counts as edited; :meth:`undo_erase` takes back what this erase marked."""
+        """Erase the 3D object at `position` (True if one was); the slice shown is edited."""
         layer, session = self._layer, self.session
         if layer is None or session is None or self.state is None:
             return False
-        if not session.in_memory:
+        if not session.in_memory and layers.store_of(layer) is None:
             self.autosave.report("erase needs labels held in memory (a numpy array)")
             return False
         point = layer.world_to_data(position) if world else position
         if not all(0 <= round(p) < n for p, n in zip(point, layer.data.shape, strict=True)):
             self.slice_label.setText("the cursor is outside the labels")
             return False
-        if session.erase(point, current=self.current_slice()) is None:
+        try:
+            erased = session.erase(point, current=self.current_slice())
+        except ValueError as exc:  # an object too big to erase from a store
+            self.autosave.report(str(exc))
+            return False
+        if erased is None:
             self.slice_label.setText("no object under the cursor")
             return False
         layer.refresh()

@@ -155,6 +155,10 @@ def show_result(
         viewer, target, "labels", labels, colormap=colormap, metadata=metadata, **common
     )
     md.show_class_names(shown, class_names)  # the status bar names the class under the mouse
+    if md.store_of(shown) is not None:  # a 3D preview instead of a whole read; saved on close
+        from .store_layers import watch_store_layers
+
+        watch_store_layers(viewer)
     if conf is not None and layers.index(conf) > layers.index(shown):
         layers.move(layers.index(conf), layers.index(shown))  # labels drawn over it
     layers.selection.active = shown

@@ -266,9 +266,14 @@ class ReviewSession(Autosaving):
         ValueError
             If the labels are not a numpy array, or `point` is outside them.
         """
-        if not self.in_memory:
+        if isinstance(self.labels, StoreLabels):
+            from .store_erase import erase_in_store
+
+            edit = erase_in_store(self.labels, point, connectivity=connectivity)
+        elif not self.in_memory:
             raise ValueError("labels: erase needs labels held in memory (a numpy array)")
-        edit = erase_object(self.labels, point, connectivity=connectivity)
+        else:
+            edit = erase_object(self.labels, point, connectivity=connectivity)
         if edit is None:
             return None
         self.record_edit(edit_slices(edit, self.state.axis), current=current, edit=edit)
@@ -276,9 +281,15 @@ class ReviewSession(Autosaving):
 
     def undo(self) -> Edit | None:
         """Undo the last edit on the undo stack (labels and marks); None if there is none."""
-        if not self.in_memory:
+        if isinstance(self.labels, StoreLabels):
+            from .store_erase import write_through
+
+            target: Any = write_through(self.labels)
+        elif self.in_memory:
+            target = self.labels
+        else:
             return None
-        edit = self.undo_stack.undo(self.labels)
+        edit = self.undo_stack.undo(target)
         if edit is None:
             return None
         if isinstance(edit.note, Marks):
