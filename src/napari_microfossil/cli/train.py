@@ -159,7 +159,8 @@ def add_recipe_options(s: argparse.ArgumentParser) -> None:
         choices=list(TIME_CLOCKS),
         default="wall",
         help="what --time-limit counts: wall-clock seconds, or CPU seconds of the training "
-        "process (the same training on a machine busy with other work) (default wall)",
+        "process (steadier than wall time when the machine is busy; for identical training "
+        "use --epochs/--steps-per-epoch without --time-limit) (default wall)",
     )
     s.add_argument(
         "--augment",
