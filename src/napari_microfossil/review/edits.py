@@ -129,6 +129,51 @@ def edit_slices(edit: Edit, axis: str | int = "z") -> list[int]:
     return [start + int(i) for i in np.flatnonzero(np.any(edit.mask, axis=others))]
 
 
+def find_object(
+    labels: Any, pt: tuple[int, int, int], connectivity: int, *, max_bytes: int | None = None
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The 3D connected component under voxel `pt`: its tight box and its mask in it.
+
+    Searched in a box around `pt` that doubles only while the component reaches a face
+    of the box inside the volume, so a small object in a large volume costs little.
+    `labels` needs only numpy reads (an array, or a store); with `max_bytes`, a box
+    larger than that raises ValueError before it is read.
+    """
+    shape = np.array(labels.shape)
+    itemsize = np.dtype(labels.dtype).itemsize
+    p, half = np.array(pt), np.full(3, 16)
+    while True:
+        lo, hi = np.maximum(p - half, 0), np.minimum(p + half + 1, shape)
+        if max_bytes is not None and int(np.prod(hi - lo)) * itemsize > max_bytes:
+            raise ValueError(
+                f"erase: the object at {pt} is larger than a box of {max_bytes / 2**20:.0f} MiB "
+                f"of labels; not erased (paint over it, or erase it where the labels fit "
+                f"in memory)"
+            )
+        body, box = _component_in_box(labels, pt, lo, hi, connectivity)
+        if not _touches_inner_face(body, lo, hi, shape):
+            break
+        half = half * 2
+    idx = [
+        np.flatnonzero(np.any(body, axis=tuple(j for j in range(3) if j != a))) for a in range(3)
+    ]
+    tight = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
+    bbox = tuple(
+        slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight, strict=True)
+    )
+    return bbox, body[tight]
+
+
+def _touches_inner_face(body: np.ndarray, lo: np.ndarray, hi: np.ndarray, shape: Any) -> bool:
+    """Whether the component reaches a face of its box that is not the volume's."""
+    for ax in range(3):
+        first = tuple(slice(0, 1) if a == ax else slice(None) for a in range(3))
+        last = tuple(slice(-1, None) if a == ax else slice(None) for a in range(3))
+        if (lo[ax] > 0 and body[first].any()) or (hi[ax] < shape[ax] and body[last].any()):
+            return True
+    return False
+
+
 def _component_in_box(
     labels: np.ndarray, point: tuple[int, ...], lo: np.ndarray, hi: np.ndarray, connectivity: int
 ) -> tuple[np.ndarray, tuple[slice, ...]]:
@@ -189,36 +234,7 @@ def erase_object(
         raise ValueError(f"point: expected a position inside {labels.shape}; got {tuple(point)}")
     if labels[pt] == value:
         return None
-    shape = np.array(labels.shape)
-    p = np.array(pt)
-    half = np.full(3, 16)
-    while True:
-        lo = np.maximum(p - half, 0)
-        hi = np.minimum(p + half + 1, shape)
-        body, box = _component_in_box(labels, pt, lo, hi, connectivity)
-        # The component is whole unless it reaches a face of the box inside the volume.
-        grow = False
-        for ax in range(3):
-            first = [slice(None)] * 3
-            first[ax] = slice(0, 1)
-            last = [slice(None)] * 3
-            last[ax] = slice(-1, None)
-            if (lo[ax] > 0 and body[tuple(first)].any()) or (
-                hi[ax] < shape[ax] and body[tuple(last)].any()
-            ):
-                grow = True
-                break
-        if not grow:
-            break
-        half = half * 2
-    idx = [
-        np.flatnonzero(np.any(body, axis=tuple(j for j in range(3) if j != ax))) for ax in range(3)
-    ]
-    tight = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
-    mask = body[tight]
-    bbox = tuple(
-        slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight, strict=True)
-    )
+    bbox, mask = find_object(labels, pt, connectivity)
     region = labels[bbox]
     old = region[mask].copy()
     region[mask] = value

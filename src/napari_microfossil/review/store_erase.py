@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .edits import Edit, _component_in_box
+from .edits import Edit, find_object
 
 __all__ = ["ERASE_MAX_BYTES", "erase_in_store", "write_through"]
 
@@ -66,42 +66,11 @@ def erase_in_store(
         raise ValueError(f"point: expected a position inside {tuple(shape)}; got {tuple(point)}")
     if labels[pt] == value:
         return None
-    itemsize = np.dtype(labels.dtype).itemsize
-    p, half = np.array(pt), np.full(3, 16)
-    while True:
-        lo, hi = np.maximum(p - half, 0), np.minimum(p + half + 1, shape)
-        if int(np.prod(hi - lo)) * itemsize > max_bytes:
-            raise ValueError(
-                f"erase: the object at {pt} is larger than a box of {max_bytes / 2**20:.0f} MiB "
-                f"of labels; not erased (paint over it, or erase it where the labels fit "
-                f"in memory)"
-            )
-        body, box = _component_in_box(labels, pt, lo, hi, connectivity)
-        if not _touches_inner_face(body, lo, hi, shape):
-            break
-        half = half * 2
-    idx = [
-        np.flatnonzero(np.any(body, axis=tuple(j for j in range(3) if j != a))) for a in range(3)
-    ]
-    tight = tuple(slice(int(i[0]), int(i[-1]) + 1) for i in idx)
-    mask = body[tight]
-    bbox = tuple(
-        slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, tight, strict=True)
-    )
+    bbox, mask = find_object(labels, pt, connectivity, max_bytes=max_bytes)
     pts = tuple(np.nonzero(mask)[a] + bbox[a].start for a in range(3))
     old = np.asarray(labels[pts]).copy()
     labels[pts] = value  # the component's voxels only: the chunks it crosses
     return Edit(bbox, mask, old)
-
-
-def _touches_inner_face(body: np.ndarray, lo: np.ndarray, hi: np.ndarray, shape: Any) -> bool:
-    """Whether the component reaches a face of its box that is not the volume's."""
-    for ax in range(3):
-        first = tuple(slice(0, 1) if a == ax else slice(None) for a in range(3))
-        last = tuple(slice(-1, None) if a == ax else slice(None) for a in range(3))
-        if (lo[ax] > 0 and body[first].any()) or (hi[ax] < shape[ax] and body[last].any()):
-            return True
-    return False
 
 
 class _Region:
