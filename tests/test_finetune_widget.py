@@ -65,13 +65,18 @@ def setup(make_napari_viewer, phantom, tmp_path, model_file):
     _wire_segment(viewer, segment)
     widget = FinetuneWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Fine-tune")
+    tiny_cpu_training(widget, epochs=2)
+    return viewer, labels, segment, widget
+
+
+def tiny_cpu_training(widget, *, epochs=1):
+    """Set the Fine-tune panel to a few one-sample steps of 64² crops on the CPU."""
     widget.by_epochs.setChecked(True)
-    widget.epochs.setValue(2)
+    widget.epochs.setValue(epochs)
     widget.steps_per_epoch.setValue(1)
     widget.batch_size.setValue(1)
     widget.crop_size.setValue(64)
     widget.device.setCurrentIndex(widget.device.findData("cpu"))
-    return viewer, labels, segment, widget
 
 
 def _wire_segment(viewer, segment):

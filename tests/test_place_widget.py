@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from test_finetune_widget import tiny_cpu_training
+
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
@@ -181,12 +183,7 @@ def test_finetune_trains_on_placed_slices_without_a_review(
     assert widget.slices_label.text().startswith("3 chosen slices (z: 3)")
     widget.classes.setText("pore, clay, grain, dense")
     widget.classes.setModified(True)
-    widget.by_epochs.setChecked(True)
-    widget.epochs.setValue(1)
-    widget.steps_per_epoch.setValue(1)
-    widget.batch_size.setValue(1)
-    widget.crop_size.setValue(64)
-    widget.device.setCurrentIndex(widget.device.findData("cpu"))
+    tiny_cpu_training(widget)
     widget.model.addItem("tiny", str(model_file))
     widget.model.setCurrentIndex(widget.model.count() - 1)
     widget.output.setText(str(tmp_path / "placed.safetensors"))

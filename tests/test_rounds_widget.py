@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from test_finetune_widget import tiny_cpu_training
+
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
@@ -284,12 +286,7 @@ def test_every_slice_trains_and_pixel_features_reach_the_request(
     widget.pixel_features.setText("0")
     assert widget.run() is None and "pixel features: expected sigmas" in widget.status.text()
     widget.pixel_features.setText("")
-    widget.by_epochs.setChecked(True)
-    widget.epochs.setValue(1)
-    widget.steps_per_epoch.setValue(1)
-    widget.batch_size.setValue(1)
-    widget.crop_size.setValue(64)
-    widget.device.setCurrentIndex(widget.device.findData("cpu"))
+    tiny_cpu_training(widget)
     assert widget.run() is not None, widget.status.text()
     _wait(qtbot, widget.runner)
     run = widget.last_result
