@@ -27,10 +27,14 @@ SHAPE, CHUNKS = (10, 12, 14), (4, 5, 6)
 
 def make_store(path, seed=0):
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, SHAPE, dtype=np.uint8)
-    out = create_output(path, SHAPE, np.uint8, class_names=["bg", "a", "b"], chunks=CHUNKS)
-    for z in range(0, SHAPE[0], CHUNKS[0]):
-        out.write(z, labels[z : z + CHUNKS[0]])
+    return write_store(path, rng.integers(0, 3, SHAPE, dtype=np.uint8), CHUNKS)
+
+
+def write_store(path, labels, chunks):
+    """`labels` (classes bg, a, b) as this tool's zarr store in `chunks`; returns them."""
+    out = create_output(path, labels.shape, np.uint8, class_names=["bg", "a", "b"], chunks=chunks)
+    for z in range(0, labels.shape[0], chunks[0]):
+        out.write(z, labels[z : z + chunks[0]])
     out.finish()
     return labels
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_microfossil.io.store import create_output
 from napari_microfossil.review.edits import UndoStack, erase_object
 from napari_microfossil.review.labels_store import open_store_labels
 from napari_microfossil.review.store_erase import erase_in_store, write_through
+from test_labels_store import write_store
 
 SHAPE, CHUNKS = (40, 40, 40), (8, 8, 8)
 
@@ -19,11 +19,7 @@ def make(path):
     labels[2:30, 3:6, 4:7] = 1  # a long rod across z-chunks, and past the first box
     labels[10:12, 20:23, 20:22] = 1  # another object of the same class
     labels[0:40, 35:40, 0:40] = 2  # a slab touching every z-chunk
-    out = create_output(path, SHAPE, np.uint8, class_names=["bg", "a", "b"], chunks=CHUNKS)
-    for z in range(0, SHAPE[0], CHUNKS[0]):
-        out.write(z, labels[z : z + CHUNKS[0]])
-    out.finish()
-    return labels
+    return write_store(path, labels, CHUNKS)
 
 
 def test_erase_equals_the_in_memory_erase_and_touches_only_its_chunks(tmp_path):
