@@ -69,3 +69,31 @@ def test_first_voxels_plane_by_plane_equal_the_whole_block_scan(seed):
     flat = local.ravel()
     expected = [np.flatnonzero(flat == k)[0] for k in range(1, n + 1)]
     np.testing.assert_array_equal(whole, expected)
+
+
+def _mapped(store: AtomStore, depth: int) -> int:
+    """How many windows boxes `depth` planes deep, one plane on each time, map."""
+    seen: list[object] = []  # the maps themselves, so that no id is reused
+    for z0 in range(0, store.shape[0] - depth + 1):
+        store[z0 : z0 + depth, :, :]
+        seen.extend(m for m in store._maps.values() if not any(m is o for o in seen))
+    return len(seen)
+
+
+def test_cover_keeps_the_windows_of_deep_regions_within_its_bytes(
+    tmp_path, small_windows, monkeypatch
+):
+    store = AtomStore(tmp_path / "a.u32", (40, 5, 7))  # 20 windows of 2 planes
+    assert _mapped(store, 9) > 20  # 2 kept: boxes spanning 5-6 windows remap them
+    store.close()
+    store.cover(9)
+    assert store._keep == 6
+    assert _mapped(store, 9) == 20  # each window mapped once
+    assert len(store._maps) == 6
+    monkeypatch.setattr(blocks, "COVER_BYTES", 3 * 2 * 5 * 7 * 4)
+    store.cover(100)  # capped by COVER_BYTES, never under WINDOWS
+    assert store._keep == 3
+    store.cover(1)
+    assert store._keep == 2
+    store.cover(9)
+    assert pickle.loads(pickle.dumps(store))._keep == blocks.WINDOWS  # a copy keeps its own

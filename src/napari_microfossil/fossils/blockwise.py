@@ -311,6 +311,9 @@ def _iter_pieces(
     small = np.zeros(n + 1, dtype=bool)
     small[1:] = np.prod(comps.stop[1:] - comps.start[1:], axis=1) < min_count
     after = overlap_dependencies(comps.start, comps.stop, ~small)
+    depth = (comps.stop[1:, 0] - comps.start[1:, 0])[~small[1:]]
+    if len(depth):  # boxes start in raster order: the next ones lie in the same windows
+        comps.atoms.cover(2 * int(np.percentile(depth, 90)))
     options = {
         "fill_cavities": fill_cavities,
         "split": split,
