@@ -212,7 +212,7 @@ def iter_extract_fossils_blockwise(
             split_neck_ratio=split_neck_ratio,
             pool=pool,
             find_pool=find_pool,
-            ahead=4 * n_workers,
+            ahead=16 * n_workers,
             submitted=pending,
         )
         rows, final, unsure = fossils
@@ -302,8 +302,9 @@ def _iter_pieces(
     The filling and splitting of a component (most of the time) runs in `find_pool`, up to
     `ahead` components ahead of the one being applied, as soon as every earlier
     component whose bounding box overlaps its own has been applied (only those can
-    change its crop); results are applied in rank order, so ids, atoms and the table
-    are those of a serial loop.
+    change its crop), in any order: in a crowded volume a component that waits for
+    its neighbour holds up no other. Results are applied in rank order, so ids, atoms
+    and the table are those of a serial loop.
     """
     n = comps.n
     atoms = _Atoms(comps.rank_of)
@@ -332,18 +333,28 @@ def _iter_pieces(
     unsure = 0
     nxt = 1
     yield Progress("measure", 0, n)
+    waiting: list[int] = []  # components within `ahead` of the loop, not yet sent
     for i in range(1, n + 1):
-        while nxt <= n and nxt < i + ahead and after[nxt] < i:
+        while nxt <= n and nxt < i + ahead:
             if not small[nxt]:
-                crop = np.asarray(comps.atoms[comps.bbox(nxt)])
-                state = atoms.rank[crop]
-                # Earlier components too small to keep hold nothing; later ones still do.
-                code = np.where(state == nxt, 1, 2).astype(np.uint8)
-                code[(state == 0) | (small[state] & (state < nxt))] = 0
-                job = find_pool.submit(_pieces, code, sp, options)
-                submitted.append(job)
-                found[nxt] = (job, crop)
+                waiting.append(nxt)
             nxt += 1
+        # Send every waiting component whose overlapping predecessors are all applied
+        # (always `i` itself), in any order: one that waits holds up no other.
+        blocked = []
+        for k in waiting:
+            if after[k] >= i:
+                blocked.append(k)
+                continue
+            crop = np.asarray(comps.atoms[comps.bbox(k)])
+            state = atoms.rank[crop]
+            # Earlier components too small to keep hold nothing; later ones still do.
+            code = np.where(state == k, 1, 2).astype(np.uint8)
+            code[(state == 0) | (small[state] & (state < k))] = 0
+            job = find_pool.submit(_pieces, code, sp, options)
+            submitted.append(job)
+            found[k] = (job, crop)
+        waiting = blocked
         if not small[i]:
             slc = comps.bbox(i)
             job, crop = found.pop(i)
