@@ -77,3 +77,33 @@ def test_blocks_labelled_in_processes_merge_like_blocks_labelled_here(tmp_path):
     np.testing.assert_array_equal(atoms_a, atoms_b)
     for name in ("rank_of", "count", "start", "stop"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_finished_jobs_are_not_kept_to_the_end(tmp_path, monkeypatch):
+    """A finished job's part masks are dropped once applied: at 2048³ keeping every job
+    (to cancel the unfinished ones on an error) held gigabytes to the end of the loop."""
+    import gc
+    import weakref
+
+    from napari_microfossil.fossils import blockwise
+
+    made: list[weakref.ref] = []
+    real = blockwise._pieces
+
+    def pieces(code, sp, options):
+        found = real(code, sp, options)
+        made.extend(weakref.ref(mask) for _, mask in found[2])
+        return found
+
+    monkeypatch.setattr(blockwise, "_pieces", pieces)
+    lab = random_labels(5, (40, 40, 40))
+    run = blockwise.iter_extract_fossils_blockwise(
+        lab, tmp_path / "i.zarr", block=16, workers=1, split=True
+    )
+    for step in run:
+        if step.stage == "write":
+            break
+    gc.collect()
+    assert len(made) > 40
+    assert sum(ref() is not None for ref in made) == 0
+    run.close()

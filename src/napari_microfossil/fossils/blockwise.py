@@ -28,6 +28,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import weakref
 from collections import deque
 from collections.abc import Generator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -188,7 +189,9 @@ def iter_extract_fossils_blockwise(
     # Blocks are labelled, and slabs written, in our own processes only: they share the
     # atom file's memory (a cluster's workers would not).
     local_pool = pool if executor is None and n_workers > 1 else None
-    pending: list[Future[Any]] = []
+    # Only the jobs still referenced elsewhere: a list kept every finished job's result
+    # (each component's part masks) to the end, gigabytes at 2048³.
+    pending: weakref.WeakSet[Future[Any]] = weakref.WeakSet()
     try:
         comps = yield from iter_label_blocks(
             labels,
@@ -226,7 +229,7 @@ def iter_extract_fossils_blockwise(
             find_pool.shutdown(
                 cancel_futures=True
             )  # not ours to shut down: only what this run asked of it is cancelled
-            for job in pending:
+            for job in list(pending):
                 job.cancel()
         shutil.rmtree(tmp, ignore_errors=True)
     # zarr leaves out chunks of background: read as labels, which expects that.
@@ -289,7 +292,7 @@ def _iter_pieces(
     pool: Executor,
     find_pool: Executor,
     ahead: int,
-    submitted: list[Future[Any]],
+    submitted: weakref.WeakSet[Future[Any]],
 ) -> Generator[Progress, None, tuple[list[dict[str, Any]], np.ndarray, int]]:
     """Fill, split, filter and measure each component on its crop (see the module doc).
 
@@ -297,7 +300,7 @@ def _iter_pieces(
     every atom (0: none) and how many objects `evidence` (the confidence and its
     limit) dropped. A piece's voxels are final when it is made: later components only
     take voxels no component holds, and a split only reassigns its own component's.
-    Every job sent to `pool` is appended to `submitted` (for the caller to cancel).
+    Every job sent to `pool` is added to `submitted` (for the caller to cancel).
 
     The filling and splitting of a component (most of the time) runs in `find_pool`, up to
     `ahead` components ahead of the one being applied, as soon as every earlier
@@ -352,7 +355,7 @@ def _iter_pieces(
             code = np.where(state == k, 1, 2).astype(np.uint8)
             code[(state == 0) | (small[state] & (state < k))] = 0
             job = find_pool.submit(_pieces, code, sp, options)
-            submitted.append(job)
+            submitted.add(job)
             found[k] = (job, crop)
         waiting = blocked
         if not small[i]:
@@ -382,7 +385,7 @@ def _iter_pieces(
                 if size >= max(min_count, 1) and sure:
                     img = None if image is None else np.asarray(image[box])
                     measured = pool.submit(measure_one, 0, mask, box, sp, shape, img)
-                    submitted.append(measured)
+                    submitted.add(measured)
                     rows.append(measured)
                     pending.append(measured)
                     while len(pending) > ahead:
