@@ -116,6 +116,27 @@ def test_cli_takes_the_confidence_and_says_what_it_dropped(tmp_path, capsys):
     assert "Found 3 fossil objects" in said and "every object kept" in said
 
 
+def test_cli_uses_the_confidence_the_labels_name_by_default(tmp_path, capsys):
+    """`segment --confidence` names the map in the labels: a first `fossils` run uses it
+    without a flag, says so, and --min-confidence 0 or a moved map leaves it out."""
+    lab, conf = _volumes()
+    (tmp_path / "maps").mkdir()
+    named = {"confidence": "maps/c.tif"}
+    write_tiff(tmp_path / "l.tif", lab, spacing=2.0, class_names=NAMES, metadata=named)
+    write_tiff(tmp_path / "maps" / "c.tif", conf, spacing=2.0)
+    said = _run([str(tmp_path / "l.tif"), "-o", str(tmp_path / "a")], capsys)
+    assert "Found 2 fossil objects" in said
+    assert f"confidence map {tmp_path / 'maps' / 'c.tif'}, named by the labels" in said
+    assert "1 object the model was less sure of dropped" in said
+    said = _run(
+        [str(tmp_path / "l.tif"), "-o", str(tmp_path / "b"), "--min-confidence", "0"], capsys
+    )
+    assert "Found 3 fossil objects" in said and "named by the labels" not in said
+    (tmp_path / "maps" / "c.tif").unlink()
+    said = _run([str(tmp_path / "l.tif"), "-o", str(tmp_path / "c")], capsys)
+    assert "Found 3 fossil objects" in said and "no confidence map" in said
+
+
 def test_cli_refuses_a_confidence_of_another_shape(tmp_path, capsys):
     lab, conf = _volumes()
     write_tiff(tmp_path / "l.tif", lab, class_names=NAMES)

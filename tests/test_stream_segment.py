@@ -333,5 +333,37 @@ def test_cli_writes_zarr_and_prints_the_summary(tmp_path, scan, model_file, caps
     assert said.startswith("Segmented 10x40x48 voxels along z in ")
     assert f"labels     {out}" in said and f"confidence {conf}" in said
     assert read_labels(out).class_names == CLASSES
+    assert read_labels(out).metadata["confidence"] == "c.zarr"  # for `fossils` to find
     assert main([*argv, "--resume"]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_tiff_labels_name_their_confidence_relative_to_their_folder(
+    tmp_path, scan, model_file, capsys
+):
+    from napari_microfossil.cli import main
+    from napari_microfossil.io import read_labels
+
+    (tmp_path / "out").mkdir()
+    out, conf = tmp_path / "out" / "l.tif", tmp_path / "maps" / "c.tif"
+    (tmp_path / "maps").mkdir()
+    argv = ["segment", str(scan), "-o", str(out), "--confidence", str(conf)]
+    assert main([*argv, "--model", str(model_file), "--device", "cpu", "--quiet"]) == 0
+    assert read_labels(out).metadata["confidence"] == "../maps/c.tif"
+    assert (
+        main(
+            [
+                "segment",
+                str(scan),
+                "-o",
+                str(tmp_path / "only.tif"),
+                "--quiet",
+                "--model",
+                str(model_file),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert "confidence" not in read_labels(tmp_path / "only.tif").metadata

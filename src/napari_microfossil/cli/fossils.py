@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
     by_default = args.min_voxels is None and args.min_volume is None
     if args.min_voxels is None:
         args.min_voxels = DEFAULT_MIN_VOXELS if by_default else 0
+    named = _named_confidence(args) if args.confidence is None else None
+    if named is not None:
+        args.confidence = named
     on_cluster = args.workers is not None or args.scheduler is not None
     cluster = {"workers": args.workers, "scheduler": args.scheduler} if on_cluster else {}
     request = (FossilsClusterRequest if on_cluster else FossilsRequest)(
@@ -122,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     if by_default:
         print(f"  {size_limit_note(result.spacing)}")
     dropped = result.table.dropped_unsure if args.confidence else None
+    if named is not None:
+        print(f"  confidence map {named}, named by the labels (segment --confidence)")
     print(f"  {confidence_note(dropped, limit=args.min_confidence)}")
     if args.split:
         print("  touching fossils separated (watershed); --no-split keeps them as one object")
@@ -131,3 +136,17 @@ def run(args: argparse.Namespace) -> int:
     if args.crops:
         print(f"  crops      {outdir / 'crops'} ({n} .tif)")
     return 0
+
+
+def _named_confidence(args: argparse.Namespace) -> Any:
+    """The confidence map `segment --confidence` wrote beside these labels and named in
+    them, if it is still there (and the limit is on): the default a first run uses."""
+    from pathlib import Path
+
+    from ..io import read_volume
+    from ..workflows.segment_outputs import recorded_confidence
+
+    labels = Path(args.labels)
+    if args.min_confidence <= 0 or not labels.exists():
+        return None  # no limit wanted; a missing file is the request's error to give
+    return recorded_confidence(labels, read_volume(labels, lazy=True).metadata)

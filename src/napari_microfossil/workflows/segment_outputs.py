@@ -15,6 +15,8 @@ Every check here runs when the request is built, before any work.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -164,9 +166,12 @@ def open_outputs(
 
     chunks = default_chunks(shape, np.uint8)
     out: list[SlabOutput] = []
+    # The labels name their confidence map, so that `fossils` finds it without a flag.
+    conf = {CONFIDENCE_KEY: confidence_reference(paths[0], paths[1])} if len(paths) > 1 else {}
     try:
         for i, path in enumerate(paths):
             names = class_names if i == 0 else None
+            meta = conf if i == 0 else None
             if not is_zarr(path):
                 out.append(
                     TiffSlabWriter(
@@ -176,6 +181,7 @@ def open_outputs(
                         spacing=spacing,
                         class_names=names,
                         overwrite=overwrite,
+                        metadata=meta,
                     )
                 )
                 continue
@@ -187,6 +193,7 @@ def open_outputs(
                         np.uint8,
                         spacing=spacing,
                         class_names=names,
+                        metadata=meta,
                         chunks=chunks,
                         overwrite=overwrite,
                         resume=resume,
@@ -199,6 +206,28 @@ def open_outputs(
         abort_outputs(out)
         raise
     return out, chunks[0]
+
+
+#: The labels' metadata key naming their confidence map (relative to the labels' folder).
+CONFIDENCE_KEY = "confidence"
+
+
+def confidence_reference(labels: Path, confidence: Path) -> str:
+    """How the labels at `labels` name `confidence`: relative to their folder when both
+    lie on one drive, so that the pair can be moved together."""
+    try:
+        return os.path.relpath(confidence.resolve(), labels.resolve().parent)
+    except ValueError:  # another drive (Windows)
+        return str(confidence.resolve())
+
+
+def recorded_confidence(labels: Path, metadata: Mapping[str, Any]) -> Path | None:
+    """The confidence map the labels' `metadata` names, if it still exists."""
+    ref = metadata.get(CONFIDENCE_KEY)
+    if not isinstance(ref, str) or not ref:
+        return None
+    path = labels.parent / ref
+    return path if path.exists() else None
 
 
 def abort_outputs(outputs: list[SlabOutput]) -> None:
