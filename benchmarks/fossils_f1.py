@@ -4,10 +4,11 @@ Each phantom (test seeds 3000 and up, the default style and ``PhantomStyle().har
 is written as a TIFF scan, segmented by the committed default model through the
 product path (:func:`~napari_microfossil.workflows.segment_scan.iter_segment_scan`,
 as ``microfossil segment --confidence CONF``), and its fossils extracted by
-``microfossil fossils`` twice (``cli.main``, so exactly what a user gets): with no
-options (``labels only``: the size limit and splitting, as before the confidence
-limit), and with ``--confidence CONF`` and nothing else (``+ confidence``: the
-default confidence limit, :data:`~napari_microfossil.fossils.DEFAULT_MIN_CONFIDENCE`). The instances are matched
+``microfossil fossils`` twice (``cli.main``, so exactly what a user gets): with
+``--min-confidence 0`` (``labels only``: the size limit and splitting, as before the
+confidence limit), and with ``--confidence CONF`` (``+ confidence``: the default
+confidence limit, :data:`~napari_microfossil.fossils.DEFAULT_MIN_CONFIDENCE`; what a
+run with no options now does too, since the labels name their map). The instances are matched
 one-to-one against the phantom's true fossil instances (``Phantom.instances``: touching
 fossils keep their own ids) at IoU >= 0.5, greedily by IoU (at IoU > 0.5 a match is
 unique anyway), and precision, recall and F1 printed.
@@ -121,11 +122,11 @@ def fossils_defaults(
     labels: Path, outdir: Path, confidence: Path | None = None
 ) -> tuple[np.ndarray, str]:
     """Instances of ``microfossil fossils LABELS -o OUTDIR --mesh none [--confidence
-    CONF]`` and its summary."""
+    CONF]`` and its summary. Without `confidence`, ``--min-confidence 0``: labels that
+    `segment --confidence` wrote name their map, which `fossils` would use by itself."""
     said = io.StringIO()
     argv = ["fossils", str(labels), "-o", str(outdir), "--mesh", "none", "--quiet", "--overwrite"]
-    if confidence is not None:
-        argv += ["--confidence", str(confidence)]
+    argv += ["--min-confidence", "0"] if confidence is None else ["--confidence", str(confidence)]
     with contextlib.redirect_stdout(said):
         code = cli.main(argv)
     if code != 0:
