@@ -10,11 +10,12 @@ import pytest
 from napari_microfossil._progress import drain
 from napari_microfossil.errors import InputError
 from napari_microfossil.fossils import extract_fossils
-from napari_microfossil.fossils.blocks import face_pairs, in_plane_shifts, iter_label_blocks
+from napari_microfossil.fossils.blocks import iter_label_blocks
 from napari_microfossil.fossils.blockwise import (
     extract_fossils_blockwise,
     iter_extract_fossils_blockwise,
 )
+from napari_microfossil.fossils.faces import face_pairs, in_plane_shifts
 
 _blockwise = extract_fossils_blockwise  # measures in a thread by default (workers=1)
 

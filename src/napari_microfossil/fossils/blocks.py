@@ -38,6 +38,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .._progress import Progress
+from .faces import BlockFaces, Faces, collect_faces, in_plane_shifts
 
 logger = logging.getLogger(__name__)
 
@@ -190,40 +191,6 @@ def iter_blocks(
                 yield (z0 // block[0], y0 // block[1], x0 // block[2]), region
 
 
-def in_plane_shifts(connectivity: int) -> list[tuple[int, int]]:
-    """Shifts within a boundary plane that join two voxels across it: a voxel and its
-    neighbour on the other side differ by one along the plane's normal, and by these
-    along the plane (6: none; 18: at most one more axis; 26: both)."""
-    all_ = [(du, dv) for du in (-1, 0, 1) for dv in (-1, 0, 1)]
-    if connectivity == 6:
-        return [(0, 0)]
-    if connectivity == 18:
-        return [(du, dv) for du, dv in all_ if abs(du) + abs(dv) <= 1]
-    return all_
-
-
-def face_pairs(a: np.ndarray, b: np.ndarray, shifts: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Distinct ``(atom in a, atom in b)`` pairs of neighbours across a boundary.
-
-    `a` and `b` are the two planes facing each other (same 2D shape); ``a[u, v]``
-    touches ``b[u + du, v + dv]`` for each shift. Returns an ``(n, 2)`` int64 array.
-    """
-    out = []
-    nu, nv = a.shape
-    for du, dv in shifts:
-        sa = (slice(max(0, -du), nu - max(0, du)), slice(max(0, -dv), nv - max(0, dv)))
-        sb = (slice(max(0, du), nu + min(0, du)), slice(max(0, dv), nv + min(0, dv)))
-        pa, pb = a[sa], b[sb]
-        both = (pa > 0) & (pb > 0)
-        if both.any():
-            key = (pa[both].astype(np.int64) << 32) | pb[both].astype(np.int64)
-            out.append(np.unique(key))
-    if not out:
-        return np.zeros((0, 2), dtype=np.int64)
-    keys = np.unique(np.concatenate(out))
-    return np.stack([keys >> 32, keys & 0xFFFFFFFF], axis=1)
-
-
 def _first_voxels(local: np.ndarray, n: int, zmin: np.ndarray | None = None) -> np.ndarray:
     """Flat index (within the block) of the first voxel of labels 1..n.
 
@@ -257,40 +224,28 @@ def _first_voxels(local: np.ndarray, n: int, zmin: np.ndarray | None = None) -> 
     return steps
 
 
-@dataclass
-class _Faces:
-    """Boundary planes kept between blocks, and the atom pairs found so far."""
-
-    shifts: list[tuple[int, int]]
-    pairs: list[np.ndarray]
-    prev_x: np.ndarray | None = None
-    y_first: np.ndarray | None = None
-    y_last: np.ndarray | None = None
-    prev_y: np.ndarray | None = None
-    z_first: np.ndarray | None = None
-    z_last: np.ndarray | None = None
-    prev_z: np.ndarray | None = None
-
-    def add(self, a: np.ndarray, b: np.ndarray) -> None:
-        found = face_pairs(a, b, self.shifts)
-        if len(found):
-            self.pairs.append(found)
-
-
 def label_block(
     mask: np.ndarray, region: tuple[slice, slice, slice], connectivity: int, atoms: AtomStore
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, BlockFaces]:
     """Label one block of the class mask with cc3d and write its labels (1..n) into
     `atoms` at `region` (nothing for an empty block).
 
     Returns ``(n, counts (n,), boxes (n, 6) min/max per axis in the block, first voxels
-    (n, 3) in the block)``: what the merge needs, without the labels themselves.
+    (n, 3) in the block, its outer planes)``: what the merge needs, without the labels
+    themselves.
     """
     conn = cast(Literal[6, 18, 26], connectivity)
     local, n = cc3d.connected_components(mask, connectivity=conn, return_N=True)
     del mask
     if not n:
-        return 0, np.zeros(0, np.int64), np.zeros((0, 6), np.int64), np.zeros((0, 3), np.int64)
+        empty = BlockFaces.of(np.zeros(local.shape, np.uint32))
+        return (
+            0,
+            np.zeros(0, np.int64),
+            np.zeros((0, 6), np.int64),
+            np.zeros((0, 3), np.int64),
+            empty,
+        )
     local = local.astype(np.uint32, copy=False)
     # Counts and boxes in one pass (bincount plus find_objects took twice as long).
     stats = cc3d.statistics(local, no_slice_conversion=True)
@@ -298,7 +253,14 @@ def label_block(
     box = np.asarray(stats["bounding_boxes"], dtype=np.int64)[1:]
     first = np.stack(np.unravel_index(_first_voxels(local, n, box[:, 0]), local.shape), axis=1)
     atoms[region] = local
-    return int(n), count, box, first
+    return int(n), count, box, first, BlockFaces.of(local)
+
+
+def shift_block(atoms: AtomStore, region: tuple[slice, slice, slice], offset: int) -> None:
+    """Add `offset` to the block's own labels in `atoms` (they become atom ids)."""
+    g = atoms[region]
+    np.add(g, np.uint32(offset), out=g, where=g > 0)
+    atoms[region] = g
 
 
 def _done(value: Any) -> Future[Any]:
@@ -349,7 +311,7 @@ def iter_label_blocks(
     atoms = AtomStore(workdir / "atoms.u32", shape)
     strides = np.array([shape[1] * shape[2], shape[2], 1], dtype=np.int64)
     conn = cast(Literal[6, 18, 26], connectivity)
-    faces = _Faces(in_plane_shifts(connectivity), [])
+    faces = Faces(in_plane_shifts(connectivity), [])
     counts, starts, stops, firsts = [np.zeros(1, np.int64)], [], [], [np.zeros(1, np.int64)]
     starts.append(np.zeros((1, 3), np.int64))
     stops.append(np.zeros((1, 3), np.int64))
@@ -359,6 +321,7 @@ def iter_label_blocks(
     last = [(-(-n // b)) - 1 for n, b in zip(shape, bs, strict=True)]
     blocks = iter(enumerate(iter_blocks(shape, bs), start=1))
     queue: deque[tuple[int, tuple[int, int, int], tuple[slice, slice, slice], Any]] = deque()
+    shifts: list[Future[None]] = []
     try:
         while True:
             while len(queue) <= (ahead if pool is not None else 0):
@@ -376,26 +339,32 @@ def iter_label_blocks(
             if not queue:
                 break
             done, (bz, by, bx), region, job = queue.popleft()
-            n, count, box, first = job.result()
+            n, count, box, first, planes = job.result()
             origin = np.array([s.start for s in region], dtype=np.int64)
             if n:
                 counts.append(count)
                 starts.append(box[:, 0::2] + origin)
                 stops.append(box[:, 1::2] + 1 + origin)
                 firsts.append((first + origin) @ strides)
-                g = atoms[region]  # the block's own labels, written by `label_block`
-                np.add(g, np.uint32(offset), out=g, where=g > 0)
-                atoms[region] = g
-            else:
-                g = np.zeros(tuple(s.stop - s.start for s in region), np.uint32)
+                # The labels written by `label_block` become atom ids: in the pool, so
+                # that this process only reads the block's outer planes.
+                if pool is None:
+                    shift_block(atoms, region, offset)
+                else:
+                    shifts.append(pool.submit(shift_block, atoms, region, offset))
+                planes = planes.shifted(offset)
             if offset + n >= np.iinfo(np.uint32).max:
                 raise ValueError(f"more than {np.iinfo(np.uint32).max} block components")
-            _collect_faces(faces, g, region, (bz, by, bx), last, shape)
+            collect_faces(faces, planes, region, (bz, by, bx), last, shape)
             offset += n
             yield Progress("label", done, nblocks)
+        for shifted in shifts:  # every block's atom ids in the file before any crop is read
+            shifted.result()
     finally:
         for _, _, _, job in queue:
             job.cancel()
+        for shifted in shifts:
+            shifted.cancel()
     n_atoms = offset
     pairs = np.concatenate(faces.pairs) if faces.pairs else np.zeros((0, 2), np.int64)
     logger.debug("%d atoms in %d blocks, %d boundary pairs", n_atoms, nblocks, len(pairs))
@@ -425,47 +394,3 @@ def iter_label_blocks(
     np.maximum.at(c_stop, rank_of[1:], stop[1:])
     c_start[0] = 0
     return Components(atoms, rank_of, c_count, c_start, c_stop)
-
-
-def _collect_faces(
-    faces: _Faces,
-    g: np.ndarray,
-    region: tuple[slice, slice, slice],
-    pos: tuple[int, int, int],
-    last: Sequence[int],
-    shape: tuple[int, ...],
-) -> None:
-    """Record the pairs across the block's low faces, keep its high faces for later.
-
-    A pair of neighbours in different blocks differs in its block along some axis.
-    Pairs in different z-blocks are found between whole (Y, X) planes at each z
-    boundary; pairs in the same z-block but different y-blocks between (z-row, X)
-    planes; pairs in the same z- and y-block between the two blocks' x faces. Each
-    plane pair looks at every in-plane shift the connectivity allows.
-    """
-    bz, by, bx = pos
-    _, ys, xs = region
-    if bx > 0 and faces.prev_x is not None:
-        faces.add(faces.prev_x, g[:, :, 0])
-    faces.prev_x = g[:, :, -1].copy()
-    if bx == 0:  # a new row of blocks along x
-        faces.y_first = np.zeros((g.shape[0], shape[2]), np.uint32)
-        faces.y_last = np.zeros((g.shape[0], shape[2]), np.uint32)
-        if by == 0:
-            faces.z_first = np.zeros(shape[1:], np.uint32)
-            faces.z_last = np.zeros(shape[1:], np.uint32)
-    assert faces.y_first is not None and faces.y_last is not None
-    assert faces.z_first is not None and faces.z_last is not None
-    faces.y_first[:, xs] = g[:, 0, :]
-    faces.y_last[:, xs] = g[:, -1, :]
-    faces.z_first[ys, xs] = g[0]
-    faces.z_last[ys, xs] = g[-1]
-    if bx == last[2]:  # the row is complete
-        if by > 0 and faces.prev_y is not None:
-            faces.add(faces.prev_y, faces.y_first)
-        faces.prev_y = faces.y_last
-        if by == last[1]:  # the z-row of blocks is complete
-            if bz > 0 and faces.prev_z is not None:
-                faces.add(faces.prev_z, faces.z_first)
-            faces.prev_z = faces.z_last
-            faces.prev_y = None
