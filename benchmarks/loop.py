@@ -163,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also score each round's model segmented along these, e.g. 'z' or 'z,zyx' "
         "(inference only: the slices are still picked on --axes)",
     )
+    p.add_argument(
+        "--flips",
+        action="store_true",
+        help="segment with test-time flips (as `microfossil segment --flips`: 4x the inference)",
+    )
     p.add_argument("--keep-models", type=Path, help="keep each round's model in this folder")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--forest-pixels", type=int, default=20000, help="per training slice")
@@ -195,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     def segment(model_path: str | Path, conf: bool, axes: str | None = None):
         model = load_model(model_path, device=args.device)
         return drain(
-            iter_segment(image, model, axes=axes or args.axes, device=args.device, confidence=conf)
+            iter_segment(
+                image,
+                model,
+                axes=axes or args.axes,
+                device=args.device,
+                confidence=conf,
+                flips=args.flips,
+            )
         )
 
     replay = args.forest_from is not None  # the forest alone, on an earlier run's slices
