@@ -157,6 +157,18 @@ def main(argv: list[str] | None = None) -> int:
         "run's --json (its suggested rows as 'forest', its even rows as 'forest-even')",
     )
     p.add_argument("--axes", default="z", help="slicing axes when segmenting, e.g. zyx")
+    p.add_argument(
+        "--also-axes",
+        default="",
+        help="also score each round's model segmented along these, e.g. 'z' or 'z,zyx' "
+        "(inference only: the slices are still picked on --axes)",
+    )
+    p.add_argument(
+        "--flips",
+        action="store_true",
+        help="segment with test-time flips (as `microfossil segment --flips`: 4x the inference)",
+    )
+    p.add_argument("--keep-models", type=Path, help="keep each round's model in this folder")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--forest-pixels", type=int, default=20000, help="per training slice")
     p.add_argument("--png", type=Path, help="default docs/images/12_loop_<dataset>.png")
@@ -185,10 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     image, labels, names, classes = load(args)
     nz = image.shape[0]
 
-    def segment(model_path: str | Path, conf: bool):
+    def segment(model_path: str | Path, conf: bool, axes: str | None = None):
         model = load_model(model_path, device=args.device)
         return drain(
-            iter_segment(image, model, axes=args.axes, device=args.device, confidence=conf)
+            iter_segment(
+                image,
+                model,
+                axes=axes or args.axes,
+                device=args.device,
+                confidence=conf,
+                flips=args.flips,
+            )
         )
 
     replay = args.forest_from is not None  # the forest alone, on an earlier run's slices
@@ -228,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                 report(rows, names, args, time.perf_counter() - t_start)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep_models is not None:
+            args.keep_models.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep_models)
         for r, count in enumerate(counts, start=1):
             per = count - (counts[r - 2] if r > 1 else 0)
             for arm in unet_arms:
@@ -299,6 +321,10 @@ def unet_round(arm, r, st, per, tmp, image, labels, names, classes, args, segmen
         "epochs": len(result.history),
         **score(seg.labels[rest], labels[rest], names, args.dataset),
     }
+    for axes in filter(None, args.also_axes.split(",")):
+        other = segment(out, False, axes).labels[rest]
+        row.setdefault("also", {})[axes] = score(other, labels[rest], names, args.dataset)
+        print(f"round {r} {arm:>9}: along {axes}: {row['also'][axes]['value']:.4f}", flush=True)
     print(
         f"round {r} {arm:>9}: {row['n']:>2} slices {st['reviewed']} -> {row['value']:.4f}; "
         f"trained {wall:.0f} s wall, {cpu:.0f} s CPU, {row['steps']} steps",
