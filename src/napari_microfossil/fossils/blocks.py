@@ -238,7 +238,7 @@ def label_block(
     local, n = cc3d.connected_components(mask, connectivity=conn, return_N=True)
     del mask
     if not n:
-        empty = BlockFaces.of(np.zeros(local.shape, np.uint32))
+        empty = BlockFaces.empty(local.shape)
         return (
             0,
             np.zeros(0, np.int64),

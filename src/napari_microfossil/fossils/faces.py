@@ -84,6 +84,13 @@ class BlockFaces:
             *(np.array(p) for p in (g[0], g[-1], g[:, 0], g[:, -1], g[:, :, 0], g[:, :, -1]))
         )
 
+    @classmethod
+    def empty(cls, shape: Sequence[int]) -> BlockFaces:
+        """The planes of a block of `shape` with no labels (no whole block of zeros)."""
+        z, y, x = (int(n) for n in shape)
+        planes = ((y, x), (y, x), (z, x), (z, x), (z, y), (z, y))
+        return cls(*(np.zeros(p, np.uint32) for p in planes))
+
     def shifted(self, offset: int) -> BlockFaces:
         """The planes with `offset` added to every label (0 stays 0)."""
         add = np.uint32(offset)
