@@ -169,6 +169,14 @@ def build_network(spec: ModelSpec, *, encoder_weights: str | None = None) -> tor
     import segmentation_models_pytorch as smp
 
     from .pixel_features import FeatureHeadNet, split_arch_kwargs
+    from .pixel_forest import ARCHITECTURE as FOREST
+    from .pixel_forest import build_forest
+
+    if spec.architecture == FOREST:  # trees as tensors, fitted by training.forest
+        try:
+            return build_forest(spec.num_classes, spec.arch_kwargs)
+        except ValueError as exc:
+            raise InputError(f"model: {exc}") from None
 
     smp_kwargs, sigmas = split_arch_kwargs(spec.arch_kwargs)
     try:
@@ -318,6 +326,8 @@ def save_model(
     import torch
     from safetensors.torch import save_file
 
+    from .pixel_forest import ARCHITECTURE as FOREST
+
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"output: {path} exists; pass overwrite=True (--overwrite) to replace it")
@@ -326,7 +336,13 @@ def save_model(
     state = {}
     for k, v in network.state_dict().items():
         t = v.detach().to("cpu")
-        if half and t.is_floating_point():
+        # a forest's thresholds stay float32 (its class shares are float16 already)
+        if (
+            half
+            and t.is_floating_point()
+            and t.dtype != torch.float16
+            and spec.architecture != FOREST
+        ):
             t = t.to(torch.float16)
         state[k] = t.contiguous()
     meta = {METADATA_KEY: json.dumps(spec.to_dict(), sort_keys=True)}
