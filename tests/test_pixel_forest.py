@@ -50,6 +50,9 @@ def test_tensor_trees_give_scikit_learns_probabilities() -> None:
     full[:, forest.classes_] = want
     np.testing.assert_allclose(got.reshape(4, -1).T, full, atol=2e-3)
     assert np.all(got[2] == 0)
+    # the torch walk (GPUs, or a scikit-learn that cannot take the trees) agrees
+    flat = torch.from_numpy(probe[0].reshape(6, -1).T.copy())
+    torch.testing.assert_close(net._torch_probs(0, flat), net._sklearn_probs(0, flat))
     assert kwargs["trees"] == [7] and kwargs["nodes"][0] == sum(
         t.tree_.node_count for t in forest.estimators_
     )

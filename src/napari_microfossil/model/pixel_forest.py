@@ -128,24 +128,80 @@ class PixelForestNet(nn.Module):
         return torch.cat([features, context_features(probs, self.context_sigmas)], dim=1)
 
     def stage_probs(self, k: int, inputs: torch.Tensor) -> torch.Tensor:
-        """Stage `k`'s class probabilities ``(B, C, H, W)`` of inputs ``(B, F, H, W)``."""
+        """Stage `k`'s class probabilities ``(B, C, H, W)`` of inputs ``(B, F, H, W)``.
+
+        On the CPU the trees are walked by scikit-learn's compiled code (its ``Tree``
+        rebuilt from the buffers, in threads); elsewhere, or if that fails, in torch.
+        """
         b, f, h, w = inputs.shape
         x = inputs.permute(0, 2, 3, 1).reshape(-1, f).float()
-        feature = getattr(self, f"stage{k}_feature")
-        threshold = getattr(self, f"stage{k}_threshold")
-        left = getattr(self, f"stage{k}_left")
-        right = getattr(self, f"stage{k}_right")
-        value = getattr(self, f"stage{k}_value")
-        roots = getattr(self, f"stage{k}_roots")
+        out = None
+        if x.device.type == "cpu":
+            out = self._sklearn_probs(k, x)
+        if out is None:
+            out = self._torch_probs(k, x)
+        return out.reshape(b, h, w, self.num_classes).permute(0, 3, 1, 2)
+
+    def _buffers_of(self, k: int) -> tuple[torch.Tensor, ...]:
+        return tuple(
+            getattr(self, f"stage{k}_{n}")
+            for n in ("feature", "threshold", "left", "right", "value", "roots")
+        )
+
+    def _torch_probs(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        feature, threshold, left, right, value, roots = self._buffers_of(k)
+        feature, left, right = feature.long(), left.long(), right.long()
         out = torch.empty(x.shape[0], self.num_classes, dtype=torch.float32, device=x.device)
         for a in range(0, x.shape[0], _CHUNK):
             part = x[a : a + _CHUNK]
             node = roots.long().expand(part.shape[0], -1)  # (pixels, trees)
             for _ in range(self.depth[k]):
-                v = torch.gather(part, 1, feature[node].long())
-                node = torch.where(v <= threshold[node], left[node], right[node]).long()
+                v = torch.gather(part, 1, feature[node])
+                node = torch.where(v <= threshold[node], left[node], right[node])
             out[a : a + _CHUNK] = value[node].float().mean(dim=1)
-        return out.reshape(b, h, w, self.num_classes).permute(0, 3, 1, 2)
+        return out
+
+    def _sklearn_probs(self, k: int, x: torch.Tensor) -> torch.Tensor | None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        trees = self._sklearn_trees(k)
+        if trees is None:
+            return None
+        data = np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        n, c = data.shape[0], self.num_classes
+
+        def walk(part: list[Any]) -> np.ndarray:
+            acc = np.zeros((n, c), np.float64)
+            for tree in part:
+                acc += tree.predict(data).reshape(n, -1)[:, :c]
+            return acc
+
+        workers = max(1, min(torch.get_num_threads(), len(trees)))
+        with ThreadPoolExecutor(workers) as pool:  # scikit-learn walks without the GIL
+            total = sum(pool.map(walk, [trees[i::workers] for i in range(workers)]))
+        return torch.from_numpy((total / len(trees)).astype(np.float32))
+
+    def _sklearn_trees(self, k: int) -> list[Any] | None:
+        """Stage `k`'s trees as scikit-learn ``Tree`` objects, made once per weights
+        (None if this scikit-learn cannot take them: the torch walk is used)."""
+        feature, threshold, left, right, value, roots = self._buffers_of(k)
+        key = (k, feature.data_ptr(), feature._version, threshold._version, value._version)
+        cache: dict[int, tuple[Any, list[Any]]] = self.__dict__.setdefault("_trees", {})
+        if k in cache and cache[k][0] == key:
+            return cache[k][1]
+        try:
+            trees = _sklearn_trees(
+                *(t.numpy() for t in (feature, threshold, left, right, value, roots)),
+                features=int(self._inputs_of(k)),
+            )
+        except Exception:  # a scikit-learn whose private Tree layout changed
+            trees = None
+        cache[k] = (key, trees)
+        return trees
+
+    def _inputs_of(self, k: int) -> int:
+        n = self.pixel_features.channels
+        return n if k == 0 else n + self.num_classes * (1 + len(self.context_sigmas))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.pixel_features(x)
@@ -154,6 +210,47 @@ class PixelForestNet(nn.Module):
             probs = self.stage_probs(k, self.stage_inputs(features, probs))
         assert probs is not None
         return torch.log(probs.clamp_min(1e-6))
+
+
+def _sklearn_trees(
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    value: np.ndarray,
+    roots: np.ndarray,
+    *,
+    features: int,
+) -> list[Any]:
+    """scikit-learn ``Tree`` objects of one stage's buffers (its pickling state)."""
+    from sklearn.tree._tree import NODE_DTYPE, Tree
+
+    c = value.shape[1]
+    ends = [*roots[1:].tolist(), len(feature)]
+    trees = []
+    for a, b in zip(roots.tolist(), ends, strict=True):
+        n = b - a
+        idx = np.arange(n)
+        lo, hi = left[a:b].astype(np.int64) - a, right[a:b].astype(np.int64) - a
+        leaf = lo == idx
+        nodes = np.zeros(n, dtype=NODE_DTYPE)
+        nodes["left_child"] = np.where(leaf, -1, lo)
+        nodes["right_child"] = np.where(leaf, -1, hi)
+        nodes["feature"] = np.where(leaf, -2, feature[a:b])
+        nodes["threshold"] = np.where(leaf, -2.0, threshold[a:b].astype(np.float64))
+        nodes["n_node_samples"] = 1
+        nodes["weighted_n_node_samples"] = 1.0
+        tree = Tree(features, np.array([c], dtype=np.intp), 1)
+        tree.__setstate__(
+            {
+                "max_depth": int(n),
+                "node_count": n,
+                "nodes": nodes,
+                "values": value[a:b].astype(np.float64)[:, None, :],
+            }
+        )
+        trees.append(tree)
+    return trees
 
 
 def arch_kwargs_of(
