@@ -20,6 +20,7 @@ Usage::
 
     python benchmarks/real_data.py sandstone [--time-limit 300] [--data ../shared/data]
     python benchmarks/real_data.py isbi [--time-limit 300]
+    python benchmarks/real_data.py sandstone --method forest [--forest-stages 2] --no-val
 """
 
 from __future__ import annotations
@@ -32,7 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from napari_microfossil._progress import drain
-from napari_microfossil.cli.train import add_recipe_options, recipe_from_args
+from napari_microfossil.cli.train import (
+    add_forest_options,
+    add_recipe_options,
+    forest_from_args,
+    recipe_from_args,
+)
 from napari_microfossil.io import write_tiff
 from napari_microfossil.metrics import confusion_matrix, scores_from_confusion
 from napari_microfossil.model import load_model
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", default="default")
     add_recipe_options(p)  # the train command's recipe options; the time limit usually rules
     p.set_defaults(epochs=1000, time_limit=300.0)
+    add_forest_options(p)  # --method forest: the pixel forest with auto-context instead
     p.add_argument("--device", default="auto")
     p.add_argument("--keep", type=Path, help="keep the stacks and the model in this folder")
     p.add_argument(
@@ -121,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             base=args.base,
             classes=classes,
             **recipe_from_args(args),
+            **forest_from_args(args),
             device=args.device,
             overwrite=True,
         )
@@ -135,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{args.dataset}: trained on z {train}, validated on z {val} "
         f"({image.shape[1]} x {image.shape[2]} px); {dt:.0f} s wall, {cpu:.0f} s CPU in all "
-        f"(limit {args.time_limit:.0f} s of training, {args.time_clock} clock)"
+        + (
+            f"(limit {args.time_limit:.0f} s of training, {args.time_clock} clock)"
+            if args.method == "network"
+            else f"(pixel forest, {args.forest_stages} stages of {args.forest_trees} trees)"
+        )
     )
     print(f"{'class':>10} {'IoU':>7} {'Dice':>7}")
     for c in classes:

@@ -128,3 +128,49 @@ def test_unlabelled_pixels_are_never_sampled_and_bad_ids_are_refused() -> None:
 def test_recipe_refuses_counts_below_one(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         ForestRecipe(**{field: 0})
+
+
+def test_train_command_fits_a_forest_that_segment_uses(tmp_path, capsys) -> None:
+    from napari_microfossil.cli import main
+    from napari_microfossil.io import read_labels, write_tiff
+
+    image, labels = _phases(3, (4, 64, 64))
+    scan = write_tiff(tmp_path / "scan.tif", image)
+    lab = write_tiff(tmp_path / "labels.tif", labels, class_names=["pore", "clay", "grain"])
+    model = tmp_path / "forest.safetensors"
+    args = ["train", "--image", str(scan), "--labels", str(lab), "-o", str(model)]
+    args += ["--slices", "z:0,1", "--val-slices", "z:2", "--method", "forest"]
+    assert main([*args, "--forest-trees", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "Pixel forest fitted; iou_clay" in out and "on validation" in out
+    spec = read_spec(model)
+    assert spec.class_names == ("pore", "clay", "grain")  # class 0 is simply the first
+    assert spec.provenance["method"] == "forest" and spec.metrics["iou_clay"] > 0.5
+    assert spec.provenance["forest"]["trees"] == 6
+    seg = tmp_path / "seg.tif"
+    assert main(["segment", str(scan), "-o", str(seg), "--model", str(model)]) == 0
+    assert (read_labels(seg).data[3] == labels[3]).mean() > 0.85  # never labelled
+    assert main([*args, "--forest-stages", "0", "--overwrite"]) == 2
+    assert "--forest-stages: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_forest_request_without_validation_scores_the_training_slices(tmp_path) -> None:
+    from napari_microfossil.workflows.train import TrainRequest, iter_run_training
+
+    image, labels = _phases(4, (3, 48, 48))
+    request = TrainRequest(
+        image,
+        labels,
+        tmp_path / "f.safetensors",
+        slices={"z": [0, 1]},
+        hold_out=False,
+        method="forest",
+        forest=ForestRecipe(stages=1, trees=4),
+        classes=("a", "b", "c"),
+    )
+    run = drain(iter_run_training(request))
+    assert run.after is None and run.fit_after is not None and run.fit_after > 0.5
+    assert run.improved and run.stopped == "fitted"
+    assert load_model(run.path).spec.architecture == ARCHITECTURE
+    with pytest.raises(Exception, match="method: expected one of network, forest"):
+        TrainRequest(image, labels, tmp_path / "g.safetensors", method="svm")

@@ -78,6 +78,7 @@ def add_parser(sub: Any) -> None:
         "higher ids found in the labels)",
     )
     add_recipe_options(s)
+    add_forest_options(s)
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     s.add_argument(
         "--seed",
@@ -87,6 +88,50 @@ def add_parser(sub: Any) -> None:
     )
     add_common_options(s)
     s.set_defaults(func=run)
+
+
+def add_forest_options(s: argparse.ArgumentParser) -> None:
+    """``--method`` and the pixel forest's options; read back with :func:`forest_from_args`."""
+    s.add_argument(
+        "--method",
+        choices=("network", "forest"),
+        default="network",
+        help="'network' (default): train the U-Net; 'forest': fit a random forest on "
+        "multiscale pixel features with auto-context (the ilastik recipe, usually better on "
+        "real multi-phase rock with few labelled slices; --base and the recipe options are "
+        "then not used)",
+    )
+    s.add_argument(
+        "--forest-stages",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with --method forest: 1 = a plain forest, 2 or more = auto-context stages, each "
+        "also seeing the previous stage's class probabilities (default 2)",
+    )
+    s.add_argument(
+        "--forest-trees",
+        type=int,
+        default=100,
+        metavar="N",
+        help="with --method forest: trees of each stage (default 100)",
+    )
+
+
+def forest_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~napari_microfossil.workflows.train.TrainRequest` fields of
+    :func:`add_forest_options`."""
+    from ..training.forest import ForestRecipe
+
+    method = getattr(args, "method", "network")
+    if method != "forest":
+        return {"method": method}
+    try:
+        recipe = ForestRecipe(stages=args.forest_stages, trees=args.forest_trees)
+    except ValueError as exc:
+        name = str(exc).split(":")[0]
+        raise InputError(f"--forest-{name}: {str(exc).split(': ', 1)[1]}") from None
+    return {"method": method, "forest": recipe}
 
 
 def add_recipe_options(s: argparse.ArgumentParser) -> None:
@@ -247,6 +292,7 @@ def request_from_args(args: argparse.Namespace) -> TrainRequest:
         hold_out=args.hold_out,
         option_names=OPTION_NAMES,
         **recipe_from_args(args),
+        **forest_from_args(args),
     )
 
 
@@ -294,6 +340,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"microfossil train: {report.text}", file=sys.stderr)
         return 130
     if not is_main:
+        return 0
+    if not result.history:  # a pixel forest: fitted, not trained by epochs
+        scores = result.spec.metrics or {}
+        scored_on = "validation" if result.after is not None else "the training slices"
+        value = result.after if result.after is not None else result.fit_after
+        ious = " ".join(f"{k[4:]} {v:.4f}" for k, v in scores.items() if k.startswith("iou_"))
+        print(f"Pixel forest fitted; {result.score_key} {value:.4f} on {scored_on}")
+        if ious:
+            print(f"IoU: {ious}")
+        print(f"Model written to {result.path}")
         return 0
     print(
         f"{'epoch':>5} {'loss':>8} "

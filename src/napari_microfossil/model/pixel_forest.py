@@ -29,6 +29,9 @@ from .pixel_features import MultiscaleFeatures
 ARCHITECTURE = "PixelForest"
 #: Default sigmas of the context features (pixels).
 DEFAULT_CONTEXT_SIGMAS = (1.0, 2.0, 4.0, 8.0)
+#: Tile edge a forest is run with: a forest has no size limit, and every tile edge
+#: repeats pixels for the blurs (sigma 16 reaches 64 pixels), so tiles are large.
+FOREST_TILE = 1024
 #: Pixels whose trees are walked at once (bounds the working memory of a tile).
 _CHUNK = 1 << 16
 
@@ -178,7 +181,8 @@ class PixelForestNet(nn.Module):
 
         workers = max(1, min(torch.get_num_threads(), len(trees)))
         with ThreadPoolExecutor(workers) as pool:  # scikit-learn walks without the GIL
-            total = sum(pool.map(walk, [trees[i::workers] for i in range(workers)]))
+            parts = list(pool.map(walk, [trees[i::workers] for i in range(workers)]))
+        total = np.sum(parts, axis=0)
         return torch.from_numpy((total / len(trees)).astype(np.float32))
 
     def _sklearn_trees(self, k: int) -> list[Any] | None:
@@ -186,7 +190,7 @@ class PixelForestNet(nn.Module):
         (None if this scikit-learn cannot take them: the torch walk is used)."""
         feature, threshold, left, right, value, roots = self._buffers_of(k)
         key = (k, feature.data_ptr(), feature._version, threshold._version, value._version)
-        cache: dict[int, tuple[Any, list[Any]]] = self.__dict__.setdefault("_trees", {})
+        cache: dict[int, tuple[Any, list[Any] | None]] = self.__dict__.setdefault("_trees", {})
         if k in cache and cache[k][0] == key:
             return cache[k][1]
         try:

@@ -26,6 +26,8 @@ NEW_NETWORK_BASES = ("scratch", "imagenet")
 
 #: How a head for classes the base model lacks starts (see ``TrainRequest.new_head``).
 NEW_HEADS = ("fit", "random")
+#: What a training run makes (see ``TrainRequest.method``).
+METHODS = ("network", "forest")
 
 Slices = dict[str, list[int]]
 
@@ -88,6 +90,13 @@ class TrainRequest:
         eigenvalues, as ilastik's) to feed into the class head beside the decoder's
         features (:func:`~napari_microfossil.training.add_pixel_features`); the head
         is then fitted first as for new classes. None: the base model's head as it is.
+    method : {"network", "forest"}
+        ``"network"``: train (fine-tune) the U-Net. ``"forest"``: fit a pixel forest
+        with auto-context instead (:mod:`napari_microfossil.training.forest`; ``base``,
+        ``config``, ``new_head`` and ``pixel_features`` are then not used): the
+        ilastik recipe, which beats a fine-tuned network on real multi-phase rock.
+    forest : ForestRecipe, optional
+        The forest's recipe (default :class:`~napari_microfossil.training.forest.ForestRecipe`).
     provenance : dict
         Extra entries for the model's provenance.
     option_names : dict
@@ -119,6 +128,8 @@ class TrainRequest:
     hold_out: bool = True
     new_head: str = "fit"
     pixel_features: Sequence[float] | None = None
+    method: str = "network"
+    forest: Any = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
     option_names: Mapping[str, str] = field(default_factory=dict)
 
@@ -186,6 +197,17 @@ class TrainRequest:
                 f"{self.opt('new_head')}: expected one of {', '.join(NEW_HEADS)}, got "
                 f"{self.new_head!r}"
             )
+        if self.method not in METHODS:
+            raise InputError(
+                f"{self.opt('method')}: expected one of {', '.join(METHODS)}, got {self.method!r}"
+            )
+        if self.forest is not None:
+            from ...training.forest import ForestRecipe
+
+            if not isinstance(self.forest, ForestRecipe):
+                raise InputError(
+                    f"forest: expected a ForestRecipe, got {type(self.forest).__name__}"
+                )
         if self.pixel_features is not None:
             object.__setattr__(
                 self, "pixel_features", _sigmas(self.pixel_features, self.opt("pixel_features"))

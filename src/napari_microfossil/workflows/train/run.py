@@ -61,6 +61,9 @@ def iter_run_training(
         if notify is not None:
             notify(notice)
 
+    if request.method == "forest":
+        run = yield from _run_forest(request, tell)
+        return dataclasses.replace(run, warnings=tuple(warned))
     network: Any = None
     try:
         prep = yield from _prepare(request, tell)
@@ -112,7 +115,56 @@ def iter_find_lr(request: TrainRequest) -> ProgressGen[LRFindResult]:
         release_memory()
 
 
-def _prepare(request: TrainRequest, tell: Notify) -> Any:
+def _run_forest(request: TrainRequest, tell: Notify) -> ProgressGen[TrainRun]:
+    """Fit a pixel forest on the training planes, score it on the validation planes
+    (or, without them, on the training planes: ``fit_after``) and write it."""
+    from ... import training
+    from ...device import resolve_device
+    from ...model import default_score_key, save_model
+    from ...model.pixel_forest import ARCHITECTURE, FOREST_TILE
+    from ...training.forest import ForestRecipe, iter_fit_forest
+
+    req = request
+    prep = yield from _prepare(req, tell, with_network=False)
+    train, val, spec, _, prov, train_sl, val_sl = prep
+    recipe = req.forest or ForestRecipe()
+    net = yield from iter_fit_forest(train, spec.num_classes, recipe, seed=req.seed)
+    key = default_score_key(spec)
+    stage = "validate" if val is not None else "score"
+    yield Progress(stage, 0, 1)
+    scores = training.evaluate(
+        net, val or train, spec.class_names, device=resolve_device(req.device), tile=FOREST_TILE
+    )
+    yield Progress(stage, 1, 1, {key: float(scores[key])})
+    prov["method"] = "forest"
+    prov["forest"] = recipe.to_dict()
+    spec = dataclasses.replace(
+        spec,
+        architecture=ARCHITECTURE,
+        encoder="none",
+        arch_kwargs=net.arch_kwargs,
+        tile_size=FOREST_TILE,
+        provenance=prov,
+        metrics=dict(scores) if val is not None else {},
+    )
+    save_model(req.output, net, spec, overwrite=True)
+    score = float(scores[key])
+    return TrainRun(
+        path=Path(req.output),
+        spec=spec,
+        history=[],
+        best_epoch=0,
+        stopped="fitted",
+        score_key=key,
+        before=None,
+        after=score if val is not None else None,
+        train_slices=train_sl,
+        val_slices=val_sl,
+        fit_after=None if val is not None else score,
+    )
+
+
+def _prepare(request: TrainRequest, tell: Notify, *, with_network: bool = True) -> Any:
     """Read the inputs, split, load the base model, cut the planes and fit the classes.
 
     Known slices, or a lazy scan or labels, are cut reading only their planes (the
@@ -168,7 +220,16 @@ def _prepare(request: TrainRequest, tell: Notify) -> Any:
         _warn_dropped(req, capped.dropped, tell)
     top = max(max_label_id(train), max_label_id(val) if val is not None else 0)
     check_class_count(req.classes, top, req.opt("classes"))
-    if base is None:
+    if not with_network:  # a pixel forest: only the classes and the normalisation
+        from ...training import class_names_for_labels
+
+        # no base model to inherit names from: the labels' own names, from id 0
+        first = () if label_names else ("background",)
+        names = req.classes or class_names_for_labels(first, top, label_class_names=label_names)
+        spec = ModelSpec(class_names=tuple(names), normalisation=norm)
+        base_desc = "none"
+        base = network = None
+    elif base is None:
         spec, network = _new_network(req, norm, top, label_names, tell)
         base_desc = str(req.base)
     else:
