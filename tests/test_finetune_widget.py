@@ -535,3 +535,39 @@ def test_new_and_renamed_classes_from_the_panel(setup, qtbot):
     assert "classes: pore, clay, grain, dense" in widget.model_info.text() or not (
         widget.last_result.improved
     )
+
+
+def test_pixel_forest_from_the_panel(setup, qtbot):
+    from napari_microfossil.model import load_model
+    from napari_microfossil.model.pixel_forest import ARCHITECTURE
+
+    viewer, labels, segment, widget = setup
+    widget.method.setCurrentIndex(widget.method.findData("forest"))
+    assert widget.run_button.text() == "Fit forest"
+    assert not widget.minutes.isEnabled() and not widget.model.isEnabled()
+    assert widget.request().method == "forest"
+    assert widget.run() is not None
+    wait_idle(qtbot, widget.runner)
+    assert "done" in widget.status.text(), widget.status.text()
+    assert "Pixel forest fitted: validation IoU fossil" in widget.result_label.text()
+    model = load_model(widget.model_path_out)
+    assert model.spec.architecture == ARCHITECTURE
+    assert model.spec.class_names == tuple(labels.metadata["class_names"])
+    assert segment.model_path() == str(widget.model_path_out.resolve())
+    # Segment again runs the forest and keeps the corrected slices
+    corrected = viewer.layers["scan fossils"].data.copy()
+    kept = md.reviewed_slices_of(viewer.layers["scan fossils"])
+    segment.confirm = lambda title, text: pytest.fail(f"unexpected question: {text}")
+    assert widget.segment_again() is not None
+    wait_idle(qtbot, segment.runner)
+    layer = viewer.layers["scan fossils"]
+    assert layer.metadata["model"] == str(widget.model_path_out.resolve())
+    for axis, idx in kept.items():
+        for i in idx:
+            np.testing.assert_array_equal(
+                take_plane(layer.data, axis, i), take_plane(corrected, axis, i)
+            )
+    widget.method.setCurrentIndex(widget.method.findData("network"))
+    assert widget.run_button.text() == "Fine-tune" and widget.minutes.isEnabled()
+    assert widget.model_path().endswith(".safetensors") and widget.request().method == "network"
+    assert widget.model_path() != str(widget.model_path_out.resolve())  # never a forest base

@@ -174,3 +174,23 @@ def test_forest_request_without_validation_scores_the_training_slices(tmp_path) 
     assert load_model(run.path).spec.architecture == ARCHITECTURE
     with pytest.raises(Exception, match="method: expected one of network, forest"):
         TrainRequest(image, labels, tmp_path / "g.safetensors", method="svm")
+
+
+def test_a_forest_is_not_a_base_to_fine_tune(tmp_path) -> None:
+    from napari_microfossil.errors import InputError
+    from napari_microfossil.workflows.train import TrainRequest
+
+    image, labels = _phases(5, (2, 32, 32))
+    data = slices_from_volume(image, labels, {"z": [0]})
+    net = drain(iter_fit_forest(data, 3, ForestRecipe(stages=1, trees=2)))
+    spec = ModelSpec(
+        class_names=("a", "b", "c"),
+        architecture=ARCHITECTURE,
+        encoder="none",
+        arch_kwargs=net.arch_kwargs,
+    )
+    forest = save_model(tmp_path / "forest.safetensors", net, spec)
+    with pytest.raises(InputError, match="is a pixel forest, which is fitted anew"):
+        TrainRequest(image, labels, tmp_path / "n.safetensors", base=forest)
+    # a forest request may name one (it is simply not used)
+    TrainRequest(image, labels, tmp_path / "n.safetensors", base=forest, method="forest")

@@ -31,6 +31,18 @@ ALL_TRAIN_TIP = (
     "compared with its base on the slices it learned from (which says whether it got "
     "worse there, not how well it does elsewhere)."
 )
+#: The Method choices: what a run makes.
+METHODS = {
+    "network": "U-Net (fine-tune the base model)",
+    "forest": "Pixel forest (ilastik-like, for multi-phase rock)",
+}
+METHOD_TIP = (
+    "U-Net: fine-tune the base model on the reviewed slices. Pixel forest: fit a random "
+    "forest on multiscale pixel features with auto-context (ilastik's recipe), in minutes on "
+    "a CPU; on real multi-phase rock with few labelled slices it is usually the better "
+    "model (sandstone, 5 slices: mean IoU 0.94 against the U-Net's 0.83-0.85). Base model "
+    "and budget are not used by the forest."
+)
 PIXEL_TIP = (
     "Sigmas (pixels) of multiscale pixel features (intensity, edges, texture, as "
     "ilastik's) fed into the class head beside the network's own; they help thin, "
@@ -67,6 +79,10 @@ class TrainOptions:
     """
 
     def __init__(self, parent: qw.QWidget) -> None:
+        self.method = qw.QComboBox(parent)
+        for key, text in METHODS.items():
+            self.method.addItem(text, key)
+        self.method.setToolTip(METHOD_TIP)
         self.all_train = qw.QCheckBox("Train on every reviewed slice (no validation)", parent)
         self.all_train.setToolTip(ALL_TRAIN_TIP)
         self.advanced = adv = qw.QWidget(parent)
@@ -120,7 +136,12 @@ class TrainOptions:
         InputError
             For a malformed Pixel features field.
         """
+        from ..training.forest import ForestRecipe
+
+        method = str(self.method.currentData())
         return {
+            "method": method,
+            "forest": ForestRecipe() if method == "forest" else None,
             "hold_out": not self.all_train.isChecked(),
             "pixel_features": pixel_sigmas(self.pixel_features.text()),
             "device": str(self.device.currentData()),

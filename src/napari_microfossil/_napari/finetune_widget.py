@@ -96,7 +96,7 @@ class FinetuneWidget(qw.QWidget):
         self.steps_per_epoch, self.batch_size = opts.steps_per_epoch, opts.batch_size
         self.crop_size, self.lr, self.find_lr = opts.crop_size, opts.lr, opts.find_lr
         self.augment, self.device = opts.augment, opts.device
-        self.pixel_features = opts.pixel_features
+        self.pixel_features, self.method = opts.pixel_features, opts.method
         body = qw.QWidget()
         self.run_button = qw.QPushButton("Fine-tune", body)
         self.cancel_button = button(body, "Cancel", "Stop; the best model so far is kept")
@@ -115,6 +115,7 @@ class FinetuneWidget(qw.QWidget):
             ("Slices", self.slices),
             ("", self.slices_label),
             ("", self.all_train),
+            ("Method", self.method),
             ("Base model", row(self.model, self.browse_model)),
             ("", self.model_info),
             ("Classes", self.classes),
@@ -126,6 +127,7 @@ class FinetuneWidget(qw.QWidget):
             ("", adv),
         )
         self.show_advanced.toggled.connect(adv.setVisible)
+        self.method.currentIndexChanged.connect(self._on_method_changed)
         column = qw.QVBoxLayout(body)
         column.addWidget(inputs)
         column.addLayout(row(self.run_button, self.cancel_button))
@@ -284,6 +286,15 @@ class FinetuneWidget(qw.QWidget):
                 model_names = ()
         self.classes.setText(", ".join(names or model_names or ()))
 
+    def _on_method_changed(self, *_: Any) -> None:
+        """A pixel forest has no base model, budget or network recipe: grey them out."""
+        network = self.method.currentData() == "network"
+        for widget in (self.model, self.browse_model, self.by_time, self.minutes):
+            widget.setEnabled(network)
+        for widget in (self.by_epochs, self.epochs, self.find_lr, self.pixel_features):
+            widget.setEnabled(network)
+        self.run_button.setText("Fine-tune" if network else "Fit forest")
+
     def config(self) -> TrainConfig:
         """The recipe the panel's values give (InputError if one is invalid)."""
         minutes = float(self.minutes.value()) if self.by_time.isChecked() else None
@@ -391,7 +402,9 @@ class FinetuneWidget(qw.QWidget):
         lines = workflow.run_report(result, slices=self._job.get("slices", "the slices"))
         lines.append(self._register(result.path, select=result.improved))
         lines.append(names_written_back(self._job.get("labels"), tuple(result.spec.class_names)))
-        if result.improved:  # the next round starts from it, on all slices reviewed by then
+        # the next round starts from it, on all slices reviewed by then (a forest is
+        # fitted anew each round: it is never a base)
+        if result.improved and result.stopped != "fitted":
             self._select_model(str(result.path), note="last round")
         rounds = workflow.rounds_report(result.spec)
         self.result_label.setText("\n".join([*filter(None, lines), *rounds]))

@@ -73,6 +73,15 @@ def run_report(run: TrainRun, *, slices: str = "the slices") -> list[str]:
     """What a finished run did: its warnings, the validation score before and after
     (or why there was none; `slices` describes them), how it ended and where the model is."""
     lines = [f"Warning: {w}" for w in run.warnings]
+    if run.stopped == "fitted":  # a pixel forest: fitted once, no epochs
+        name = run.score_key.removeprefix("iou_")
+        if run.after is not None:
+            lines.append(f"Pixel forest fitted: validation IoU {name} {run.after:.3f}")
+        else:
+            score = f" IoU {name} {run.fit_after:.3f}" if run.fit_after is not None else ""
+            lines.append(f"Pixel forest fitted on {slices} (no validation; on them{score})")
+        lines.append(f"Saved {run.path}.")
+        return lines
     if run.before is not None and run.after is not None:
         lines.append(
             f"Validation IoU {run.score_key.removeprefix('iou_')}: {run.before:.3f} (base) → "

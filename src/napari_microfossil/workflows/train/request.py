@@ -15,6 +15,7 @@ from ...axes import AXES, take_plane
 from ...errors import InputError
 from ...metrics import IGNORE_INDEX
 from ...model import ModelSpec
+from ...model.pixel_forest import ARCHITECTURE as FOREST
 from ...training import LRFindResult, TrainConfig, parse_slices
 from ...training.finetune import split_reviewed
 from ..outputs import check_output
@@ -214,7 +215,13 @@ class TrainRequest:
             )
         resolve_device(self.device)
         if str(self.base) not in NEW_NETWORK_BASES:
-            read_spec(self.base)  # a readable model file (its header only)
+            base_spec = read_spec(self.base)  # a readable model file (its header only)
+            if self.method == "network" and base_spec.architecture == FOREST:
+                raise InputError(
+                    f"{self.opt('base')}: {self.base} is a pixel forest, which is fitted anew "
+                    "each time, not fine-tuned; fit a forest (method forest) or start from a "
+                    "network model"
+                )
         if not _is_path(self.image) and not _is_path(self.labels):
             self._check_arrays()
 
