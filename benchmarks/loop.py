@@ -18,7 +18,10 @@ Each round, for each arm:
 4. segment the whole volume again and score it on the slices this arm never corrected.
 
 ``forest`` (the ilastik recipe, ``benchmarks/_forest.py``) trains each round on exactly
-the ``suggested`` arm's corrected slices and is scored on the same slices as that arm.
+the ``suggested`` arm's corrected slices and is scored on the same slices as that arm;
+``forest-even`` on evenly spaced ones (with or without a U-Net arm). ``ac-forest`` and
+``ac-forest-even`` do the same with the tool's own pixel forest with auto-context
+(``microfossil train --method forest``, ``--forest-stages``), segmented by ``segment``.
 
 Data:
 
@@ -62,13 +65,21 @@ from real_data import DEFAULT_DATA, load_sandstone
 from napari_microfossil._progress import drain
 from napari_microfossil.cli.train import add_recipe_options, recipe_from_args
 from napari_microfossil.metrics import confusion_matrix, scores_from_confusion
-from napari_microfossil.model import load_model
+from napari_microfossil.model import LoadedModel, ModelSpec, load_model
+from napari_microfossil.model.pixel_forest import ARCHITECTURE as FOREST
+from napari_microfossil.model.pixel_forest import FOREST_TILE
+from napari_microfossil.normalise import Normalisation, intensity_range
 from napari_microfossil.phantom import PhantomStyle, make_phantom
 from napari_microfossil.review import slice_confidence, suggest_slices
 from napari_microfossil.segmentation import iter_segment
+from napari_microfossil.training.forest import ForestRecipe, iter_fit_forest
+from napari_microfossil.training.slices import slices_from_volume
 from napari_microfossil.workflows.train import TrainRequest, iter_run_training
 
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+#: The forest arms: the ilastik baseline and the tool's auto-context forest, each on the
+#: suggested arm's slices or on evenly spaced ones.
+FOREST_ARMS = ("forest", "forest-even", "ac-forest", "ac-forest-even")
 
 
 def even_picks(n: int, reviewed: list[int], k: int) -> list[int]:
@@ -148,7 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         help="train on every corrected slice (no validation slice held out)",
     )
     p.add_argument("--new-head", choices=["fit", "random"], default="fit")
-    p.add_argument("--arms", nargs="+", default=["suggested", "even", "forest"])
+    p.add_argument(
+        "--arms",
+        nargs="+",
+        default=["suggested", "even", "forest"],
+        choices=["suggested", "even", *FOREST_ARMS],
+        help="U-Net arms (suggested or evenly spaced slices); 'forest'/'forest-even': the "
+        "ilastik baseline on the same slices; 'ac-forest'/'ac-forest-even': the tool's own "
+        "pixel forest with auto-context (`train --method forest`) on them",
+    )
     p.add_argument(
         "--forest-from",
         type=Path,
@@ -171,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-models", type=Path, help="keep each round's model in this folder")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--forest-pixels", type=int, default=20000, help="per training slice")
+    p.add_argument(
+        "--forest-stages",
+        type=int,
+        default=2,
+        help="stages of the tool's pixel forest (the ac-forest arms; default 2)",
+    )
     p.add_argument("--png", type=Path, help="default docs/images/12_loop_<dataset>.png")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--label", default="", help="a note for the table's title and the plot")
@@ -219,14 +244,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base model: fossil IoU {rows[0]['value']:.4f} on all {nz} slices", flush=True)
     conf = base_seg.confidence if base_seg is not None else None
     state = {a: {"model": args.base, "reviewed": [], "conf": conf} for a in unet_arms}
-    forests = [a for a in ("forest", "forest-even") if a in args.arms or replay]
-    feats = slice_features(image) if forests else None
+    forests = [a for a in FOREST_ARMS if a in args.arms or (replay and "ac" not in a)]
+    feats = slice_features(image) if {"forest", "forest-even"} & set(forests) else None
     even_forest: list[int] = []
+
+    def ac_forest(reviewed: list[int], rest: list[int]) -> np.ndarray:
+        """The tool's own pixel forest (auto-context), fitted and run as `microfossil
+        train --method forest` and `segment` do, on the whole scan's intensity range."""
+        norm = Normalisation()
+        lo, hi = intensity_range(image, norm)
+        data = slices_from_volume(image, labels, {"z": reviewed}, value_range=(lo, hi))
+        net = drain(iter_fit_forest(data, len(names), ForestRecipe(stages=args.forest_stages)))
+        spec = ModelSpec(
+            class_names=tuple(names),
+            architecture=FOREST,
+            encoder="none",
+            arch_kwargs=net.arch_kwargs,
+            tile_size=FOREST_TILE,
+        )
+        model = LoadedModel(spec=spec, network=net)
+        seg = iter_segment(image[rest], model, device="cpu", intensity_range=(lo, hi))
+        return drain(seg).labels
 
     def forest_row(arm: str, reviewed: list[int]) -> dict:
         rest = [z for z in range(nz) if z not in reviewed]
         t0 = time.perf_counter()
-        pred = forest_segment(feats, labels, reviewed, rest, pixels_per_slice=args.forest_pixels)
+        if arm.startswith("ac-"):
+            pred = ac_forest(reviewed, rest)
+        else:
+            pred = forest_segment(
+                feats, labels, reviewed, rest, pixels_per_slice=args.forest_pixels
+            )
         row = {
             "arm": arm,
             "n": len(reviewed),
@@ -268,11 +316,15 @@ def main(argv: list[str] | None = None) -> int:
                         segment,
                     )
                 )
-                if arm == "suggested" and "forest" in forests:
-                    rows.append(forest_row("forest", state[arm]["reviewed"]))
-            if "forest-even" in forests:
+                if arm == "suggested":
+                    for f in ("forest", "ac-forest"):
+                        if f in forests:
+                            rows.append(forest_row(f, state[arm]["reviewed"]))
+            if {"forest-even", "ac-forest-even"} & set(forests):
                 even_forest = sorted(even_forest + even_picks(nz, even_forest, per))
-                rows.append(forest_row("forest-even", even_forest))
+                for f in ("forest-even", "ac-forest-even"):
+                    if f in forests:
+                        rows.append(forest_row(f, even_forest))
             # After every round: a run stopped early still leaves its table and plot.
             report(rows, names, args, time.perf_counter() - t_start)
     return 0

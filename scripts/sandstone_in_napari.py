@@ -16,7 +16,9 @@ It drives the real widgets through the calls a user's clicks make:
    Fine-tune trains on the other five (0, 100, 200, 300, 400) and Segment keeps only
    reviewed planes, so the held-out planes of the result are the model's own;
 3. Fine-tune: *Classes* ``pore, clay, grain, dense`` (typed: four new names for the
-   label ids 0-3), a time budget of ``--minutes``, CPU;
+   label ids 0-3), a time budget of ``--minutes``, CPU; with ``--method forest`` the
+   *Method* is the pixel forest instead, fitted on all five planes (``--prefix
+   12_sandstone_forest`` keeps the network run's screenshots);
 4. *Segment again* with the new model: the five reviewed planes come into the result
    as they were; the IoU of each phase on the four held-out planes against the placed
    labels is printed and saved as JSON;
@@ -190,7 +192,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
             raise RuntimeError(f"could not unmark plane {z}: {review.slice_label.text()}")
     go_to(viewer, labels, 4)
     log(f"Review: {review.progress_label.text()}; {review.slice_label.text()}")
-    shots.window("12_sandstone_open.png", toasts=True)
+    shots.window(f"{args.prefix}_open.png", toasts=True)
 
     _, seg = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment", tabify=True)
     seg.confirm = lambda title, text: True
@@ -205,6 +207,9 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     type_into(ft.classes, CLASSES)
     ft.minutes.setValue(args.minutes)
     ft.device.setCurrentIndex(ft.device.findData("cpu"))
+    ft.method.setCurrentIndex(ft.method.findData(args.method))
+    if args.method == "forest":  # fitted on all five: nothing to pick an epoch with
+        ft.all_train.setChecked(True)
     log(f"  Classes {ft.classes.text()!r}; output {ft.output.text()}")
     t = time.monotonic()
     if ft.run() is None:
@@ -212,7 +217,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     wait_job(ft, args.timeout, "Fine-tune")
     train_s = time.monotonic() - t
     log(f"Fine-tune result:\n{ft.result_label.text()}")
-    shots.window("12_sandstone_finetune.png")
+    shots.window(f"{args.prefix}_finetune.png")
 
     # -- Segment again, with the new model
     t = time.monotonic()
@@ -238,7 +243,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     if conf in viewer.layers:
         viewer.layers[conf].visible = False
     labels.visible, result.opacity = False, 0.45
-    shots.window("12_sandstone_next.png")
+    shots.window(f"{args.prefix}_next.png")
     show_dock(viewer, ft_dock)
 
     # -- Look at a held-out plane: the placed labels, then the result
@@ -246,13 +251,13 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     go_to(viewer, labels, z)
     labels.visible, result.visible, result.opacity = False, True, 0.45
     viewer.layers.selection.active = result
-    shots.window("12_sandstone_segment.png")
+    shots.window(f"{args.prefix}_segment.png")
     labels.visible, result.visible = True, False
     labels.colormap = result.colormap  # the same colours for the comparison
     truth_png = shots.window("_truth.png", canvas_only=True)
     labels.visible, result.visible = False, True
     pred_png = shots.window("_pred.png", canvas_only=True)
-    side_by_side(truth_png, pred_png, args.out / "12_sandstone_heldout.png")
+    side_by_side(truth_png, pred_png, args.out / f"{args.prefix}_heldout.png")
     truth_png.unlink()
     pred_png.unlink()
     run_ = ft.last_result
@@ -266,6 +271,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "next_slice": nxt,
         "classes": CLASSES,
         "minutes": args.minutes,
+        "method": args.method,
         "train_wall_s": round(train_s, 1),
         "segment_wall_s": round(segment_s, 1),
         "train_split": {"train": run_.train_slices, "val": run_.val_slices},
@@ -281,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     ap.add_argument("--minutes", type=float, default=3.0, help="Fine-tune's time budget")
+    ap.add_argument(
+        "--method",
+        choices=("network", "forest"),
+        default="network",
+        help="Fine-tune's Method: the U-Net, or the pixel forest (fitted on all five planes)",
+    )
+    ap.add_argument("--prefix", default="12_sandstone", help="screenshot names start so (in --out)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per background job")
     ap.add_argument("--json", type=Path, help="also write the scores here")
     ap.add_argument("--keep", action="store_true", help="keep the temporary HOME")

@@ -32,8 +32,13 @@ def _phases(seed: int, shape: tuple[int, ...] = (3, 64, 64)) -> tuple[np.ndarray
     return image, labels
 
 
-def test_tensor_trees_give_scikit_learns_probabilities() -> None:
+def test_tensor_trees_give_scikit_learns_probabilities(monkeypatch) -> None:
     from sklearn.ensemble import RandomForestClassifier
+
+    from napari_microfossil.model import pixel_forest
+
+    monkeypatch.setattr(pixel_forest, "_SKLEARN_CHUNK", 37)  # several chunks of pixels
+    monkeypatch.setattr(pixel_forest, "_CHUNK", 29)
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(600, 6)).astype(np.float32)
@@ -147,6 +152,8 @@ def test_train_command_fits_a_forest_that_segment_uses(tmp_path, capsys) -> None
     assert spec.class_names == ("pore", "clay", "grain")  # class 0 is simply the first
     assert spec.provenance["method"] == "forest" and spec.metrics["iou_clay"] > 0.5
     assert spec.provenance["forest"]["trees"] == 6
+    assert main(["info", str(model)]) == 0
+    assert "pixel forest, 2 stage(s) of [6, 6] trees" in capsys.readouterr().out
     seg = tmp_path / "seg.tif"
     assert main(["segment", str(scan), "-o", str(seg), "--model", str(model)]) == 0
     assert (read_labels(seg).data[3] == labels[3]).mean() > 0.85  # never labelled

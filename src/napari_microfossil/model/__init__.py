@@ -418,8 +418,18 @@ def headline_score(spec: ModelSpec) -> str:
 
 def describe(spec: ModelSpec) -> str:
     """Human-readable summary of a model's metadata (for ``microfossil info``)."""
+    from .pixel_forest import ARCHITECTURE as FOREST
+
+    kw = spec.arch_kwargs
+    if spec.architecture == FOREST:
+        arch = (
+            f"pixel forest, {len(kw.get('trees', []))} stage(s) of {kw.get('trees')} trees, "
+            f"features at sigmas {kw.get('sigmas')}"
+        )
+    else:
+        arch = f"{spec.architecture} ({spec.encoder} encoder)"
     lines = [
-        f"architecture : {spec.architecture} ({spec.encoder} encoder)",
+        f"architecture : {arch}",
         f"classes      : {', '.join(f'{i}={n}' for i, n in enumerate(spec.class_names))}",
         f"tile size    : {spec.tile_size}",
         f"normalisation: {spec.normalisation.method} {spec.normalisation.low}-{spec.normalisation.high}"

@@ -32,6 +32,8 @@ DEFAULT_CONTEXT_SIGMAS = (1.0, 2.0, 4.0, 8.0)
 #: Tile edge a forest is run with: a forest has no size limit, and every tile edge
 #: repeats pixels for the blurs (sigma 16 reaches 64 pixels), so tiles are large.
 FOREST_TILE = 1024
+#: Pixels scikit-learn walks at once (bounds its per-tree outputs).
+_SKLEARN_CHUNK = 1 << 18
 #: Pixels whose trees are walked at once (bounds the working memory of a tile).
 _CHUNK = 1 << 16
 
@@ -171,19 +173,23 @@ class PixelForestNet(nn.Module):
         if trees is None:
             return None
         data = np.ascontiguousarray(x.numpy(), dtype=np.float32)
-        n, c = data.shape[0], self.num_classes
-
-        def walk(part: list[Any]) -> np.ndarray:
-            acc = np.zeros((n, c), np.float64)
-            for tree in part:
-                acc += tree.predict(data).reshape(n, -1)[:, :c]
-            return acc
-
+        c = self.num_classes
+        out = np.empty((data.shape[0], c), np.float32)
         workers = max(1, min(torch.get_num_threads(), len(trees)))
+        groups = [trees[i::workers] for i in range(workers)]
         with ThreadPoolExecutor(workers) as pool:  # scikit-learn walks without the GIL
-            parts = list(pool.map(walk, [trees[i::workers] for i in range(workers)]))
-        total = np.sum(parts, axis=0)
-        return torch.from_numpy((total / len(trees)).astype(np.float32))
+            for a in range(0, data.shape[0], _SKLEARN_CHUNK):
+                part = data[a : a + _SKLEARN_CHUNK]
+
+                def walk(group: list[Any], part: np.ndarray = part) -> np.ndarray:
+                    acc = np.zeros((part.shape[0], c), np.float64)
+                    for tree in group:
+                        acc += tree.predict(part).reshape(part.shape[0], -1)[:, :c]
+                    return acc
+
+                total = np.sum(list(pool.map(walk, groups)), axis=0)
+                out[a : a + _SKLEARN_CHUNK] = total / len(trees)
+        return torch.from_numpy(out)
 
     def _sklearn_trees(self, k: int) -> list[Any] | None:
         """Stage `k`'s trees as scikit-learn ``Tree`` objects, made once per weights
@@ -208,12 +214,15 @@ class PixelForestNet(nn.Module):
         return n if k == 0 else n + self.num_classes * (1 + len(self.context_sigmas))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.pixel_features(x)
-        probs = None
-        for k in range(self.stages):
-            probs = self.stage_probs(k, self.stage_inputs(features, probs))
-        assert probs is not None
-        return torch.log(probs.clamp_min(1e-6))
+        outs = []
+        for one in x.split(1):  # tile by tile: a tile's inputs are 40 floats a pixel
+            features = self.pixel_features(one)
+            probs = None
+            for k in range(self.stages):
+                probs = self.stage_probs(k, self.stage_inputs(features, probs))
+            assert probs is not None
+            outs.append(torch.log(probs.clamp_min(1e-6)))
+        return torch.cat(outs)
 
 
 def _sklearn_trees(
