@@ -144,7 +144,9 @@ def held_out_scores(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> di
     return {"planes": zs, "iou": per, "mean_iou": round(float(np.mean(list(per.values()))), 4)}
 
 
-def side_by_side(truth_png: Path, pred_png: Path, out: Path) -> None:
+def side_by_side(
+    truth_png: Path, pred_png: Path, out: Path, name: str = "fine-tuned model"
+) -> None:
     from PIL import Image, ImageDraw
 
     a, b = Image.open(truth_png), Image.open(pred_png)
@@ -152,7 +154,7 @@ def side_by_side(truth_png: Path, pred_png: Path, out: Path) -> None:
     both.paste(a, (0, 0))
     both.paste(b, (a.width + 8, 0))
     draw = ImageDraw.Draw(both)
-    for x, text in ((10, "placed labels (truth)"), (a.width + 18, "fine-tuned model")):
+    for x, text in ((10, "placed labels (truth)"), (a.width + 18, name)):
         draw.rectangle((x - 4, 6, x + 8 * len(text), 26), fill="black")
         draw.text((x, 10), text, fill="white")
     both.save(out)
@@ -257,7 +259,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     truth_png = shots.window("_truth.png", canvas_only=True)
     labels.visible, result.visible = False, True
     pred_png = shots.window("_pred.png", canvas_only=True)
-    side_by_side(truth_png, pred_png, args.out / f"{args.prefix}_heldout.png")
+    name = "pixel forest" if args.method == "forest" else "fine-tuned model"
+    side_by_side(truth_png, pred_png, args.out / f"{args.prefix}_heldout.png", name)
     truth_png.unlink()
     pred_png.unlink()
     run_ = ft.last_result

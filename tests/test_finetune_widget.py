@@ -545,11 +545,13 @@ def test_pixel_forest_from_the_panel(setup, qtbot):
     widget.method.setCurrentIndex(widget.method.findData("forest"))
     assert widget.run_button.text() == "Fit forest"
     assert not widget.minutes.isEnabled() and not widget.model.isEnabled()
+    assert widget.curve.isHidden() and widget.model_info.isHidden()
     assert widget.request().method == "forest"
     assert widget.run() is not None
     wait_idle(qtbot, widget.runner)
     assert "done" in widget.status.text(), widget.status.text()
     assert "Pixel forest fitted: validation IoU fossil" in widget.result_label.text()
+    assert "from none (pixel forest)" in widget.result_label.text()
     model = load_model(widget.model_path_out)
     assert model.spec.architecture == ARCHITECTURE
     assert model.spec.class_names == tuple(labels.metadata["class_names"])
@@ -569,5 +571,6 @@ def test_pixel_forest_from_the_panel(setup, qtbot):
             )
     widget.method.setCurrentIndex(widget.method.findData("network"))
     assert widget.run_button.text() == "Fine-tune" and widget.minutes.isEnabled()
+    assert not widget.curve.isHidden()
     assert widget.model_path().endswith(".safetensors") and widget.request().method == "network"
     assert widget.model_path() != str(widget.model_path_out.resolve())  # never a forest base

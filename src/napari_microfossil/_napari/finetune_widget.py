@@ -294,6 +294,8 @@ class FinetuneWidget(qw.QWidget):
         for widget in (self.by_epochs, self.epochs, self.find_lr, self.pixel_features):
             widget.setEnabled(network)
         self.run_button.setText("Fine-tune" if network else "Fit forest")
+        for widget in (self.model_info, self.curve):  # no base, no epochs to draw
+            widget.setVisible(network)
 
     def config(self) -> TrainConfig:
         """The recipe the panel's values give (InputError if one is invalid)."""

@@ -308,7 +308,7 @@ def next_rounds(base: Any, req: TrainRequest, train_sl: Any, val_sl: Any) -> lis
     rounds.append(
         {
             "model": Path(req.output).name,
-            "base": Path(str(req.base)).name,
+            "base": Path(str(req.base)).name if req.method == "network" else "none (pixel forest)",
             "train_slices": {k: [int(i) for i in v] for k, v in dict(train_sl).items()},
             "val_slices": {k: [int(i) for i in v] for k, v in dict(val_sl or {}).items()},
             "score": None,
