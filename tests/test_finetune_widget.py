@@ -230,19 +230,24 @@ def test_short_run_writes_a_model_and_registers_it(setup, qtbot):
 
     # Segment again: Segment runs with the new model, without a question, and keeps
     # the corrected slices as the user left them.
+    segment_again_keeps_corrected_planes(viewer, segment, widget, qtbot)
+
+
+def segment_again_keeps_corrected_planes(viewer, segment, widget, qtbot):
+    """Segment again: Segment runs with the new model, without a question, and keeps
+    the corrected slices as the user left them."""
     corrected = viewer.layers["scan fossils"].data.copy()
     kept = md.reviewed_slices_of(viewer.layers["scan fossils"])
     assert kept
     segment.confirm = lambda title, text: pytest.fail(f"unexpected question: {text}")
-    seg_worker = widget.segment_again()
-    assert seg_worker is not None
+    assert widget.segment_again() is not None
     wait_idle(qtbot, segment.runner)
-    result_layer = viewer.layers["scan fossils"]
-    assert result_layer.metadata["model"] == str(widget.model_path_out.resolve())
+    layer = viewer.layers["scan fossils"]
+    assert layer.metadata["model"] == str(widget.model_path_out.resolve())
     for axis, idx in kept.items():
         for i in idx:
             np.testing.assert_array_equal(
-                take_plane(result_layer.data, axis, i), take_plane(corrected, axis, i)
+                take_plane(layer.data, axis, i), take_plane(corrected, axis, i)
             )
 
 
@@ -557,18 +562,7 @@ def test_pixel_forest_from_the_panel(setup, qtbot):
     assert model.spec.class_names == tuple(labels.metadata["class_names"])
     assert segment.model_path() == str(widget.model_path_out.resolve())
     # Segment again runs the forest and keeps the corrected slices
-    corrected = viewer.layers["scan fossils"].data.copy()
-    kept = md.reviewed_slices_of(viewer.layers["scan fossils"])
-    segment.confirm = lambda title, text: pytest.fail(f"unexpected question: {text}")
-    assert widget.segment_again() is not None
-    wait_idle(qtbot, segment.runner)
-    layer = viewer.layers["scan fossils"]
-    assert layer.metadata["model"] == str(widget.model_path_out.resolve())
-    for axis, idx in kept.items():
-        for i in idx:
-            np.testing.assert_array_equal(
-                take_plane(layer.data, axis, i), take_plane(corrected, axis, i)
-            )
+    segment_again_keeps_corrected_planes(viewer, segment, widget, qtbot)
     widget.method.setCurrentIndex(widget.method.findData("network"))
     assert widget.run_button.text() == "Fine-tune" and widget.minutes.isEnabled()
     assert not widget.curve.isHidden()
