@@ -129,6 +129,15 @@ def test_unlabelled_pixels_are_never_sampled_and_bad_ids_are_refused() -> None:
         drain(iter_fit_forest(none, 3))
 
 
+def test_auto_context_when_one_plane_holds_every_label() -> None:
+    image, labels = _phases(6, (2, 32, 32))
+    labels[1] = IGNORE_INDEX  # plane 1 reviewed but empty: no fold forest without plane 0
+    data = slices_from_volume(image, labels, {"z": [0, 1]})
+    net = drain(iter_fit_forest(data, 3, ForestRecipe(stages=2, trees=3, fold_trees=2)))
+    x = torch.from_numpy(data.images[0])[None, None]
+    assert net.stages == 2 and torch.isfinite(net(x)).all()
+
+
 @pytest.mark.parametrize("field", ["stages", "trees", "pixels_per_plane"])
 def test_recipe_refuses_counts_below_one(field: str) -> None:
     with pytest.raises(ValueError, match=field):

@@ -196,8 +196,13 @@ def iter_fit_forest(
             break
         fold_models = {}
         for f in fold_ids:
-            fold_models[f] = forest(
-                recipe.fold_trees, x_all[fold_all != f], y_all[fold_all != f], stage
+            keep = fold_all != f
+            # a fold holding every labelled pixel (the other planes unlabelled): no forest
+            # can be fitted without it, so its planes get the stage's own answers
+            fold_models[f] = (
+                forest(recipe.fold_trees, x_all[keep], y_all[keep], stage)
+                if keep.any()
+                else forests[-1]
             )
             done += 1
             yield Progress("fit pixel forest", done, total, {"stage": stage + 1})
