@@ -289,9 +289,16 @@ class FinetuneWidget(qw.QWidget):
     def _on_method_changed(self, *_: Any) -> None:
         """A pixel forest has no base model, budget or network recipe: grey them out."""
         network = self.method.currentData() == "network"
-        for widget in (self.model, self.browse_model, self.by_time, self.minutes):
-            widget.setEnabled(network)
-        for widget in (self.by_epochs, self.epochs, self.find_lr, self.pixel_features):
+        for widget in (
+            self.model,
+            self.browse_model,
+            self.by_time,
+            self.minutes,
+            self.by_epochs,
+            self.epochs,
+            self.find_lr,
+            self.pixel_features,
+        ):
             widget.setEnabled(network)
         self.run_button.setText("Fine-tune" if network else "Fit forest")
         for widget in (self.model_info, self.curve):  # no base, no epochs to draw

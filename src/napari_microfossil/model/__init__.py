@@ -337,12 +337,7 @@ def save_model(
     for k, v in network.state_dict().items():
         t = v.detach().to("cpu")
         # a forest's thresholds stay float32 (its class shares are float16 already)
-        if (
-            half
-            and t.is_floating_point()
-            and t.dtype != torch.float16
-            and spec.architecture != FOREST
-        ):
+        if half and t.is_floating_point() and spec.architecture != FOREST:
             t = t.to(torch.float16)
         state[k] = t.contiguous()
     meta = {METADATA_KEY: json.dumps(spec.to_dict(), sort_keys=True)}

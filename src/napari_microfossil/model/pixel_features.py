@@ -28,7 +28,19 @@ DEFAULT_SIGMAS = (1.0, 2.0, 4.0, 8.0, 16.0)
 PER_SIGMA = 4
 
 
-def _gaussian(sigma: float) -> torch.Tensor:
+def blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Each channel of ``(B, C, H, W)`` convolved with the 1D `kernel` along x, then
+    along y; borders repeat the edge pixels."""
+    import torch.nn.functional as F
+
+    c, r = x.shape[1], (kernel.numel() - 1) // 2
+    x = F.pad(x, (r, r, 0, 0), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    x = F.pad(x, (0, 0, r, r), mode="replicate")
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def gaussian(sigma: float) -> torch.Tensor:
     radius = max(1, math.ceil(4 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
@@ -50,7 +62,7 @@ class MultiscaleFeatures(nn.Module):
         if not self.sigmas or any(not s > 0 for s in self.sigmas):
             raise ValueError(f"pixel_features: expected sigmas > 0, got {list(sigmas)}")
         for i, s in enumerate(self.sigmas):
-            self.register_buffer(f"kernel{i}", _gaussian(s), persistent=False)
+            self.register_buffer(f"kernel{i}", gaussian(s), persistent=False)
 
     @property
     def channels(self) -> int:
@@ -63,10 +75,7 @@ class MultiscaleFeatures(nn.Module):
         with torch.no_grad():
             x = x.float()
             for i, s in enumerate(self.sigmas):
-                k: torch.Tensor = getattr(self, f"kernel{i}")
-                r = (k.numel() - 1) // 2
-                g = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-                g = F.conv2d(F.pad(g, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+                g = blur(x, getattr(self, f"kernel{i}"))
                 p = F.pad(g, (1, 1, 1, 1), mode="replicate")
                 c = p[..., 1:-1, 1:-1]
                 gy = (p[..., 2:, 1:-1] - p[..., :-2, 1:-1]) / 2

@@ -15,7 +15,6 @@ CPU or a GPU, along any axis. It is trained by
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .pixel_features import MultiscaleFeatures
+from .pixel_features import MultiscaleFeatures, blur, gaussian
 
 #: ``ModelSpec.architecture`` of a pixel forest.
 ARCHITECTURE = "PixelForest"
@@ -38,25 +37,10 @@ _SKLEARN_CHUNK = 1 << 18
 _CHUNK = 1 << 16
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian of each channel of ``(B, C, H, W)``, edges repeated."""
-    import torch.nn.functional as F
-
-    radius = max(1, math.ceil(4 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (radius, radius, 0, 0), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    x = F.pad(x, (0, 0, radius, radius), mode="replicate")
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def context_features(probs: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
     """Auto-context: class probabilities ``(B, C, H, W)`` and their Gaussian blurs at
     each sigma, ``(B, C * (1 + len(sigmas)), H, W)``."""
-    return torch.cat([probs, *(_blur(probs, s) for s in sigmas)], dim=1)
+    return torch.cat([probs, *(blur(probs, gaussian(s).to(probs)) for s in sigmas)], dim=1)
 
 
 class PixelForestNet(nn.Module):

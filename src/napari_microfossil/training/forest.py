@@ -11,7 +11,6 @@ is split into its top and bottom halves).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +18,9 @@ import numpy as np
 
 from .._progress import Progress, ProgressGen
 from ..metrics import IGNORE_INDEX
+from ..model.pixel_features import DEFAULT_SIGMAS
+from ..model.pixel_forest import DEFAULT_CONTEXT_SIGMAS
 from .slices import SliceSet
-
-log = logging.getLogger(__name__)
 
 #: At most this many folds for the out-of-fold probabilities.
 MAX_FOLDS = 5
@@ -51,8 +50,8 @@ class ForestRecipe:
     trees: int = 100
     fold_trees: int = 50
     pixels_per_plane: int = 20000
-    sigmas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
-    context_sigmas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    sigmas: tuple[float, ...] = DEFAULT_SIGMAS
+    context_sigmas: tuple[float, ...] = DEFAULT_CONTEXT_SIGMAS
     min_samples_leaf: int = 1
 
     def __post_init__(self) -> None:
@@ -122,7 +121,6 @@ def iter_fit_forest(
     import torch
     from sklearn.ensemble import RandomForestClassifier
 
-    from ..model.pixel_features import MultiscaleFeatures
     from ..model.pixel_forest import arch_kwargs_of, build_forest, state_of
 
     recipe = recipe or ForestRecipe()
@@ -139,7 +137,6 @@ def iter_fit_forest(
     fold_ids = sorted({int(f) for r in regions for f in np.unique(r)})
     y_all = np.concatenate(ys)
     fold_all = np.concatenate(folds)
-    extractor = MultiscaleFeatures(recipe.sigmas)
     skeleton = build_forest(
         num_classes,
         {
@@ -159,7 +156,7 @@ def iter_fit_forest(
 
     def features(i: int) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(data.images[i], np.float32))[None, None]
-        return extractor(x)
+        return skeleton.pixel_features(x)
 
     def forest(trees: int, x: np.ndarray, y: np.ndarray, stage: int) -> Any:
         return RandomForestClassifier(
