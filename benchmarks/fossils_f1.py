@@ -25,7 +25,7 @@ extraction).
 Usage::
 
     python benchmarks/fossils_f1.py [--seeds 3000 3001 3002] [--shape 128 256 256]
-        [--styles default harder] [--cache DIR] [--model default] [--no-variants]
+        [--styles default harder] [--cache DIR] [--model default] [--axes z] [--no-variants]
 
 ``--cache DIR`` keeps the scans and segmentations there, so a rerun skips segmenting.
 """
@@ -103,7 +103,9 @@ def prf(matched: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
     return pr, rc, (2 * pr * rc / (pr + rc) if pr + rc else 0.0)
 
 
-def segment(scan: Path, out: Path, conf: Path, model: str, device: str) -> np.ndarray:
+def segment(
+    scan: Path, out: Path, conf: Path, model: str, device: str, axes: str = "z"
+) -> np.ndarray:
     """Labels of `scan` as ``microfossil segment SCAN -o OUT --confidence CONF`` writes them."""
     if not (out.exists() and conf.exists()):
         request = SegmentRequest(
@@ -111,7 +113,7 @@ def segment(scan: Path, out: Path, conf: Path, model: str, device: str) -> np.nd
             out,
             model=model,
             confidence=conf,
-            options=SegmentOptions(device=device),
+            options=SegmentOptions(device=device, axes=axes),
             overwrite=True,
         )
         drain(iter_segment_scan(request))
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache", type=Path, default=None, help="keep scans and labels here")
     p.add_argument("--no-variants", action="store_true", help="only the two CLI runs")
+    p.add_argument("--axes", default="z", help="segment along these axes (zyx: fused)")
     args = p.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory(prefix="fossils_f1_")
@@ -169,14 +172,19 @@ def main(argv: list[str] | None = None) -> int:
         style = PhantomStyle().harder() if style_name == "harder" else PhantomStyle()
         totals = {(n, src): [0, 0, 0] for n in names for src in ("model", "truth")}
         sizes: list[tuple[int, float]] = []
-        print(f"\n== style {style_name}, shape {tuple(args.shape)}, model {args.model}")
+        print(
+            f"\n== style {style_name}, shape {tuple(args.shape)}, model {args.model}, "
+            f"axes {args.axes}"
+        )
         print(
             f"{'seed':>5} {'true':>5} {'setting':<18} {'pred on model labels':>24} "
             f"{'pred on true labels':>24}"
         )
         for seed in args.seeds:
             ph = make_phantom(tuple(args.shape), seed=seed, style=style)
-            stem = cache / f"{style_name}_{seed}_{'x'.join(map(str, args.shape))}"
+            shape = "x".join(map(str, args.shape))
+            tag = Path(args.model).stem + ("" if args.axes == "z" else f"_{args.axes}")
+            stem = cache / f"{style_name}_{seed}_{shape}_{tag}"
             scan, seg_path, truth_path, conf_path = (
                 stem.with_name(stem.name + s)
                 for s in ("_scan.tif", "_labels.tif", "_truth.tif", "_conf.tif")
@@ -186,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_tiff(scan, ph.image, **kw)
             write_tiff(truth_path, ph.labels, class_names=ph.class_names, **kw)
             t0 = time.process_time()
-            seg = segment(scan, seg_path, conf_path, args.model, args.device)
+            seg = segment(scan, seg_path, conf_path, args.model, args.device, args.axes)
             t_seg = time.process_time() - t0
             size_report(ph.instances, seg, sizes)
             for src, lab, path in (("model", seg, seg_path), ("truth", ph.labels, truth_path)):

@@ -168,6 +168,12 @@ def test_train_command_fits_a_forest_that_segment_uses(tmp_path, capsys) -> None
     assert (read_labels(seg).data[3] == labels[3]).mean() > 0.85  # never labelled
     assert main([*args, "--forest-stages", "0", "--overwrite"]) == 2
     assert "--forest-stages: expected an integer >= 1, got 0" in capsys.readouterr().err
+    # the network's options would be ignored by a forest: refused, by name, nothing written
+    model.unlink()
+    assert main([*args, "--base", "scratch", "--epochs", "3", "--pixel-features", "1,2"]) == 2
+    err = capsys.readouterr().err
+    assert "--method forest: --base, --epochs, --pixel-features only apply to the network" in err
+    assert not model.exists()
 
 
 def test_forest_request_without_validation_scores_the_training_slices(tmp_path) -> None:

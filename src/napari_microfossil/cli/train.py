@@ -120,18 +120,35 @@ def add_forest_options(s: argparse.ArgumentParser) -> None:
 
 def forest_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`~napari_microfossil.workflows.train.TrainRequest` fields of
-    :func:`add_forest_options`."""
+    :func:`add_forest_options`. With ``--method forest``, ``--base`` and the network's
+    recipe options (:func:`add_recipe_options`) set to other than their defaults are
+    refused: a forest is fitted from the labels alone and would silently ignore them."""
     from ..training.forest import ForestRecipe
 
     method = getattr(args, "method", "network")
     if method != "forest":
         return {"method": method}
-    try:
-        recipe = ForestRecipe(stages=args.forest_stages, trees=args.forest_trees)
-    except ValueError as exc:
-        name = str(exc).split(":")[0]
-        raise InputError(f"--forest-{name}: {str(exc).split(': ', 1)[1]}") from None
-    return {"method": method, "forest": recipe}
+    for option in ("--forest-stages", "--forest-trees"):
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value < 1:
+            raise InputError(f"{option}: expected an integer >= 1, got {value}")
+    unused = [f"--{k.replace('_', '-')}" for k in _network_options_set(args)]
+    if unused:
+        raise InputError(
+            f"--method forest: {', '.join(unused)} only apply to the network (a forest is "
+            "fitted from the labels alone); drop them or use --method network"
+        )
+    return {"method": method, "forest": ForestRecipe(args.forest_stages, args.forest_trees)}
+
+
+def _network_options_set(args: argparse.Namespace) -> list[str]:
+    """The network-only options of `args` (``base`` and :func:`add_recipe_options`'s)
+    whose values are not their defaults."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--base", default="default")
+    add_recipe_options(parser)
+    defaults = vars(parser.parse_args([]))
+    return [k for k, v in defaults.items() if hasattr(args, k) and getattr(args, k) != v]
 
 
 def add_recipe_options(s: argparse.ArgumentParser) -> None:
