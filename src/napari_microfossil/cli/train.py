@@ -99,7 +99,7 @@ def add_forest_options(s: argparse.ArgumentParser) -> None:
         help="'network' (default): train the U-Net; 'forest': fit a random forest on "
         "multiscale pixel features with auto-context (the ilastik recipe, usually better on "
         "real multi-phase rock with few labelled slices; --base and the recipe options are "
-        "then not used)",
+        "then refused)",
     )
     s.add_argument(
         "--forest-stages",
