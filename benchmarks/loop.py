@@ -22,6 +22,9 @@ the ``suggested`` arm's corrected slices and is scored on the same slices as tha
 ``forest-even`` on evenly spaced ones (with or without a U-Net arm). ``ac-forest`` and
 ``ac-forest-even`` do the same with the tool's own pixel forest with auto-context
 (``microfossil train --method forest``, ``--forest-stages``), segmented by ``segment``.
+``ac-forest-own`` is that forest picking its own slices, as a user fitting forests in the
+panels would: round 1 the evenly spaced ones (no forest yet), then ``suggest_slices`` on
+the previous round's forest's confidence over the whole scan.
 
 Data:
 
@@ -79,7 +82,7 @@ from napari_microfossil.workflows.train import TrainRequest, iter_run_training
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 #: The forest arms: the ilastik baseline and the tool's auto-context forest, each on the
 #: suggested arm's slices or on evenly spaced ones.
-FOREST_ARMS = ("forest", "forest-even", "ac-forest", "ac-forest-even")
+FOREST_ARMS = ("forest", "forest-even", "ac-forest", "ac-forest-even", "ac-forest-own")
 
 
 def even_picks(n: int, reviewed: list[int], k: int) -> list[int]:
@@ -166,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=["suggested", "even", *FOREST_ARMS],
         help="U-Net arms (suggested or evenly spaced slices); 'forest'/'forest-even': the "
         "ilastik baseline on the same slices; 'ac-forest'/'ac-forest-even': the tool's own "
-        "pixel forest with auto-context (`train --method forest`) on them",
+        "pixel forest with auto-context (`train --method forest`) on them; 'ac-forest-own': "
+        "that forest picking its own slices (round 1 evenly spaced, then suggested)",
     )
     p.add_argument(
         "--forest-from",
@@ -248,9 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     feats = slice_features(image) if {"forest", "forest-even"} & set(forests) else None
     even_forest: list[int] = []
 
-    def ac_forest(reviewed: list[int], rest: list[int]) -> np.ndarray:
+    own: dict = {"reviewed": [], "conf": None}  # the ac-forest-own arm
+
+    def ac_forest(reviewed: list[int], rest: list[int], whole: bool) -> np.ndarray:
         """The tool's own pixel forest (auto-context), fitted and run as `microfossil
-        train --method forest` and `segment` do, on the whole scan's intensity range."""
+        train --method forest` and `segment` do, on the whole scan's intensity range
+        (ac-forest-own: every slice, keeping the confidence for the next picks)."""
         norm = Normalisation()
         lo, hi = intensity_range(image, norm)
         data = slices_from_volume(image, labels, {"z": reviewed}, value_range=(lo, hi))
@@ -263,14 +270,25 @@ def main(argv: list[str] | None = None) -> int:
             tile_size=FOREST_TILE,
         )
         model = LoadedModel(spec=spec, network=net)
-        seg = iter_segment(image[rest], model, device="cpu", intensity_range=(lo, hi))
-        return drain(seg).labels
+        seg = drain(
+            iter_segment(
+                image if whole else image[rest],
+                model,
+                device="cpu",
+                intensity_range=(lo, hi),
+                confidence=whole,
+            )
+        )
+        if whole:
+            own["conf"] = seg.confidence
+            return seg.labels[rest]
+        return seg.labels
 
     def forest_row(arm: str, reviewed: list[int]) -> dict:
         rest = [z for z in range(nz) if z not in reviewed]
         t0 = time.perf_counter()
         if arm.startswith("ac-"):
-            pred = ac_forest(reviewed, rest)
+            pred = ac_forest(reviewed, rest, whole=arm == "ac-forest-own")
         else:
             pred = forest_segment(
                 feats, labels, reviewed, rest, pixels_per_slice=args.forest_pixels
@@ -325,6 +343,15 @@ def main(argv: list[str] | None = None) -> int:
                 for f in ("forest-even", "ac-forest-even"):
                     if f in forests:
                         rows.append(forest_row(f, even_forest))
+            if "ac-forest-own" in forests:
+                taken = own["reviewed"]
+                picks = (
+                    even_picks(nz, taken, per)
+                    if own["conf"] is None
+                    else suggest_slices(slice_confidence(own["conf"]), taken, per)
+                )
+                own["reviewed"] = sorted(taken + picks)
+                rows.append(forest_row("ac-forest-own", own["reviewed"]))
             # After every round: a run stopped early still leaves its table and plot.
             report(rows, names, args, time.perf_counter() - t_start)
     return 0
