@@ -150,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--minutes-per-round",
         type=float,
-        default=1.0,
-        help="training time a round, counted on --time-clock (default cpu: CPU seconds); 0: "
-        "no time limit, a step budget instead (--epochs x --steps-per-epoch a round, the same "
-        "training however loaded the machine is)",
+        nargs="+",
+        default=[1.0],
+        help="training time a round, counted on --time-clock (default cpu: CPU seconds); one "
+        "value per round (the last one repeats), e.g. '2.5 7.3'; 0: no time limit, a step "
+        "budget instead (--epochs x --steps-per-epoch a round, the same training however "
+        "loaded the machine is)",
     )
     p.add_argument(
         "--no-hold-out",
@@ -215,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--counts: expected increasing totals, got {counts}")
     if args.smooth is None and phantom:
         args.smooth = 0.7
-    args.time_limit = args.minutes_per_round * 60.0 if args.minutes_per_round > 0 else None
-    if args.time_limit is None and args.epochs + args.frozen_epochs >= 1000:
+    minutes = [*args.minutes_per_round, *[args.minutes_per_round[-1]] * len(counts)]
+    limits = [m * 60.0 if m > 0 else None for m in minutes[: len(counts)]]
+    if None in limits and args.epochs + args.frozen_epochs >= 1000:
         p.error("--minutes-per-round 0: give the step budget with --epochs (and --frozen-epochs)")
 
     import torch
@@ -318,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp = str(args.keep_models)
         for r, count in enumerate(counts, start=1):
             per = count - (counts[r - 2] if r > 1 else 0)
+            args.time_limit = limits[r - 1]  # read by recipe_from_args
             for arm in unet_arms:
                 rows.append(
                     unet_round(
