@@ -155,7 +155,9 @@ def _prepare(request: TrainRequest, tell: Notify, *, with_network: bool = True) 
         _warn_dropped(req, dropped, tell)
     train_sl, val_sl = split_for_training(req, slices)
     yield Progress("load model", 0, 1)
-    base = None if str(req.base) in NEW_NETWORK_BASES else load_model(req.base, device="cpu")
+    # A pixel forest has no base: the standard normalisation, not a network's.
+    new = not with_network or str(req.base) in NEW_NETWORK_BASES
+    base = None if new else load_model(req.base, device="cpu")
     norm = base.spec.normalisation if base is not None else Normalisation()
     if req.smooth is not None:
         norm = dataclasses.replace(norm, smooth=req.smooth)
