@@ -26,8 +26,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/microfossil sample $(DEMO) --seed 7 --overwrite
 	$(BIN)/microfossil segment $(DEMO)/scan.tif -o $(DEMO)/labels.tif --confidence $(DEMO)/confidence.tif --overwrite
-	$(BIN)/microfossil fossils $(DEMO)/labels.tif --image $(DEMO)/scan.tif -o $(DEMO)/fossils --min-voxels 200 --split --crops --overwrite
-	$(BIN)/python scripts/score.py $(DEMO)/labels.tif $(DEMO)/truth.tif
+	$(BIN)/microfossil fossils $(DEMO)/labels.tif --image $(DEMO)/scan.tif -o $(DEMO)/fossils --crops --overwrite
+	$(BIN)/python scripts/score.py $(DEMO)/labels.tif $(DEMO)/truth.tif --instances $(DEMO)/fossils/instances.tif $(DEMO)/truth_instances.tif
 	@echo
 	@echo "Demo outputs are in $(CURDIR)/$(DEMO):"
 	@echo "  scan.tif, truth.tif        the synthetic sample scan and its ground truth"

@@ -47,6 +47,7 @@ from napari_microfossil import cli
 from napari_microfossil._progress import drain
 from napari_microfossil.fossils import extract_fossils
 from napari_microfossil.io import read_labels, write_tiff
+from napari_microfossil.metrics import object_matches, object_scores
 from napari_microfossil.phantom import PhantomStyle, make_phantom
 from napari_microfossil.workflows.segment import SegmentOptions
 from napari_microfossil.workflows.segment_scan import SegmentRequest, iter_segment_scan
@@ -62,45 +63,10 @@ VARIANTS: tuple[tuple[str, dict], ...] = (
 )
 
 
-def match_counts(pred: np.ndarray, truth: np.ndarray, *, iou: float = 0.5) -> tuple[int, int, int]:
-    """One-to-one matches of two instance volumes at IoU >= `iou`.
-
-    Returns
-    -------
-    (matched, n_pred, n_true)
-    """
-    p = pred.ravel().astype(np.int64)
-    t = truth.ravel().astype(np.int64)
-    n_pred, n_true = int(p.max(initial=0)), int(t.max(initial=0))
-    both = (p > 0) & (t > 0)
-    pairs, inter = np.unique(p[both] * (n_true + 1) + t[both], return_counts=True)
-    a, b = np.divmod(pairs, n_true + 1)
-    size_p = np.bincount(p, minlength=n_pred + 1)
-    size_t = np.bincount(t, minlength=n_true + 1)
-    ious = inter / (size_p[a] + size_t[b] - inter)
-    used_p: set[int] = set()
-    used_t: set[int] = set()
-    for k in np.argsort(-ious, kind="stable"):
-        if ious[k] < iou:
-            break
-        if a[k] in used_p or b[k] in used_t:
-            continue
-        used_p.add(int(a[k]))
-        used_t.add(int(b[k]))
-    return len(used_p), n_pred, n_true
-
-
 def add(total: list[int], counts: tuple[int, int, int]) -> None:
     """Add match counts to a running total, in place."""
     for k, c in enumerate(counts):
         total[k] += c
-
-
-def prf(matched: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
-    """Precision, recall and F1 from match counts."""
-    pr = matched / n_pred if n_pred else 0.0
-    rc = matched / n_true if n_true else 0.0
-    return pr, rc, (2 * pr * rc / (pr + rc) if pr + rc else 0.0)
 
 
 def segment(
@@ -202,10 +168,10 @@ def main(argv: list[str] | None = None) -> int:
                     out = stem.with_name(stem.name + f"_{src}_{'conf' if conf else 'plain'}_out")
                     inst, said = fossils_defaults(path, out, conf)
                     summary_line = said if conf and src == "model" else summary_line
-                    add(totals[(name, src)], match_counts(inst, ph.instances))
+                    add(totals[(name, src)], object_matches(inst, ph.instances))
                 for label, opts in variants if src == "model" else ():
                     table = extract_fossils(lab, class_id=1, spacing=ph.spacing, **opts)
-                    got = match_counts(table.instances, ph.instances)
+                    got = object_matches(table.instances, ph.instances)
                     add(totals[(label, src)], got)
             for n in names:
                 cells = []
@@ -213,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                     m, npred, ntrue = totals[(n, src)]
                     ran = ntrue > 0
                     cells.append(
-                        f"{m:>4}/{npred:<4} F1 {prf(m, npred, ntrue)[2]:.3f}" if ran else "-"
+                        f"{m:>4}/{npred:<4} F1 {object_scores(m, npred, ntrue)[2]:.3f}"
+                        if ran
+                        else "-"
                     )
                 print(
                     f"{seed:>5} {len(ph.fossils):>5} {n:<18} {cells[0]:>24} {cells[1]:>24}"
@@ -231,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                 m, npred, ntrue = totals[(n, src)]
                 if not ntrue:
                     continue
-                pr, rc, f1 = prf(m, npred, ntrue)
+                pr, rc, f1 = object_scores(m, npred, ntrue)
                 print(
                     f"{n:<18} {src:<6} {pr:>9.3f} {rc:>7.3f} {f1:>6.3f} "
                     f"{m:>8} {npred:>6} {ntrue:>5}"

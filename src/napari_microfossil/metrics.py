@@ -1,4 +1,4 @@
-"""Segmentation metrics: confusion counts, IoU, Dice, pixel error."""
+"""Segmentation metrics: confusion counts, IoU, Dice, pixel error; object matching."""
 
 from __future__ import annotations
 
@@ -73,3 +73,45 @@ def segmentation_scores(
     return scores_from_confusion(
         confusion_matrix(pred, truth, len(class_names), ignore=ignore), class_names
     )
+
+
+def object_matches(
+    pred: np.ndarray, truth: np.ndarray, *, iou: float = 0.5
+) -> tuple[int, int, int]:
+    """One-to-one matches of two instance volumes (0 = no object) at IoU >= `iou`.
+
+    Pairs are taken greedily by decreasing IoU, each object at most once (at
+    ``iou > 0.5`` a match is unique anyway).
+
+    Returns
+    -------
+    (matched, n_pred, n_true)
+        Matched pairs, and the distinct objects of each volume.
+    """
+    p = np.asarray(pred).ravel().astype(np.int64)
+    t = np.asarray(truth).ravel().astype(np.int64)
+    size_p = np.bincount(p)
+    size_t = np.bincount(t)
+    n_pred, n_true = int(np.count_nonzero(size_p[1:])), int(np.count_nonzero(size_t[1:]))
+    both = (p > 0) & (t > 0)
+    stride = len(size_t)
+    pairs, inter = np.unique(p[both] * stride + t[both], return_counts=True)
+    a, b = np.divmod(pairs, stride)
+    ious = inter / (size_p[a] + size_t[b] - inter)
+    used_p: set[int] = set()
+    used_t: set[int] = set()
+    for k in np.argsort(-ious, kind="stable"):
+        if ious[k] < iou:
+            break
+        if a[k] not in used_p and b[k] not in used_t:
+            used_p.add(int(a[k]))
+            used_t.add(int(b[k]))
+    return len(used_p), n_pred, n_true
+
+
+def object_scores(matched: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 of :func:`object_matches`' counts (0 where undefined)."""
+    precision = matched / n_pred if n_pred else 0.0
+    recall = matched / n_true if n_true else 0.0
+    total = precision + recall
+    return precision, recall, (2 * precision * recall / total if total else 0.0)
