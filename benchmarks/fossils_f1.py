@@ -148,12 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         for seed in args.seeds:
             ph = make_phantom(tuple(args.shape), seed=seed, style=style)
-            shape = "x".join(map(str, args.shape))
+            # the scan and truth once per phantom; what a model makes, per model and axes
+            phantom = cache / f"{style_name}_{seed}_{'x'.join(map(str, args.shape))}"
             tag = Path(args.model).stem + ("" if args.axes == "z" else f"_{args.axes}")
-            stem = cache / f"{style_name}_{seed}_{shape}_{tag}"
-            scan, seg_path, truth_path, conf_path = (
-                stem.with_name(stem.name + s)
-                for s in ("_scan.tif", "_labels.tif", "_truth.tif", "_conf.tif")
+            stem = phantom.with_name(f"{phantom.name}_{tag}")
+            scan, truth_path = (
+                phantom.with_name(phantom.name + s) for s in ("_scan.tif", "_truth.tif")
+            )
+            seg_path, conf_path = (
+                stem.with_name(stem.name + s) for s in ("_labels.tif", "_conf.tif")
             )
             kw = {"spacing": ph.spacing, "overwrite": True}
             if not scan.exists():

@@ -183,7 +183,7 @@ def _prepare(request: TrainRequest, tell: Notify, *, with_network: bool = True) 
         names = req.classes or class_names_for_labels(first, top, label_class_names=label_names)
         spec = ModelSpec(class_names=tuple(names), normalisation=norm)
         base_desc = "none"
-        base = network = None
+        network = None
     elif base is None:
         spec, network = _new_network(req, norm, top, label_names, tell)
         base_desc = str(req.base)
