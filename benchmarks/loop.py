@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         metavar="RUN.json",
         help="train no network: score the forest on the slices of each round of an earlier "
-        "run's --json (its suggested rows as 'forest', its even rows as 'forest-even')",
+        "run's --json (its suggested rows as 'forest', its even rows as 'forest-even'; with "
+        "--arms ac-forest or ac-forest-even, the tool's own forest as 'ac-forest' and "
+        "'ac-forest-even')",
     )
     p.add_argument("--axes", default="z", help="slicing axes when segmenting, e.g. zyx")
     p.add_argument(
@@ -251,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base model: fossil IoU {rows[0]['value']:.4f} on all {nz} slices", flush=True)
     conf = base_seg.confidence if base_seg is not None else None
     state = {a: {"model": args.base, "reviewed": [], "conf": conf} for a in unet_arms}
-    forests = [a for a in FOREST_ARMS if a in args.arms or (replay and "ac" not in a)]
+    # a replay runs the ilastik recipe, or with --arms ac-forest/ac-forest-even the tool's
+    # own forest, on the earlier run's slices
+    ac = "ac-" if replay and {"ac-forest", "ac-forest-even"} & set(args.arms) else ""
+    forests = [a for a in FOREST_ARMS if a in args.arms or (replay and not ac and "ac" not in a)]
     feats = slice_features(image) if {"forest", "forest-even"} & set(forests) else None
     even_forest: list[int] = []
 
@@ -312,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in list(rows):
             if row["arm"] != "base":
                 arm = "forest" if row["arm"] == "suggested" else "forest-even"
-                rows.append(forest_row(arm, list(row["slices"])))
+                rows.append(forest_row(ac + arm, list(row["slices"])))
                 report(rows, names, args, time.perf_counter() - t_start)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
