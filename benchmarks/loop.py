@@ -79,7 +79,6 @@ from napari_microfossil.training.forest import ForestRecipe, iter_fit_forest
 from napari_microfossil.training.slices import slices_from_volume
 from napari_microfossil.workflows.train import TrainRequest, iter_run_training
 
-IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
 #: The forest arms: the ilastik baseline and the tool's auto-context forest, each on the
 #: suggested arm's slices or on evenly spaced ones.
 FOREST_ARMS = ("forest", "forest-even", "ac-forest", "ac-forest-even", "ac-forest-own")
@@ -204,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="stages of the tool's pixel forest (the ac-forest arms; default 2)",
     )
-    p.add_argument("--png", type=Path, help="default docs/images/12_loop_<dataset>.png")
+    p.add_argument(
+        "--png",
+        type=Path,
+        help="default loop_<dataset>.png in the current folder (docs/images/ holds the recorded ones)",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--label", default="", help="a note for the table's title and the plot")
     add_recipe_options(p)
@@ -433,7 +436,7 @@ def report(rows: list[dict], names: list[str], args: argparse.Namespace, total: 
     for row in rows:
         if row["arm"] != "base":
             series.setdefault(row["arm"], []).append((row["n"], row["value"]))
-    png = args.png or IMAGES / f"12_loop_{args.dataset}.png"
+    png = args.png or Path(f"loop_{args.dataset}.png")
     title = f"{name}: {what}, never-corrected slices"
     line_plot(png, series, title=title, xlabel="corrected slices", ylabel=what)
     print(f"plot: {png}")
