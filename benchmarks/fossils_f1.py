@@ -4,11 +4,13 @@ Each phantom (test seeds 3000 and up, the default style and ``PhantomStyle().har
 is written as a TIFF scan, segmented by the committed default model through the
 product path (:func:`~napari_microfossil.workflows.segment_scan.iter_segment_scan`,
 as ``microfossil segment --confidence CONF``), and its fossils extracted by
-``microfossil fossils`` twice (``cli.main``, so exactly what a user gets): with
-``--min-confidence 0`` (``labels only``: the size limit and splitting, as before the
-confidence limit), and with ``--confidence CONF`` (``+ confidence``: the default
-confidence limit, :data:`~napari_microfossil.fossils.DEFAULT_MIN_CONFIDENCE`; what a
-run with no options now does too, since the labels name their map). The instances are matched
+``microfossil fossils`` three times (``cli.main``, so exactly what a user gets): with
+``--min-confidence 0 --no-object-check`` (``labels only``: the size limit and
+splitting), with ``--confidence CONF --no-object-check`` (``+ confidence``: the
+confidence limit, :data:`~napari_microfossil.fossils.DEFAULT_MIN_CONFIDENCE`, the
+defaults before the object check), and with ``--confidence CONF --image SCAN``
+(``defaults``: the object check, :mod:`napari_microfossil.fossils.objectcheck`; what
+a run with no options does, since the labels name their map and scan). The instances are matched
 one-to-one against the phantom's true fossil instances (``Phantom.instances``: touching
 fossils keep their own ids) at IoU >= 0.5, greedily by IoU (at IoU > 0.5 a match is
 unique anyway), and precision, recall and F1 printed.
@@ -87,14 +89,22 @@ def segment(
 
 
 def fossils_defaults(
-    labels: Path, outdir: Path, confidence: Path | None = None
+    labels: Path, outdir: Path, confidence: Path | None = None, scan: Path | None = None
 ) -> tuple[np.ndarray, str]:
-    """Instances of ``microfossil fossils LABELS -o OUTDIR --mesh none [--confidence
-    CONF]`` and its summary. Without `confidence`, ``--min-confidence 0``: labels that
-    `segment --confidence` wrote name their map, which `fossils` would use by itself."""
+    """Instances of ``microfossil fossils LABELS -o OUTDIR --mesh none`` and its summary.
+
+    With `confidence` and `scan`: what a first run does with labels that
+    ``segment --confidence`` wrote (they name both): the object check, no confidence
+    limit. With `confidence` alone: ``--confidence CONF --no-object-check`` (the
+    confidence limit, the defaults before the object check). Neither: ``--min-confidence
+    0 --no-object-check`` (labels only)."""
     said = io.StringIO()
     argv = ["fossils", str(labels), "-o", str(outdir), "--mesh", "none", "--quiet", "--overwrite"]
-    argv += ["--min-confidence", "0"] if confidence is None else ["--confidence", str(confidence)]
+    if confidence is None:
+        argv += ["--min-confidence", "0", "--no-object-check"]
+    else:
+        argv += ["--confidence", str(confidence)]
+        argv += ["--image", str(scan)] if scan is not None else ["--no-object-check"]
     with contextlib.redirect_stdout(said):
         code = cli.main(argv)
     if code != 0:
@@ -132,7 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache or Path(tmp.name)
     cache.mkdir(parents=True, exist_ok=True)
     variants = () if args.no_variants else VARIANTS
-    names = ["labels only (CLI)", "+ confidence (CLI)", *(v[0] for v in variants)]
+    names = [
+        "labels only (CLI)",
+        "+ confidence (CLI)",
+        "defaults (CLI)",
+        *(v[0] for v in variants),
+    ]
     summary_line = ""
     for style_name in args.styles:
         style = PhantomStyle().harder() if style_name == "harder" else PhantomStyle()
@@ -167,10 +182,15 @@ def main(argv: list[str] | None = None) -> int:
             t_seg = time.process_time() - t0
             size_report(ph.instances, seg, sizes)
             for src, lab, path in (("model", seg, seg_path), ("truth", ph.labels, truth_path)):
-                for name, conf in zip(names[:2], (None, conf_path), strict=True):
-                    out = stem.with_name(stem.name + f"_{src}_{'conf' if conf else 'plain'}_out")
-                    inst, said = fossils_defaults(path, out, conf)
-                    summary_line = said if conf and src == "model" else summary_line
+                runs = (
+                    (None, None, "plain"),
+                    (conf_path, None, "conf"),
+                    (conf_path, scan, "check"),
+                )
+                for name, (conf, image, kind) in zip(names[:3], runs, strict=True):
+                    out = stem.with_name(stem.name + f"_{src}_{kind}_out")
+                    inst, said = fossils_defaults(path, out, conf, image)
+                    summary_line = said if image and src == "model" else summary_line
                     add(totals[(name, src)], object_matches(inst, ph.instances))
                 for label, opts in variants if src == "model" else ():
                     table = extract_fossils(lab, class_id=1, spacing=ph.spacing, **opts)
@@ -218,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {lo:>6}-{hi if hi < 10**9 else '':<6} n={int(sel.sum()):>3} "
                     f"median {np.median(r):.2f}  mean {r.mean():.2f}  min {r.min():.2f}"
                 )
-    print("\nsummary printed by `microfossil fossils --confidence CONF` (last run):")
+    print("\nsummary printed by `microfossil fossils` with the defaults (last run):")
     print(summary_line)
     tmp.cleanup()
     return 0

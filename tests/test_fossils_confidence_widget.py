@@ -37,6 +37,7 @@ def setup(make_napari_viewer):
     )
     widget = FossilsWidget(viewer)
     widget.min_size.setValue(0)
+    widget.options.object_check.setChecked(False)  # the limit alone (test_object_check_widget)
     return viewer, widget
 
 
@@ -51,7 +52,9 @@ def test_panel_drops_unsure_objects_with_the_results_confidence(setup, qtbot):
 
     _, widget = setup
     args = build_parser().parse_args(["fossils", "l.tif", "-o", "out"])
-    assert widget.options.min_confidence.value() == args.min_confidence == DEFAULT_MIN_CONFIDENCE
+    # the command line's default: this limit, unless the object check runs (no scan here)
+    assert widget.options.min_confidence.value() == DEFAULT_MIN_CONFIDENCE
+    assert args.min_confidence is None
     opts = widget.extract_options()
     assert opts["confidence"] is not None and opts["min_confidence"] == DEFAULT_MIN_CONFIDENCE
     _extract(qtbot, widget)

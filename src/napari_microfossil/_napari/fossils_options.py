@@ -33,7 +33,11 @@ class ExtractOptions:
         Separate touching fossils (on by default, as the command line); fill chambers.
     min_confidence : QDoubleSpinBox
         The confidence limit, percent; starts at
-        :data:`~napari_microfossil.fossils.defaults.DEFAULT_MIN_CONFIDENCE`.
+        :data:`~napari_microfossil.fossils.defaults.DEFAULT_MIN_CONFIDENCE`. Applied when
+        the object check is off or cannot run.
+    object_check : QCheckBox
+        Drop the objects the object check judges look-alikes (on by default, as the
+        command line); runs with a scan and the Segment result's confidence layer.
     """
 
     def __init__(self, parent: QWidget) -> None:
@@ -53,6 +57,13 @@ class ExtractOptions:
             f"less sure of are dropped. Default {defaults.DEFAULT_MIN_CONFIDENCE:g} %; 0 "
             "keeps every object. Not applied to labels with corrections"
         )
+        self.object_check = QCheckBox("Object check (drop look-alikes)", parent)
+        self.object_check.setChecked(True)
+        self.object_check.setToolTip(
+            "A 3D network judges each object: grain clusters and ooids that look like "
+            "fossils are dropped. Needs the Scan and the Segment result's confidence "
+            "layer; replaces the Min confidence limit when it runs"
+        )
         self.min_size.setToolTip(
             f"Smaller objects are dropped. Default {defaults.DEFAULT_MIN_VOXELS} voxels, a "
             f"ball {defaults.DEFAULT_MIN_DIAMETER_VOXELS} voxels across; 0 keeps every speck"
@@ -69,15 +80,18 @@ class ExtractOptions:
         row.addWidget(self.min_unit)
         return row
 
-    def values(self, confidence: Any = None) -> dict[str, Any]:
-        """Size and confidence limits, splitting and filling as :class:`ExtractRequest`
-        keywords; `confidence`: the labels' confidence volume, or None."""
+    def values(self, confidence: Any = None, *, scan: bool = False) -> dict[str, Any]:
+        """Size and confidence limits, splitting, filling and the object check as
+        :class:`ExtractRequest` keywords; `confidence`: the labels' confidence volume,
+        or None; `scan`: whether the request has the scan (the check needs both)."""
         value = float(self.min_size.value())
+        check = self.object_check.isChecked() and scan and confidence is not None
         opts: dict[str, Any] = {
             "split": self.split.isChecked(),
             "fill_cavities": self.fill.isChecked(),
-            "min_confidence": float(self.min_confidence.value()),
+            "min_confidence": 0.0 if check else float(self.min_confidence.value()),
             "confidence": confidence,
+            "object_check": check,
         }
         if self.min_unit.currentText() == "voxels":
             opts["min_voxels"] = round(value)
@@ -100,15 +114,21 @@ class ExtractOptions:
             spacing, keep_all="Min size 0", other="another Min size (voxels or µm³)"
         )
 
-    def request_values(self, viewer: Any, layer: Any) -> dict[str, Any]:
+    def request_values(self, viewer: Any, layer: Any, *, scan: bool = False) -> dict[str, Any]:
         """:meth:`values` with the confidence of the Labels `layer` (see
-        :func:`confidence_for`)."""
-        return self.values(confidence_for(viewer, layer))
+        :func:`confidence_for`); the object check only for labels in memory (not yet
+        block by block)."""
+        from .store_jobs import instances_store_for
+
+        in_memory = layer is not None and instances_store_for(layer) is None
+        return self.values(confidence_for(viewer, layer), scan=scan and in_memory)
 
     def summary(self, spacing: Sequence[float], request: Any) -> str:
         """What the size limit (when the default) and the confidence limit did, and how
         to change them, for an :class:`ExtractRequest` `request`."""
-        if request.confidence is None:
+        if request.object_check:
+            conf = ""  # said with the result (:meth:`after`)
+        elif request.confidence is None:
             conf = defaults.confidence_note(
                 None, give="extract from an uncorrected Segment result (it has a confidence layer)"
             )
@@ -120,6 +140,14 @@ class ExtractOptions:
         else:
             conf = ""
         return "; ".join(n for n in (self.note(spacing), conf) if n)
+
+    def after(self, request: Any, table: Any, note: str) -> list[str]:
+        """The :meth:`summary` `note` and what the object check dropped (when it ran)."""
+        said = [note] if note else []
+        if request.object_check:
+            dropped = table.dropped_lookalikes
+            said.append(defaults.object_check_note(dropped, keep_all="unticking Object check"))
+        return said
 
 
 def confidence_for(viewer: Any, layer: Any) -> Any:

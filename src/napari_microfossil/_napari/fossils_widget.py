@@ -165,6 +165,7 @@ class FossilsWidget(QWidget):
         form.addRow("Class", self.class_name)
         form.addRow("Min size", self.options.size_row())
         form.addRow("Min confidence", self.options.min_confidence)
+        form.addRow("", self.options.object_check)
         form.addRow("", self.split)
         form.addRow("", self.fill)
         form.addRow("Scan", self.image)
@@ -226,9 +227,14 @@ class FossilsWidget(QWidget):
                     self.image.set_layer(name)
                     break
 
-    def extract_options(self) -> dict[str, Any]:
-        """Size and confidence limits, splitting, filling: :class:`ExtractRequest` keywords."""
-        return self.options.request_values(self.viewer, self.labels.layer())
+    def extract_options(self, *, scan: bool = False) -> dict[str, Any]:
+        """Size and confidence limits, splitting, filling, the object check (with a
+        `scan`): :class:`ExtractRequest` keywords."""
+        return self.options.request_values(self.viewer, self.labels.layer(), scan=scan)
+
+    def _checks_fossils(self) -> bool:
+        """The object check knows fossils only: not for another class."""
+        return self.class_name.currentText().strip() == "fossil"
 
     def extract(self) -> Any:
         """Start extracting fossils from the chosen Labels layer; returns the worker."""
@@ -257,7 +263,7 @@ class FossilsWidget(QWidget):
                 which=self.class_name.currentText().strip(),
                 spacing=tuple(float(s) for s in layer.scale[-3:]),
                 image=image,
-                **self.extract_options(),
+                **self.extract_options(scan=image is not None and self._checks_fossils()),
             )
         except InputError as exc:
             self.status.setText(f"Fossils: {exc}")
@@ -276,7 +282,9 @@ class FossilsWidget(QWidget):
         return self.runner.start(
             store_jobs.extract_job(request, layer),  # blockwise for labels in a store
             on_result=lambda table: self._show_extracted(table, job),
-            done_message=f"fossils extracted from {source!r}" + (f"; {note}" if note else ""),
+            done_message=lambda table: "; ".join(
+                [f"fossils extracted from {source!r}", *self.options.after(request, table, note)]
+            ),
         )
 
     def _show_extracted(self, table: FossilTable, job: dict[str, Any]) -> None:

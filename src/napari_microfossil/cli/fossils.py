@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..errors import InputError
 from ..fossils.defaults import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MIN_DIAMETER_VOXELS,
     DEFAULT_MIN_VOXELS,
     DEFAULT_SPLIT,
     confidence_note,
+    object_check_note,
     size_limit_note,
 )
 from ._common import add_cluster_options, add_common_options, progress, spacing_arg
@@ -59,10 +61,19 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--min-confidence",
         type=float,
-        default=DEFAULT_MIN_CONFIDENCE,
+        default=None,
         metavar="PCT",
         help=f"with --confidence: drop objects of a lower mean confidence (default: "
-        f"{DEFAULT_MIN_CONFIDENCE:g} %%; 0 keeps every object)",
+        f"{DEFAULT_MIN_CONFIDENCE:g} %%, or 0 when the object check runs; 0 keeps every object)",
+    )
+    s.add_argument(
+        "--object-check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="drop objects a 3D network judges look-alikes of fossils (grain clusters, "
+        "ooids); needs the scan and the confidence map (default: on for the fossil class when "
+        "both are known, from --image and --confidence or named by labels that segment "
+        "--confidence wrote)",
     )
     s.add_argument(
         "--split",
@@ -89,10 +100,26 @@ def run(args: argparse.Namespace) -> int:
     by_default = args.min_voxels is None and args.min_volume is None
     if args.min_voxels is None:
         args.min_voxels = DEFAULT_MIN_VOXELS if by_default else 0
-    named = _named_confidence(args) if args.confidence is None else None
-    if named is not None:
-        args.confidence = named
     on_cluster = args.workers is not None or args.scheduler is not None
+    in_file = not str(args.labels).rstrip("/\\").endswith(".zarr") and not on_cluster
+    named, named_scan = _named_inputs(args, scan=in_file and args.object_check is not False)
+    check = args.object_check
+    if check is None:  # on by default when it can run, for fossils (what it was trained on)
+        check = in_file and str(args.class_).strip() == "fossil"
+        check = check and (args.confidence or named) is not None
+        check = check and (args.image or named_scan) is not None
+    if check and on_cluster:
+        raise InputError(
+            "--object-check: not yet on a cluster (--workers/--scheduler); use --no-object-check"
+        )
+    if check and args.image is None:
+        args.image = named_scan
+    if args.min_confidence is None:
+        args.min_confidence = 0.0 if check else DEFAULT_MIN_CONFIDENCE
+    if named is not None and (args.min_confidence > 0 or check):
+        args.confidence = named
+    else:
+        named = None
     cluster = {"workers": args.workers, "scheduler": args.scheduler} if on_cluster else {}
     request = (FossilsClusterRequest if on_cluster else FossilsRequest)(
         labels=args.labels,
@@ -109,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         confidence=args.confidence,
         min_confidence=args.min_confidence,
+        **({"object_check": True} if check else {}),
         **cluster,
     )
     result = progress(iter_fossils(request), quiet=args.quiet)
@@ -127,7 +155,12 @@ def run(args: argparse.Namespace) -> int:
     dropped = result.table.dropped_unsure if args.confidence else None
     if named is not None:
         print(f"  confidence map {named}, named by the labels (segment --confidence)")
-    print(f"  {confidence_note(dropped, limit=args.min_confidence)}")
+    if not check or args.min_confidence > 0:
+        print(f"  {confidence_note(dropped, limit=args.min_confidence)}")
+    if check:
+        print(f"  {object_check_note(result.table.dropped_lookalikes)}")
+    if named_scan is not None and args.image == named_scan:
+        print(f"  scan {named_scan}, named by the labels (segment)")
     if args.split:
         print("  touching fossils separated (watershed); --no-split keeps them as one object")
     print(f"  table      {outdir / 'fossils.csv'}\n  instances  {result.export.instances}")
@@ -138,15 +171,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _named_confidence(args: argparse.Namespace) -> Any:
-    """The confidence map `segment --confidence` wrote beside these labels and named in
-    them, if it is still there (and the limit is on): the default a first run uses."""
+def _named_inputs(args: argparse.Namespace, *, scan: bool) -> tuple[Any, Any]:
+    """The confidence map and (with `scan`) the scan `segment` named in these labels,
+    when not given and still there: what a first run uses without a flag."""
     from pathlib import Path
 
     from ..io import read_volume
-    from ..workflows.segment_outputs import recorded_confidence
+    from ..workflows.segment_outputs import SCAN_KEY, recorded_confidence
 
     labels = Path(args.labels)
-    if args.min_confidence <= 0 or not labels.exists():
-        return None  # no limit wanted; a missing file is the request's error to give
-    return recorded_confidence(labels, read_volume(labels, lazy=True).metadata)
+    want_scan = scan and args.image is None
+    if not labels.exists() or (args.confidence is not None and not want_scan):
+        return None, None  # a missing file is the request's error to give
+    meta = read_volume(labels, lazy=True).metadata
+    conf = recorded_confidence(labels, meta) if args.confidence is None else None
+    return conf, recorded_confidence(labels, meta, SCAN_KEY) if want_scan else None

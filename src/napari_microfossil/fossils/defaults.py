@@ -100,3 +100,16 @@ def confidence_note(
         f"confidence limit {limit:g} % (mean over each object): {dropped} {objects} the "
         f"model was less sure of dropped; {keep_all} keeps them"
     )
+
+
+def object_check_note(dropped: int, *, keep_all: str = "--no-object-check") -> str:
+    """One sentence on the object check: what it dropped and how to keep them.
+
+    E.g. ``"object check: 12 objects judged look-alikes of fossils (grain clusters,
+    ooids) dropped; --no-object-check keeps them"``.
+    """
+    objects = "object" if dropped == 1 else "objects"
+    return (
+        f"object check: {dropped} {objects} judged look-alikes of fossils (grain clusters, "
+        f"ooids) dropped; {keep_all} keeps them"
+    )

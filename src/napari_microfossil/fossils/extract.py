@@ -21,6 +21,7 @@ from ..errors import InputError
 from ._checks import check_image, check_labels, check_spacing
 from .evidence import check_confidence, check_min_confidence, is_sure
 from .measure import iter_measure_fossils
+from .objectcheck import ObjectCheck, iter_judge_objects
 from .split import split_body, tight_box
 from .table import FossilTable
 
@@ -44,6 +45,7 @@ def iter_extract_fossils(
     image: np.ndarray | None = None,
     confidence: Any = None,
     min_confidence: float = 0.0,
+    object_check: ObjectCheck | None = None,
 ) -> Generator[Progress, None, FossilTable]:
     """Find every fossil of one class, as a generator yielding progress.
 
@@ -93,28 +95,39 @@ def iter_extract_fossils(
         With `confidence`: drop objects whose mean confidence (over their voxels,
         filled cavities included) is below this, in percent (0 keeps all). The front
         ends use :data:`~napari_microfossil.fossils.defaults.DEFAULT_MIN_CONFIDENCE`.
+    object_check : ObjectCheck, optional
+        Drop objects this 3D network judges look-alikes (grain clusters, ooids) rather
+        than fossils (:mod:`~napari_microfossil.fossils.objectcheck`); needs `image`
+        and `confidence`.
 
     Yields
     ------
     Progress
-        Stage ``"label"`` (per component, at most about 200 records), then
-        ``"measure"`` per fossil.
+        Stage ``"label"`` (per component, at most about 200 records), with an
+        `object_check` ``"check objects"`` (per batch), then ``"measure"`` per fossil.
 
     Returns
     -------
     FossilTable
         Instances (ids ordered by size, largest first) and one row per fossil;
-        ``dropped_unsure`` counts the objects the confidence limit dropped.
+        ``dropped_unsure`` counts the objects the confidence limit dropped,
+        ``dropped_lookalikes`` those the object check dropped.
 
     Raises
     ------
     InputError
         On a non-3D or non-integer ``labels``, bad ``spacing``, ``connectivity``, size
-        or confidence limits, or an ``image`` or ``confidence`` of another shape.
+        or confidence limits, an ``image`` or ``confidence`` of another shape, or an
+        `object_check` without both.
     """
     lab = check_labels(labels, "labels")
     img = check_image(image, lab.shape)
     conf = check_confidence(confidence, lab.shape)
+    if object_check is not None and (img is None or conf is None):
+        raise InputError(
+            "object_check: needs the scan (image) and the confidence, got "
+            f"{'no scan' if img is None else 'no confidence'}"
+        )
     conf_limit = check_min_confidence(min_confidence)
     opts = check_options(
         class_id=class_id,
@@ -175,6 +188,14 @@ def iter_extract_fossils(
     if unsure:
         logger.info("%d objects below %g %% mean confidence dropped", unsure, conf_limit)
     keep = sure
+    lookalikes = 0
+    if object_check is not None and keep:
+        p = yield from iter_judge_objects(
+            object_check, keep, scan=img, labels=lab, confidence=conf, class_id=cid
+        )
+        lookalikes = int(np.count_nonzero(p < object_check.threshold))
+        keep = [piece for piece, pk in zip(keep, p, strict=True) if pk >= object_check.threshold]
+        logger.info("%d objects the object check judged look-alikes dropped", lookalikes)
     # Largest first; Python's sort is stable, so ties keep raster order of components.
     sizes = [int(m.sum()) for _, m in keep]
     order = sorted(range(len(keep)), key=lambda k: -sizes[k])
@@ -186,7 +207,13 @@ def iter_extract_fossils(
     del comp
 
     rows: list[dict[str, Any]] = yield from iter_measure_fossils(instances, spacing=sp, image=img)
-    return FossilTable(instances=instances, rows=tuple(rows), spacing=sp, dropped_unsure=unsure)
+    return FossilTable(
+        instances=instances,
+        rows=tuple(rows),
+        spacing=sp,
+        dropped_unsure=unsure,
+        dropped_lookalikes=lookalikes,
+    )
 
 
 @dataclass(frozen=True)

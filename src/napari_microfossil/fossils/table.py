@@ -62,6 +62,9 @@ class FossilTable:
     dropped_unsure : int
         How many objects the extraction dropped as too unsure (below its confidence
         limit, :mod:`~napari_microfossil.fossils.evidence`); 0 after edits.
+    dropped_lookalikes : int
+        How many objects the object check judged look-alikes and dropped
+        (:mod:`~napari_microfossil.fossils.objectcheck`); 0 after edits.
     """
 
     instances: np.ndarray
@@ -69,6 +72,7 @@ class FossilTable:
     spacing: tuple[float, float, float]
     columns: tuple[str, ...] = FOSSIL_COLUMNS
     dropped_unsure: int = 0
+    dropped_lookalikes: int = 0
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -35,6 +35,7 @@ from ..fossils import (
 from ..fossils.defaults import DEFAULT_MIN_CONFIDENCE, DEFAULT_SPLIT_NECK_RATIO
 from ..fossils.evidence import check_confidence, check_min_confidence
 from ..fossils.export import check_mesh_format
+from ..fossils.objectcheck import bundled_object_check
 from ..io import parse_spacing, read_labels, read_volume
 from ..io.zarr_store import is_zarr
 from .fossils_checks import (
@@ -88,13 +89,16 @@ class ExtractRequest:
         With `confidence`: objects of a lower mean confidence are dropped (percent;
         0 keeps all); default
         :data:`~napari_microfossil.fossils.defaults.DEFAULT_MIN_CONFIDENCE`.
+    object_check : bool
+        Drop the objects the bundled object check judges look-alikes
+        (:mod:`~napari_microfossil.fossils.objectcheck`); needs `image` and `confidence`.
 
     Raises
     ------
     InputError
         On construction: a labels volume that is not 3D, an unknown or background
-        class, a bad voxel size, size or confidence limit, or a scan or confidence of
-        another shape.
+        class, a bad voxel size, size or confidence limit, a scan or confidence of
+        another shape, or the object check without both.
     """
 
     labels: Any
@@ -109,6 +113,7 @@ class ExtractRequest:
     split_neck_ratio: float = DEFAULT_SPLIT_NECK_RATIO
     confidence: Any = None
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    object_check: bool = False
     class_id: int = field(init=False)
     class_label: str = field(init=False)
 
@@ -134,6 +139,10 @@ class ExtractRequest:
         check_neck_ratio(self.split_neck_ratio)
         check_confidence(self.confidence, shape)
         object.__setattr__(self, "min_confidence", check_min_confidence(self.min_confidence))
+        flag(self.object_check, "object_check")
+        if self.object_check and (self.image is None or self.confidence is None):
+            missing = "scan" if self.image is None else "confidence"
+            raise InputError(f"object_check: needs the scan and the confidence, got no {missing}")
 
 
 def iter_extract(request: ExtractRequest) -> ProgressGen[FossilTable]:
@@ -158,6 +167,7 @@ def iter_extract(request: ExtractRequest) -> ProgressGen[FossilTable]:
             image=image,
             confidence=request.confidence,
             min_confidence=request.min_confidence,
+            object_check=bundled_object_check() if request.object_check else None,
         )
     )
 
@@ -291,6 +301,9 @@ class FossilsRequest:
     min_confidence : float
         The limit for `confidence`, percent (0 keeps all); default
         :data:`~napari_microfossil.fossils.defaults.DEFAULT_MIN_CONFIDENCE`.
+    object_check : bool
+        Drop the objects the bundled object check judges look-alikes; needs `image`
+        and `confidence`, and labels in a file (not yet for ``.zarr`` stores).
 
     Raises
     ------
@@ -318,6 +331,7 @@ class FossilsRequest:
     split_neck_ratio: float = DEFAULT_SPLIT_NECK_RATIO
     confidence: Path | None = None
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    object_check: bool = False
 
     def __post_init__(self) -> None:
         for name in ("labels", "outdir", "image", "confidence"):
@@ -342,8 +356,10 @@ class FossilsRequest:
         check_min_volume(self.min_volume_um3)
         check_neck_ratio(self.split_neck_ratio)
         object.__setattr__(self, "min_confidence", check_min_confidence(self.min_confidence))
-        for name in ("split", "fill_cavities", "crops", "overwrite"):
+        for name in ("split", "fill_cavities", "crops", "overwrite", "object_check"):
             flag(getattr(self, name), name)
+        if self.object_check:
+            self._check_object_check()
         if not self.overwrite:
             existing = [self.outdir / n for n in ("fossils.csv", self.instances_name)]
             existing = [p for p in existing if p.exists()]
@@ -352,6 +368,19 @@ class FossilsRequest:
                     f"outdir: {str(existing[0])!r} already exists; "
                     "choose another folder or pass overwrite=True (--overwrite)"
                 )
+
+    def _check_object_check(self) -> None:
+        if self.image is None or self.confidence is None:
+            missing = "scan" if self.image is None else "confidence map"
+            raise InputError(
+                "object check: needs the scan (--image) and the confidence map "
+                f"(--confidence), got no {missing}"
+            )
+        if is_zarr(self.labels):
+            raise InputError(
+                f"object check: not yet for .zarr labels (block by block), got {self.labels}; "
+                "use --no-object-check (the confidence limit still applies)"
+            )
 
     @property
     def instances_name(self) -> str:
@@ -441,6 +470,7 @@ def iter_fossils(request: FossilsRequest) -> ProgressGen[FossilsResult]:
         split_neck_ratio=r.split_neck_ratio,
         confidence=None if conf is None else np.asarray(conf),
         min_confidence=r.min_confidence,
+        object_check=r.object_check,
     )
     table = yield from iter_extract(extract)
     done = yield from iter_export(

@@ -150,6 +150,7 @@ def open_outputs(
     overwrite: bool,
     resume: bool,
     record: dict[str, Any],
+    scan: Path | None = None,
 ) -> tuple[list[SlabOutput], int]:
     """Open the labels output (first) and the others, and the slab size in planes.
 
@@ -166,8 +167,11 @@ def open_outputs(
 
     chunks = default_chunks(shape, np.uint8)
     out: list[SlabOutput] = []
-    # The labels name their confidence map, so that `fossils` finds it without a flag.
+    # The labels name their confidence map and scan, so that `fossils` finds them
+    # without a flag.
     conf = {CONFIDENCE_KEY: confidence_reference(paths[0], paths[1])} if len(paths) > 1 else {}
+    if scan is not None:
+        conf[SCAN_KEY] = confidence_reference(paths[0], scan)
     try:
         for i, path in enumerate(paths):
             names = class_names if i == 0 else None
@@ -210,20 +214,25 @@ def open_outputs(
 
 #: The labels' metadata key naming their confidence map (relative to the labels' folder).
 CONFIDENCE_KEY = "confidence"
+#: The labels' metadata key naming the scan they segment (relative to the labels' folder).
+SCAN_KEY = "scan"
 
 
 def confidence_reference(labels: Path, confidence: Path) -> str:
-    """How the labels at `labels` name `confidence`: relative to their folder when both
-    lie on one drive, so that the pair can be moved together."""
+    """How the labels at `labels` name `confidence` (or their scan): relative to their
+    folder when both lie on one drive, so that they can be moved together."""
     try:
         return os.path.relpath(confidence.resolve(), labels.resolve().parent)
     except ValueError:  # another drive (Windows)
         return str(confidence.resolve())
 
 
-def recorded_confidence(labels: Path, metadata: Mapping[str, Any]) -> Path | None:
-    """The confidence map the labels' `metadata` names, if it still exists."""
-    ref = metadata.get(CONFIDENCE_KEY)
+def recorded_confidence(
+    labels: Path, metadata: Mapping[str, Any], key: str = CONFIDENCE_KEY
+) -> Path | None:
+    """The confidence map (or with ``key=SCAN_KEY`` the scan) the labels' `metadata`
+    names, if it still exists."""
+    ref = metadata.get(key)
     if not isinstance(ref, str) or not ref:
         return None
     path = labels.parent / ref

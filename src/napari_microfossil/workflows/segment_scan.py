@@ -317,6 +317,7 @@ def _segment_scan(request: SegmentRequest, client: Any) -> ProgressGen[SegmentRe
         overwrite=request.overwrite,
         resume=request.resume,
         record=record,
+        scan=Path(request.scan),
     )
     todo = slabs_to_do(outputs, shape[0], slab)
     done = [r for r in _slabs(shape[0], slab) if r not in todo]

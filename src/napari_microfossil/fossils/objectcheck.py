@@ -1,0 +1,304 @@
+"""The object check: a small 3D network that tells a fossil from a look-alike.
+
+On held-out phantoms most of what ``fossils`` reports wrongly are clusters of bright
+grains and ooids that the slice network labels fossil: one slice shows them as a
+closed chamber, and neither their size, shape, intensity nor the model's mean
+confidence separates them from the smallest true fossils (docs/fossils_defaults.md).
+In 3D they look different. The object check looks at a cube of
+:data:`CROP` voxels around each object, in three channels -- the scan (normalised as
+the segmentation normalises it), the object's own mask, and the segmentation's
+evidence for the fossil class (its confidence where it labelled fossil, 100 minus it
+elsewhere) -- plus the object's size and mean evidence, and gives the probability that
+the object is one true fossil. Objects below the check's threshold are dropped.
+
+The bundled check (``models/object_check.safetensors``) is trained by
+``scripts/train_object_check.py`` on the objects ``fossils`` extracts from the default
+model's segmentations of phantoms: it knows phantom grains, and voxels of the
+phantoms' size. On a real scan, look at what it dropped (the summary says how many)
+before trusting it; ``--no-object-check`` turns it off.
+
+The file is one ``.safetensors``: the weights (float16) and, in its header, a JSON
+record (:data:`METADATA_KEY`) with the crop, the threshold and the provenance.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._progress import Progress
+from ..errors import InputError
+
+#: Side of the cube (voxels) the check sees around each object's centre.
+CROP = 32
+#: Header key of the check's JSON record in its safetensors file.
+METADATA_KEY = "napari_microfossil_object_check"
+#: Name of the bundled check under ``napari_microfossil/models``.
+DEFAULT_OBJECT_CHECK_NAME = "object_check"
+
+
+@dataclass(frozen=True)
+class ObjectCheck:
+    """A loaded object check.
+
+    Attributes
+    ----------
+    network : torch.nn.Module
+        The network, in eval mode, on the CPU.
+    threshold : float
+        Objects with a fossil probability below this are look-alikes.
+    provenance : dict
+        How it was trained (seeds, epochs, the validation score).
+    path : str
+        Where it was loaded from.
+    """
+
+    network: Any
+    threshold: float
+    provenance: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+
+def default_object_check_path() -> Path:
+    """The bundled object check."""
+    root = resources.files("napari_microfossil") / "models"
+    return Path(str(root / f"{DEFAULT_OBJECT_CHECK_NAME}.safetensors"))
+
+
+def build_network() -> Any:
+    """The check's network: four 3D conv stages on the crop, then the two scalars join."""
+    import torch
+    from torch import nn
+
+    def stage(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout), nn.ReLU()]
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                *stage(3, 8),
+                nn.MaxPool3d(2),
+                *stage(8, 16),
+                *stage(16, 16),
+                nn.MaxPool3d(2),
+                *stage(16, 32),
+                *stage(32, 32),
+                nn.MaxPool3d(2),
+                *stage(32, 64),
+                nn.AdaptiveAvgPool3d(1),
+            )
+            self.head = nn.Sequential(
+                nn.Linear(66, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 1)
+            )
+
+        def forward(self, crops: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+            f = self.features(crops).flatten(1)
+            return self.head(torch.cat([f, scalars], 1)).squeeze(1)
+
+    return Net()
+
+
+def save_object_check(
+    path: str | Path, network: Any, threshold: float, provenance: dict[str, Any]
+) -> None:
+    """Write a check's weights (float16) and record to `path` (``.safetensors``)."""
+    from safetensors.torch import save_file
+
+    from ..atomic import atomic_path
+
+    state = {
+        k: v.detach().cpu().to(dtype=_half(v)).contiguous() for k, v in network.state_dict().items()
+    }
+    record = {"crop": CROP, "threshold": float(threshold), "provenance": provenance}
+    with atomic_path(Path(path)) as tmp:
+        save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(record)})
+
+
+def _half(t: Any) -> Any:
+    import torch
+
+    return torch.float16 if t.is_floating_point() else t.dtype
+
+
+def load_object_check(path: str | Path | None = None) -> ObjectCheck:
+    """Load an object check (the bundled one when `path` is None).
+
+    Raises
+    ------
+    InputError
+        If `path` is missing or is not an object check file.
+    """
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    p = default_object_check_path() if path is None else Path(path)
+    if not p.is_file():
+        raise InputError(f"object check: expected a .safetensors file, got {p} (not found)")
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(p))
+    except Exception as exc:  # safetensors raises its own errors for a bad header
+        raise InputError(f"object check: {p} is not a readable .safetensors file ({exc})") from None
+    if METADATA_KEY not in meta:
+        raise InputError(f"object check: {p} is a safetensors file but not an object check")
+    record = json.loads(meta[METADATA_KEY])
+    if int(record.get("crop", -1)) != CROP:
+        raise InputError(
+            f"object check: {p} sees {record.get('crop')}-voxel cubes, expected {CROP}"
+        )
+    net = build_network()
+    net.load_state_dict(
+        {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()}
+    )
+    net.eval()
+    return ObjectCheck(net, float(record["threshold"]), dict(record.get("provenance", {})), str(p))
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_object_check() -> ObjectCheck:
+    """The bundled object check, loaded once per process."""
+    return load_object_check(None)
+
+
+def fossil_evidence(labels: np.ndarray, confidence: Any, class_id: int) -> np.ndarray:
+    """Evidence for `class_id`, -1..1: the confidence where labelled so, 100 minus it elsewhere."""
+    conf = np.asarray(confidence, dtype=np.float32)
+    ev = np.where(np.asarray(labels) == class_id, conf, np.float32(100.0) - conf)
+    return (ev / np.float32(50.0) - np.float32(1.0)).astype(np.float32)
+
+
+def object_inputs(
+    scan: Any,
+    labels: Any,
+    confidence: Any,
+    objects: Sequence[tuple[tuple[slice, ...], np.ndarray]],
+    *,
+    class_id: int,
+    intensity: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The check's inputs for each object; only a cube around each object is read.
+
+    Parameters
+    ----------
+    scan, labels, confidence : (Z, Y, X) array-like
+        The scan, the class labels and the segmentation's confidence (percent).
+    objects : sequence of (box, mask)
+        Each object's bounding box in the volume and its mask within the box.
+    class_id : int
+        The fossil class.
+    intensity : (lo, hi)
+        The scan's intensity range (:func:`~napari_microfossil.normalise.intensity_range`),
+        mapped to -1..1 as the segmentation maps it.
+
+    Returns
+    -------
+    crops : (N, 3, CROP, CROP, CROP) float16
+        Scan, mask and evidence (:func:`fossil_evidence`) in a cube centred on the
+        object's centre of mass (outside the volume: -1, 0, -1).
+    scalars : (N, 2) float32
+        ``log(voxels)`` and the mean evidence over the object.
+    """
+    from ..normalise import apply_normalisation
+
+    half = CROP // 2
+    shape = tuple(int(n) for n in scan.shape)
+    crops = np.zeros((len(objects), 3, CROP, CROP, CROP), dtype=np.float16)
+    scalars = np.zeros((len(objects), 2), dtype=np.float32)
+    for k, (box, mask) in enumerate(objects):
+        zyx = np.nonzero(mask)
+        centre = [round(float(c.mean())) + b.start for c, b in zip(zyx, box, strict=True)]
+        lo = [c - half for c in centre]
+        src = tuple(slice(max(a, 0), min(a + CROP, n)) for a, n in zip(lo, shape, strict=True))
+        dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, lo, strict=True))
+        crops[k, 0] = -1.0
+        crops[k, 2] = -1.0
+        crops[k, 0][dst] = apply_normalisation(np.asarray(scan[src]), *intensity)
+        crops[k, 2][dst] = fossil_evidence(np.asarray(labels[src]), confidence[src], class_id)
+        crops[k, 1][dst] = _mask_in(mask, box, src)
+        scalars[k, 0] = math.log(max(int(mask.sum()), 1))
+        ev = fossil_evidence(np.asarray(labels[box]), confidence[box], class_id)
+        scalars[k, 1] = float(ev[mask].mean(dtype=np.float64))
+    return crops, scalars
+
+
+def _mask_in(mask: np.ndarray, box: tuple[slice, ...], window: tuple[slice, ...]) -> np.ndarray:
+    """The object's mask (given in `box`) within `window` (both in volume coordinates)."""
+    out = np.zeros(tuple(w.stop - w.start for w in window), dtype=bool)
+    both = tuple(
+        slice(max(w.start, b.start), min(w.stop, b.stop)) for w, b in zip(window, box, strict=True)
+    )
+    if all(s.stop > s.start for s in both):
+        from_mask = tuple(
+            slice(s.start - b.start, s.stop - b.start) for s, b in zip(both, box, strict=True)
+        )
+        to_out = tuple(
+            slice(s.start - w.start, s.stop - w.start) for s, w in zip(both, window, strict=True)
+        )
+        out[to_out] = mask[from_mask]
+    return out
+
+
+def fossil_probability(check: ObjectCheck, crops: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+    """The check's probability (0..1) that each object is a fossil.
+
+    Averaged over the crop as it is and flipped along each axis and all three
+    (the check was trained with flips and axis swaps).
+    """
+    import torch
+
+    out = np.zeros(len(crops), dtype=np.float32)
+    flips: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,), (2, 3, 4))
+    with torch.no_grad():
+        for start in range(0, len(crops), 64):
+            x = torch.from_numpy(crops[start : start + 64].astype(np.float32))
+            s = torch.from_numpy(scalars[start : start + 64])
+            p = [torch.sigmoid(check.network(torch.flip(x, f) if f else x, s)) for f in flips]
+            out[start : start + len(x)] = torch.stack(p).mean(0).numpy()
+    return out
+
+
+def iter_judge_objects(
+    check: ObjectCheck,
+    objects: Sequence[tuple[tuple[slice, ...], np.ndarray]],
+    *,
+    scan: Any,
+    labels: Any,
+    confidence: Any,
+    class_id: int,
+) -> Generator[Progress, None, np.ndarray]:
+    """The check's fossil probability for each object, in batches, as a generator.
+
+    Yields
+    ------
+    Progress
+        ``stage="check objects"``, one per batch of 64 objects.
+
+    Returns
+    -------
+    (N,) float32
+        Probabilities, 0..1; compare with ``check.threshold``.
+    """
+    from ..normalise import intensity_range
+
+    rng = intensity_range(scan)
+    out = np.zeros(len(objects), dtype=np.float32)
+    yield Progress("check objects", 0, len(objects))
+    for start in range(0, len(objects), 64):
+        batch = objects[start : start + 64]
+        crops, scalars = object_inputs(
+            scan, labels, confidence, batch, class_id=class_id, intensity=rng
+        )
+        out[start : start + len(batch)] = fossil_probability(check, crops, scalars)
+        yield Progress("check objects", start + len(batch), len(objects))
+    return out

@@ -1,0 +1,209 @@
+"""The object check (issue 12): a 3D network judges each extracted object, and the
+look-alikes it rejects are dropped and counted, in the engine, the workflow and the
+command line, which turns it on by itself when the labels name their scan and
+confidence (as ``segment --confidence`` writes them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_microfossil import cli
+from napari_microfossil.errors import InputError
+from napari_microfossil.fossils import extract_fossils
+from napari_microfossil.fossils.objectcheck import (
+    CROP,
+    ObjectCheck,
+    build_network,
+    bundled_object_check,
+    fossil_evidence,
+    fossil_probability,
+    load_object_check,
+    object_inputs,
+    save_object_check,
+)
+from napari_microfossil.io import read_labels, write_tiff
+from napari_microfossil.workflows.fossils import ExtractRequest, FossilsRequest
+
+NAMES = ("background", "fossil", "pore")
+
+
+def _scene():
+    """Three balls (about 9 voxels across) in a 20 x 24 x 64 scan, one at the edge."""
+    lab = np.zeros((20, 24, 64), np.uint8)
+    z, y, x = np.ogrid[:20, :24, :64]
+    for cx in (2, 24, 48):
+        lab[(z - 10) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 20] = 1
+    rng = np.random.default_rng(0)
+    scan = (20000 + 5000.0 * lab + rng.normal(0, 300, lab.shape)).astype(np.uint16)
+    conf = np.where(lab == 1, 90, 97).astype(np.uint8)
+    return scan, lab, conf
+
+
+def _check(threshold: float) -> ObjectCheck:
+    import torch
+
+    torch.manual_seed(0)
+    net = build_network()
+    net.eval()
+    return ObjectCheck(net, threshold)
+
+
+def test_inputs_are_a_cube_centred_on_the_object_padded_outside_the_scan():
+    scan, lab, conf = _scene()
+    ball = lab == 1
+    ball[:, :, 12:] = False  # the ball at x = 2, cut by the scan's edge
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(ball))
+    crops, scalars = object_inputs(
+        scan, lab, conf, [(box, ball[box])], class_id=1, intensity=(20000.0, 25000.0)
+    )
+    assert crops.shape == (1, 3, CROP, CROP, CROP) and crops.dtype == np.float16
+    image, mask, evidence = (crops[0, c].astype(np.float32) for c in range(3))
+    # centre of mass (10, 12, ~2) sits at the cube's centre (16, 16, 16): x < 14 is outside
+    assert (image[:, :, :14] == -1).all() and (evidence[:, :, :14] == -1).all()
+    assert mask[:, :, :14].sum() == 0 and int(mask.sum()) == int(ball.sum())
+    assert mask[16, 16, 16] == 1
+    # inside the scan: the ball maps near +1, the matrix near -1; evidence = 90 % on the ball
+    assert image[16, 16, 16] > 0.6 and image[16, 4, 24] < -0.6
+    np.testing.assert_allclose(evidence[mask > 0], 0.8, atol=1e-3)
+    assert scalars[0, 0] == pytest.approx(np.log(ball.sum()))
+    assert scalars[0, 1] == pytest.approx(0.8, abs=1e-6)
+
+
+def test_evidence_is_the_confidence_for_the_class_and_its_complement_elsewhere():
+    lab = np.array([[[1, 0, 2]]], np.uint8)
+    conf = np.array([[[90, 70, 100]]], np.uint8)
+    np.testing.assert_allclose(fossil_evidence(lab, conf, 1), [[[0.8, -0.4, -1.0]]], atol=1e-6)
+
+
+def test_threshold_decides_what_is_dropped_and_the_table_counts_it():
+    scan, lab, conf = _scene()
+    plain = extract_fossils(lab, min_voxels=50)
+    kept = extract_fossils(
+        lab, min_voxels=50, image=scan, confidence=conf, object_check=_check(0.0)
+    )
+    assert len(plain) == len(kept) == 3 and kept.dropped_lookalikes == 0
+    np.testing.assert_array_equal(kept.instances, plain.instances)
+    none = extract_fossils(
+        lab, min_voxels=50, image=scan, confidence=conf, object_check=_check(1.01)
+    )
+    assert len(none) == 0 and none.dropped_lookalikes == 3 and not none.instances.any()
+
+
+def test_the_check_needs_the_scan_and_the_confidence():
+    scan, lab, conf = _scene()
+    with pytest.raises(InputError, match="object_check: needs the scan"):
+        extract_fossils(lab, confidence=conf, object_check=_check(0.5))
+    with pytest.raises(InputError, match="no confidence"):
+        extract_fossils(lab, image=scan, object_check=_check(0.5))
+    with pytest.raises(InputError, match="object_check: needs the scan and the confidence"):
+        ExtractRequest(lab, class_names=NAMES, image=scan, object_check=True)
+
+
+def test_a_saved_check_loads_with_its_threshold_and_gives_the_same_answers(tmp_path):
+    scan, lab, conf = _scene()
+    check = _check(0.37)
+    save_object_check(tmp_path / "c.safetensors", check.network, 0.37, {"seeds": "test"})
+    back = load_object_check(tmp_path / "c.safetensors")
+    assert back.threshold == pytest.approx(0.37) and back.provenance == {"seeds": "test"}
+    box = (slice(5, 16), slice(7, 18), slice(19, 30))
+    crops, scalars = object_inputs(
+        scan, lab, conf, [(box, lab[box] == 1)], class_id=1, intensity=(20000.0, 25000.0)
+    )
+    p0, p1 = fossil_probability(check, crops, scalars), fossil_probability(back, crops, scalars)
+    np.testing.assert_allclose(p0, p1, atol=2e-3)  # float16 weights
+    assert 0.0 <= p0[0] <= 1.0
+
+
+def test_a_file_that_is_no_check_is_refused(tmp_path):
+    from napari_microfossil.model import default_model_path
+
+    with pytest.raises(InputError, match="not an object check"):
+        load_object_check(default_model_path())
+    with pytest.raises(InputError, match="not found"):
+        load_object_check(tmp_path / "nope.safetensors")
+
+
+def test_the_bundled_check_is_small_and_records_how_it_was_trained():
+    check = bundled_object_check()
+    assert 0.0 < check.threshold < 1.0
+    assert check.provenance["trained_by"] == "scripts/train_object_check.py"
+    assert (
+        check.provenance["validation_object_f1"]
+        > check.provenance["validation_object_f1_confidence_limit"]
+    )
+    from pathlib import Path
+
+    assert Path(check.path).stat().st_size < 1_000_000
+
+
+def _run(argv, capsys):
+    code = cli.main(["fossils", *argv, "--mesh", "none"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    return out.out
+
+
+def test_cli_runs_the_check_when_the_labels_name_scan_and_confidence(tmp_path, capsys):
+    scan, lab, conf = _scene()
+    named = {"confidence": "c.tif", "scan": "s.tif"}
+    write_tiff(tmp_path / "l.tif", lab, spacing=2.0, class_names=NAMES, metadata=named)
+    write_tiff(tmp_path / "c.tif", conf, spacing=2.0)
+    write_tiff(tmp_path / "s.tif", scan, spacing=2.0)
+    said = _run([str(tmp_path / "l.tif"), "-o", str(tmp_path / "a"), "--min-voxels", "50"], capsys)
+    found = int(said.split("Found ")[1].split()[0])
+    dropped = int(said.split("object check: ")[1].split()[0])
+    assert found + dropped == 3 and "--no-object-check keeps them" in said
+    assert f"scan {tmp_path / 's.tif'}, named by the labels" in said
+    assert "confidence limit" not in said  # the check replaces the limit by default
+    inst = np.asarray(read_labels(tmp_path / "a" / "instances.tif").load())
+    assert inst.max() == found
+    said = _run(
+        [
+            str(tmp_path / "l.tif"),
+            "-o",
+            str(tmp_path / "b"),
+            "--min-voxels",
+            "50",
+            "--no-object-check",
+        ],
+        capsys,
+    )
+    assert "Found 3 fossil objects" in said and "object check" not in said
+    assert "confidence limit 85 %" in said
+    # it knows fossils only: another class is not judged by it
+    said = _run([str(tmp_path / "l.tif"), "-o", str(tmp_path / "c"), "--class", "pore"], capsys)
+    assert "object check" not in said
+
+
+def test_cli_asked_for_the_check_without_a_scan_says_what_is_missing(tmp_path, capsys):
+    _, lab, conf = _scene()
+    write_tiff(tmp_path / "l.tif", lab, class_names=NAMES)
+    write_tiff(tmp_path / "c.tif", conf)
+    argv = ["fossils", str(tmp_path / "l.tif"), "-o", str(tmp_path / "o"), "--object-check"]
+    assert cli.main([*argv, "--confidence", str(tmp_path / "c.tif")]) != 0
+    err = capsys.readouterr().err
+    assert "object check: needs the scan (--image) and the confidence map" in err
+    assert "got no scan" in err
+    assert "Traceback" not in err
+
+
+def test_a_store_is_refused_with_the_way_out(tmp_path):
+    from napari_microfossil.io.store import create_output
+
+    scan, lab, conf = _scene()
+    out = create_output(
+        tmp_path / "l.zarr", lab.shape, lab.dtype, chunks=(8, 8, 16), class_names=NAMES
+    )
+    for z0, z1 in out.todo():
+        out.write(z0, lab[z0:z1])
+    write_tiff(tmp_path / "s.tif", scan)
+    write_tiff(tmp_path / "c.tif", conf)
+    with pytest.raises(InputError, match=r"not yet for \.zarr labels.*--no-object-check"):
+        FossilsRequest(
+            tmp_path / "l.zarr",
+            tmp_path / "o",
+            image=tmp_path / "s.tif",
+            confidence=tmp_path / "c.tif",
+            object_check=True,
+        )
