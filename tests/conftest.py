@@ -110,3 +110,33 @@ def small_chunks(monkeypatch):
     import napari_microfossil.io.store as store
 
     monkeypatch.setattr(store, "CHUNK_BYTES", 2 * 40 * 48)
+
+
+@pytest.fixture
+def two_balls_panel(make_napari_viewer):
+    """A Fossils panel on a scan with two fossil balls: one the model was sure of (97 %),
+    one it was not (60 %), as a Segment result with its confidence layer."""
+    import numpy as np
+
+    from napari_microfossil._napari.fossils_widget import FossilsWidget
+
+    shape = (12, 24, 48)
+    viewer = make_napari_viewer()
+    labels = np.zeros(shape, np.uint8)
+    conf = np.full(shape, 99, np.uint8)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    for cx, c in ((12, 97), (36, 60)):
+        ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 25
+        labels[ball] = 1
+        conf[ball] = c
+    viewer.add_image((20000 + 6000.0 * labels).astype(np.uint16), name="scan")
+    viewer.add_image(conf, name="scan confidence", metadata={"labels_layer": "scan fossils"})
+    viewer.add_labels(
+        labels,
+        name="scan fossils",
+        metadata={"class_names": ["background", "fossil"], "confidence_layer": "scan confidence"},
+    )
+    widget = FossilsWidget(viewer)
+    widget.min_size.setValue(0)
+    widget.image.set_layer("scan")
+    return viewer, widget

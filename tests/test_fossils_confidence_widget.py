@@ -3,7 +3,6 @@ command line's default, dropped objects, and a note on how to keep them."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from napari_microfossil.fossils import DEFAULT_MIN_CONFIDENCE
@@ -11,32 +10,10 @@ from napari_microfossil.fossils import DEFAULT_MIN_CONFIDENCE
 pytest.importorskip("napari")
 pytestmark = [pytest.mark.gui]
 
-SHAPE = (12, 24, 48)
-
 
 @pytest.fixture
-def setup(make_napari_viewer):
-    from napari_microfossil._napari.fossils_widget import FossilsWidget
-
-    viewer = make_napari_viewer()
-    labels = np.zeros(SHAPE, np.uint8)
-    conf = np.full(SHAPE, 99, np.uint8)
-    z, y, x = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
-    for cx, c in ((12, 97), (36, 60)):  # a sure ball and an unsure one
-        ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 25
-        labels[ball] = 1
-        conf[ball] = c
-    viewer.add_image(conf, name="scan confidence", metadata={"labels_layer": "scan fossils"})
-    viewer.add_labels(
-        labels,
-        name="scan fossils",
-        metadata={
-            "class_names": ["background", "fossil"],
-            "confidence_layer": "scan confidence",
-        },
-    )
-    widget = FossilsWidget(viewer)
-    widget.min_size.setValue(0)
+def setup(two_balls_panel):
+    viewer, widget = two_balls_panel
     widget.options.object_check.setChecked(False)  # the limit alone (test_object_check_widget)
     return viewer, widget
 
@@ -52,7 +29,7 @@ def test_panel_drops_unsure_objects_with_the_results_confidence(setup, qtbot):
 
     _, widget = setup
     args = build_parser().parse_args(["fossils", "l.tif", "-o", "out"])
-    # the command line's default: this limit, unless the object check runs (no scan here)
+    # the command line's default: this limit, unless the object check runs (unticked here)
     assert widget.options.min_confidence.value() == DEFAULT_MIN_CONFIDENCE
     assert args.min_confidence is None
     opts = widget.extract_options()
