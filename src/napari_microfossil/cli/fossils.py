@@ -177,12 +177,12 @@ def _named_inputs(args: argparse.Namespace, *, scan: bool) -> tuple[Any, Any]:
     from pathlib import Path
 
     from ..io import read_volume
-    from ..workflows.segment_outputs import SCAN_KEY, recorded_confidence
+    from ..workflows.segment_outputs import CONFIDENCE_KEY, SCAN_KEY, recorded_input
 
     labels = Path(args.labels)
     want_scan = scan and args.image is None
     if not labels.exists() or (args.confidence is not None and not want_scan):
         return None, None  # a missing file is the request's error to give
     meta = read_volume(labels, lazy=True).metadata
-    conf = recorded_confidence(labels, meta) if args.confidence is None else None
-    return conf, recorded_confidence(labels, meta, SCAN_KEY) if want_scan else None
+    conf = recorded_input(labels, meta, CONFIDENCE_KEY) if args.confidence is None else None
+    return conf, recorded_input(labels, meta, SCAN_KEY) if want_scan else None

@@ -224,12 +224,23 @@ def object_inputs(
         crops[k, 0] = -1.0
         crops[k, 2] = -1.0
         crops[k, 0][dst] = apply_normalisation(np.asarray(scan[src]), *intensity)
-        crops[k, 2][dst] = fossil_evidence(np.asarray(labels[src]), confidence[src], class_id)
+        # The evidence of the cube and of the object's box, from one read of both.
+        both = tuple(
+            slice(min(s.start, b.start), max(s.stop, b.stop)) for s, b in zip(src, box, strict=True)
+        )
+        ev = fossil_evidence(np.asarray(labels[both]), np.asarray(confidence[both]), class_id)
+        crops[k, 2][dst] = ev[_within(src, both)]
         crops[k, 1][dst] = _mask_in(mask, box, src)
         scalars[k, 0] = math.log(max(int(mask.sum()), 1))
-        ev = fossil_evidence(np.asarray(labels[box]), confidence[box], class_id)
-        scalars[k, 1] = float(ev[mask].mean(dtype=np.float64))
+        scalars[k, 1] = float(ev[_within(box, both)][mask].mean(dtype=np.float64))
     return crops, scalars
+
+
+def _within(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, ...]:
+    """`inner` (volume coordinates) as slices of an array holding `outer`."""
+    return tuple(
+        slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True)
+    )
 
 
 def _mask_in(mask: np.ndarray, box: tuple[slice, ...], window: tuple[slice, ...]) -> np.ndarray:

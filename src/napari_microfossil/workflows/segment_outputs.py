@@ -169,9 +169,9 @@ def open_outputs(
     out: list[SlabOutput] = []
     # The labels name their confidence map and scan, so that `fossils` finds them
     # without a flag.
-    conf = {CONFIDENCE_KEY: confidence_reference(paths[0], paths[1])} if len(paths) > 1 else {}
+    conf = {CONFIDENCE_KEY: input_reference(paths[0], paths[1])} if len(paths) > 1 else {}
     if scan is not None:
-        conf[SCAN_KEY] = confidence_reference(paths[0], scan)
+        conf[SCAN_KEY] = input_reference(paths[0], scan)
     try:
         for i, path in enumerate(paths):
             names = class_names if i == 0 else None
@@ -218,20 +218,19 @@ CONFIDENCE_KEY = "confidence"
 SCAN_KEY = "scan"
 
 
-def confidence_reference(labels: Path, confidence: Path) -> str:
-    """How the labels at `labels` name `confidence` (or their scan): relative to their
-    folder when both lie on one drive, so that they can be moved together."""
+def input_reference(labels: Path, other: Path) -> str:
+    """How the labels at `labels` name another file (their confidence map, their scan):
+    relative to their folder when both lie on one drive, so that they can be moved
+    together."""
     try:
-        return os.path.relpath(confidence.resolve(), labels.resolve().parent)
+        return os.path.relpath(other.resolve(), labels.resolve().parent)
     except ValueError:  # another drive (Windows)
-        return str(confidence.resolve())
+        return str(other.resolve())
 
 
-def recorded_confidence(
-    labels: Path, metadata: Mapping[str, Any], key: str = CONFIDENCE_KEY
-) -> Path | None:
-    """The confidence map (or with ``key=SCAN_KEY`` the scan) the labels' `metadata`
-    names, if it still exists."""
+def recorded_input(labels: Path, metadata: Mapping[str, Any], key: str) -> Path | None:
+    """The file the labels' `metadata` names under `key` (:data:`CONFIDENCE_KEY`: their
+    confidence map, :data:`SCAN_KEY`: their scan), if it still exists."""
     ref = metadata.get(key)
     if not isinstance(ref, str) or not ref:
         return None
