@@ -207,3 +207,55 @@ def test_a_store_is_refused_with_the_way_out(tmp_path):
             confidence=tmp_path / "c.tif",
             object_check=True,
         )
+
+
+class _BySize:
+    """A stand-in network: a fossil when the object has at least `voxels` voxels
+    (the check's first scalar is log size), with a sharp logit."""
+
+    def __init__(self, voxels: float) -> None:
+        self.log_size = float(np.log(voxels))
+
+    def __call__(self, crops, scalars):
+        return (scalars[:, 0] - self.log_size) * 50.0
+
+
+def _dumbbell():
+    """Two balls of radius 6 whose centres are 10 voxels apart: a neck too wide for the
+    front ends' split (0.6) but not for a finer one (0.9)."""
+    lab = np.zeros((20, 24, 48), np.uint8)
+    z, y, x = np.ogrid[:20, :24, :48]
+    for cx in (18, 28):
+        lab[(z - 10) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 36] = 1
+    scan = (20000 + 5000.0 * lab).astype(np.uint16)
+    return scan, lab, np.full(lab.shape, 95, np.uint8)
+
+
+def test_the_check_splits_a_kept_object_when_it_judges_every_piece_a_fossil():
+    scan, lab, conf = _dumbbell()
+    common = {"split": True, "split_neck_ratio": 0.6, "image": scan, "confidence": conf}
+    whole = extract_fossils(lab, **common, object_check=ObjectCheck(_BySize(400), 0.5))
+    assert len(whole) == 1 and whole.split_by_check == 0  # no second split asked for
+    size = int(whole.rows[0]["voxels"])
+
+    # pieces of about half the object: the check says each is a fossil, so they replace it
+    finer = ObjectCheck(_BySize(400), 0.5, split_neck_ratio=0.9, split_threshold=0.5)
+    table = extract_fossils(lab, **common, object_check=finer)
+    assert len(table) == 2 and table.split_by_check == 1
+    assert sum(int(r["voxels"]) for r in table.rows) == size
+    # ... unless it judges the pieces too small to be fossils (a chamber alone)
+    strict = ObjectCheck(_BySize(size - 1), 0.5, split_neck_ratio=0.9, split_threshold=0.5)
+    table = extract_fossils(lab, **common, object_check=strict)
+    assert len(table) == 1 and table.split_by_check == 0
+    # ... and never when the user asked for no splitting
+    no_split = {**common, "split": False}
+    assert len(extract_fossils(lab, **no_split, object_check=finer)) == 1
+
+
+def test_a_saved_check_keeps_its_second_split(tmp_path):
+    check = _check(0.3)
+    save_object_check(tmp_path / "c.safetensors", check.network, 0.3, {}, split=(0.7, 0.9))
+    back = load_object_check(tmp_path / "c.safetensors")
+    assert (back.split_neck_ratio, back.split_threshold) == (0.7, 0.9)
+    save_object_check(tmp_path / "d.safetensors", check.network, 0.3, {})
+    assert load_object_check(tmp_path / "d.safetensors").split_neck_ratio is None

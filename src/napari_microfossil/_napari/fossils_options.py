@@ -145,8 +145,13 @@ class ExtractOptions:
         """The :meth:`summary` `note` and what the object check dropped (when it ran)."""
         said = [note] if note else []
         if request.object_check:
-            dropped = table.dropped_lookalikes
-            said.append(defaults.object_check_note(dropped, keep_all="unticking Object check"))
+            said.append(
+                defaults.object_check_note(
+                    table.dropped_lookalikes,
+                    split=table.split_by_check,
+                    keep_all="unticking Object check",
+                )
+            )
         return said
 
 

@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     if not check or args.min_confidence > 0:
         print(f"  {confidence_note(dropped, limit=args.min_confidence)}")
     if check:
-        print(f"  {object_check_note(result.table.dropped_lookalikes)}")
+        table = result.table
+        print(f"  {object_check_note(table.dropped_lookalikes, split=table.split_by_check)}")
     if named_scan is not None and args.image == named_scan:
         print(f"  scan {named_scan}, named by the labels (segment)")
     if args.split:

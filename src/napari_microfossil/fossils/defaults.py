@@ -102,14 +102,18 @@ def confidence_note(
     )
 
 
-def object_check_note(dropped: int, *, keep_all: str = "--no-object-check") -> str:
-    """One sentence on the object check: what it dropped and how to keep them.
+def object_check_note(dropped: int, *, split: int = 0, keep_all: str = "--no-object-check") -> str:
+    """One sentence on the object check: what it dropped (and split) and how to keep them.
 
     E.g. ``"object check: 12 objects judged look-alikes of fossils (grain clusters,
-    ooids) dropped; --no-object-check keeps them"``.
+    ooids) dropped, 2 objects judged to hold touching fossils split; --no-object-check
+    keeps them"``.
     """
     objects = "object" if dropped == 1 else "objects"
+    cut = ""
+    if split:
+        cut = f", {split} {'object' if split == 1 else 'objects'} judged to hold touching fossils split"
     return (
         f"object check: {dropped} {objects} judged look-alikes of fossils (grain clusters, "
-        f"ooids) dropped; {keep_all} keeps them"
+        f"ooids) dropped{cut}; {keep_all} keeps them"
     )

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ._checks import check_image, check_labels, check_spacing
 from .evidence import check_confidence, check_min_confidence, is_sure
 from .measure import iter_measure_fossils
-from .objectcheck import ObjectCheck, iter_judge_objects
+from .objectcheck import ObjectCheck, iter_judge_objects, iter_split_judged
 from .split import split_body, tight_box
 from .table import FossilTable
 
@@ -98,20 +98,23 @@ def iter_extract_fossils(
     object_check : ObjectCheck, optional
         Drop objects this 3D network judges look-alikes (grain clusters, ooids) rather
         than fossils (:mod:`~napari_microfossil.fossils.objectcheck`); needs `image`
-        and `confidence`.
+        and `confidence`. With `split`, the objects it keeps are split again where it
+        judges every piece a fossil (:func:`~.objectcheck.iter_split_judged`).
 
     Yields
     ------
     Progress
         Stage ``"label"`` (per component, at most about 200 records), with an
-        `object_check` ``"check objects"`` (per batch), then ``"measure"`` per fossil.
+        `object_check` ``"check objects"`` (per batch) and ``"split objects"``, then
+        ``"measure"`` per fossil.
 
     Returns
     -------
     FossilTable
         Instances (ids ordered by size, largest first) and one row per fossil;
         ``dropped_unsure`` counts the objects the confidence limit dropped,
-        ``dropped_lookalikes`` those the object check dropped.
+        ``dropped_lookalikes`` those the object check dropped, ``split_by_check`` those
+        it split.
 
     Raises
     ------
@@ -188,7 +191,7 @@ def iter_extract_fossils(
     if unsure:
         logger.info("%d objects below %g %% mean confidence dropped", unsure, conf_limit)
     keep = sure
-    lookalikes = 0
+    lookalikes = resplit = 0
     if object_check is not None and keep:
         p = yield from iter_judge_objects(
             object_check, keep, scan=img, labels=lab, confidence=conf, class_id=cid
@@ -196,6 +199,18 @@ def iter_extract_fossils(
         lookalikes = int(np.count_nonzero(p < object_check.threshold))
         keep = [piece for piece, pk in zip(keep, p, strict=True) if pk >= object_check.threshold]
         logger.info("%d objects the object check judged look-alikes dropped", lookalikes)
+        if split:
+            keep, resplit = yield from iter_split_judged(
+                object_check,
+                keep,
+                spacing=sp,
+                min_count=min_count,
+                min_distance_um=split_min_distance_um,
+                scan=img,
+                labels=lab,
+                confidence=conf,
+                class_id=cid,
+            )
     # Largest first; Python's sort is stable, so ties keep raster order of components.
     sizes = [int(m.sum()) for _, m in keep]
     order = sorted(range(len(keep)), key=lambda k: -sizes[k])
@@ -213,6 +228,7 @@ def iter_extract_fossils(
         spacing=sp,
         dropped_unsure=unsure,
         dropped_lookalikes=lookalikes,
+        split_by_check=resplit,
     )
 
 

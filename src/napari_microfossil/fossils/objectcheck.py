@@ -59,12 +59,21 @@ class ObjectCheck:
         How it was trained (seeds, epochs, the validation score).
     path : str
         Where it was loaded from.
+    split_neck_ratio : float or None
+        When splitting: an object the check keeps is split again at this (finer) neck
+        ratio, and the pieces replace it when the check judges every piece a fossil
+        with at least `split_threshold` (:func:`iter_split_judged`). None: no such
+        second split (chosen on validation phantoms, with the threshold).
+    split_threshold : float
+        See `split_neck_ratio`.
     """
 
     network: Any
     threshold: float
     provenance: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    split_neck_ratio: float | None = None
+    split_threshold: float = 1.0
 
 
 def default_object_check_path() -> Path:
@@ -108,9 +117,14 @@ def build_network() -> Any:
 
 
 def save_object_check(
-    path: str | Path, network: Any, threshold: float, provenance: dict[str, Any]
+    path: str | Path,
+    network: Any,
+    threshold: float,
+    provenance: dict[str, Any],
+    split: tuple[float, float] | None = None,
 ) -> None:
-    """Write a check's weights (float16) and record to `path` (``.safetensors``)."""
+    """Write a check's weights (float16) and record to `path` (``.safetensors``);
+    `split`: its ``(split_neck_ratio, split_threshold)``, or None."""
     from safetensors.torch import save_file
 
     from ..atomic import atomic_path
@@ -118,7 +132,9 @@ def save_object_check(
     state = {
         k: v.detach().cpu().to(dtype=_half(v)).contiguous() for k, v in network.state_dict().items()
     }
-    record = {"crop": CROP, "threshold": float(threshold), "provenance": provenance}
+    record: dict[str, Any] = {"crop": CROP, "threshold": float(threshold), "provenance": provenance}
+    if split is not None:
+        record["split"] = {"neck_ratio": float(split[0]), "threshold": float(split[1])}
     with atomic_path(Path(path)) as tmp:
         save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(record)})
 
@@ -162,7 +178,15 @@ def load_object_check(path: str | Path | None = None) -> ObjectCheck:
         {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items()}
     )
     net.eval()
-    return ObjectCheck(net, float(record["threshold"]), dict(record.get("provenance", {})), str(p))
+    split = record.get("split") or {}
+    return ObjectCheck(
+        net,
+        float(record["threshold"]),
+        dict(record.get("provenance", {})),
+        str(p),
+        split_neck_ratio=float(split["neck_ratio"]) if split else None,
+        split_threshold=float(split.get("threshold", 1.0)),
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -313,3 +337,74 @@ def iter_judge_objects(
         out[start : start + len(batch)] = fossil_probability(check, crops, scalars)
         yield Progress("check objects", start + len(batch), len(objects))
     return out
+
+
+def iter_split_judged(
+    check: ObjectCheck,
+    objects: Sequence[tuple[tuple[slice, ...], np.ndarray]],
+    *,
+    spacing: tuple[float, float, float],
+    min_count: int,
+    min_distance_um: float | None,
+    scan: Any,
+    labels: Any,
+    confidence: Any,
+    class_id: int,
+) -> Generator[Progress, None, tuple[list[tuple[tuple[slice, ...], np.ndarray]], int]]:
+    """Split again, more finely, the objects the check kept, where it judges every piece
+    a fossil too.
+
+    A fossil that lies against a bigger one often joins it by a neck too wide for the
+    default split (which keeps a foraminifer's chambers together). Each kept object is
+    split at ``check.split_neck_ratio``; when that gives two or more pieces of at least
+    `min_count` voxels and the check gives every one of them a probability of at least
+    ``check.split_threshold``, the pieces replace the object (smaller pieces are
+    dropped, as specks). A foraminifer cut into chambers fails that test: a chamber
+    alone does not look like a whole fossil to the check.
+
+    Yields
+    ------
+    Progress
+        ``stage="split objects"`` per object, then the check's ``"check objects"``.
+
+    Returns
+    -------
+    objects : list of (box, mask)
+        The objects, split ones replaced by their pieces (in their place).
+    split : int
+        How many objects were split.
+    """
+    from .split import split_body, tight_box
+
+    if check.split_neck_ratio is None or not objects:
+        return list(objects), 0
+    candidates: list[tuple[int, list[tuple[tuple[slice, ...], np.ndarray]]]] = []
+    for k, (box, mask) in enumerate(objects):
+        yield Progress("split objects", k, len(objects))
+        parts = split_body(mask, spacing, min_distance_um, check.split_neck_ratio)
+        pieces = []
+        for part in parts:
+            if int(part.sum()) < max(min_count, 1):
+                continue
+            sub = tight_box(part)
+            at = tuple(
+                slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, sub, strict=True)
+            )
+            pieces.append((at, part[sub]))
+        if len(pieces) >= 2:
+            candidates.append((k, pieces))
+    yield Progress("split objects", len(objects), len(objects))
+    flat = [piece for _, pieces in candidates for piece in pieces]
+    if not flat:
+        return list(objects), 0
+    p = yield from iter_judge_objects(
+        check, flat, scan=scan, labels=labels, confidence=confidence, class_id=class_id
+    )
+    replace: dict[int, list[tuple[tuple[slice, ...], np.ndarray]]] = {}
+    start = 0
+    for k, pieces in candidates:
+        if bool(np.all(p[start : start + len(pieces)] >= check.split_threshold)):
+            replace[k] = pieces
+        start += len(pieces)
+    out = [piece for k, obj in enumerate(objects) for piece in replace.get(k, [obj])]
+    return out, len(replace)

@@ -65,6 +65,9 @@ class FossilTable:
     dropped_lookalikes : int
         How many objects the object check judged look-alikes and dropped
         (:mod:`~napari_microfossil.fossils.objectcheck`); 0 after edits.
+    split_by_check : int
+        How many objects the object check split into fossils
+        (:func:`~napari_microfossil.fossils.objectcheck.iter_split_judged`); 0 after edits.
     """
 
     instances: np.ndarray
@@ -73,6 +76,7 @@ class FossilTable:
     columns: tuple[str, ...] = FOSSIL_COLUMNS
     dropped_unsure: int = 0
     dropped_lookalikes: int = 0
+    split_by_check: int = 0
 
     def __len__(self) -> int:
         return len(self.rows)
