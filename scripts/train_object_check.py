@@ -11,14 +11,16 @@ those objects, on phantoms the default model never saw:
    (what the object F1 of ``benchmarks/fossils_f1.py`` counts), else 0 (grain
    clusters, ooids, pieces and merges of fossils).
 
-Seeds: training 4000 .. 4000+n-1, validation (chooses the threshold by object F1) the
-next ``--n-val`` (26: with 6 the F1 curve was too flat to choose from; ``--rethreshold``
+Seeds: training 4000 .. 4000+n-1, validation (chooses the threshold by object F1, then
+the second split, :func:`~napari_microfossil.fossils.objectcheck.iter_split_judged`: its
+neck ratio and piece threshold, or none, by the object F1 of the whole extraction on the
+validation phantoms, ``v<seed>.npz`` in the cache) the next ``--n-val`` (26: with 6 the F1 curve was too flat to choose from; ``--rethreshold``
 chooses again for the weights already in ``--output``); the test seeds of ``benchmarks/fossils_f1.py`` (3000+) are never used. Each
 phantom's examples are cached in ``--cache`` (``c<seed>.npz``).
 
 Usage::
 
-    python scripts/train_object_check.py --cache /tmp/object_check [--n-train 64 --n-val 26]
+    python scripts/train_object_check.py --cache /tmp/object_check [--n-train 96 --n-val 26]
     python scripts/train_object_check.py --cache /tmp/object_check --rethreshold
 """
 
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--cache", type=Path, required=True, help="folder for each phantom's examples")
-    p.add_argument("--n-train", type=int, default=64)
+    p.add_argument("--n-train", type=int, default=96)
     p.add_argument("--n-val", type=int, default=26)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
