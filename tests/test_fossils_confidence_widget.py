@@ -3,6 +3,7 @@ command line's default, dropped objects, and a note on how to keep them."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from napari_microfossil.fossils import DEFAULT_MIN_CONFIDENCE
@@ -42,10 +43,26 @@ def test_panel_drops_unsure_objects_with_the_results_confidence(setup, qtbot):
     assert len(widget.table) == 2
 
 
-def test_corrected_labels_are_not_judged_by_the_models_confidence(setup, qtbot):
+def test_reviewed_slices_count_as_sure_and_unknown_corrections_are_not_judged(setup, qtbot):
+    from napari_microfossil.review import ReviewState
+
     viewer, widget = setup
-    viewer.layers["scan fossils"].metadata["microfossil_review"] = {"edited": {"z": [6]}}
+    layer = viewer.layers["scan fossils"]
+    # corrections whose slices are not known: the model's confidence is not used
+    layer.metadata["microfossil_review"] = {"edited": {"z": [6]}}
     assert widget.extract_options()["confidence"] is None
     _extract(qtbot, widget)
     assert len(widget.table) == 2
     assert "no confidence map" in widget.status.text()
+    # one reviewed slice through the unsure ball: sure there, still unsure on the whole
+    state = ReviewState(n_slices=12, reviewed={6}, edited={6})
+    layer.metadata["microfossil_review"] = state
+    conf = widget.extract_options()["confidence"]
+    assert conf is not None and np.all(conf[6] == 100) and conf[5, 12, 36] == 60
+    assert viewer.layers["scan confidence"].data[6, 12, 36] == 60  # a copy
+    _extract(qtbot, widget)
+    assert len(widget.table) == 1
+    # the user reviewed every slice of it: the ball is theirs, and kept
+    state.reviewed |= set(range(1, 12))
+    _extract(qtbot, widget)
+    assert len(widget.table) == 2

@@ -259,3 +259,13 @@ def test_a_saved_check_keeps_its_second_split(tmp_path):
     assert (back.split_neck_ratio, back.split_threshold) == (0.7, 0.9)
     save_object_check(tmp_path / "d.safetensors", check.network, 0.3, {})
     assert load_object_check(tmp_path / "d.safetensors").split_neck_ratio is None
+
+
+def test_reviewed_slices_are_sure_along_any_axis_and_the_rest_is_kept():
+    from napari_microfossil.fossils.evidence import sure_where_reviewed
+
+    conf = np.full((4, 5, 6), 40, np.uint8)
+    out = sure_where_reviewed(conf, {"z": [1], "x": [0, 5], "y": []})
+    assert np.all(out[1] == 100) and np.all(out[:, :, [0, 5]] == 100)
+    assert np.all(out[[0, 2, 3]][:, :, 1:5] == 40) and np.all(conf == 40)
+    assert out.dtype == conf.dtype

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QWidget
 
 from ..fossils import defaults
+from ..fossils.evidence import sure_where_reviewed
 from . import layers
 
 SIZE_UNITS = ("voxels", "µm³")
@@ -55,7 +57,7 @@ class ExtractOptions:
         self.min_confidence.setToolTip(
             "With the Segment result's confidence layer: objects the model was on average "
             f"less sure of are dropped. Default {defaults.DEFAULT_MIN_CONFIDENCE:g} %; 0 "
-            "keeps every object. Not applied to labels with corrections"
+            "keeps every object. Slices you reviewed or corrected count as sure (100 %)"
         )
         self.object_check = QCheckBox("Object check (drop look-alikes)", parent)
         self.object_check.setChecked(True)
@@ -157,12 +159,24 @@ class ExtractOptions:
 
 def confidence_for(viewer: Any, layer: Any) -> Any:
     """The confidence volume of a Segment result's Labels `layer`, or None: none named,
-    not in the viewer, of another shape, or labels with corrections (painted voxels
-    have no confidence of the model's)."""
-    if layer is None or layers.has_corrections(layer):
+    not in the viewer, or of another shape.
+
+    For labels with corrections, a copy with every reviewed slice at 100 %
+    (:func:`~napari_microfossil.fossils.evidence.sure_where_reviewed`): the user is sure
+    of what they checked or painted. None when which slices were reviewed is unknown,
+    or the confidence is not in memory (a store: the copy would be the whole volume).
+    """
+    if layer is None:
         return None
     name = layers.meta(layer).get(layers.CONFIDENCE_LAYER)
     if not name or name not in viewer.layers:
         return None
     data = layers.volume_of(viewer.layers[name])
-    return data if tuple(data.shape) == tuple(layer.data.shape) else None
+    if tuple(data.shape) != tuple(layer.data.shape):
+        return None
+    if not layers.has_corrections(layer):
+        return data
+    reviewed = layers.reviewed_slices_of(layer)
+    if not reviewed or not isinstance(data, np.ndarray):
+        return None
+    return sure_where_reviewed(data, reviewed)

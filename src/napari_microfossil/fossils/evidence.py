@@ -12,6 +12,7 @@ is below a limit, when the confidence is given.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -83,3 +84,30 @@ def is_sure(confidence: Any, box: tuple[slice, ...], mask: np.ndarray, limit: fl
     if confidence is None or limit <= 0:
         return True
     return mean_confidence(confidence, box, mask) >= limit
+
+
+def sure_where_reviewed(
+    confidence: np.ndarray, reviewed: Mapping[str, Sequence[int]]
+) -> np.ndarray:
+    """The confidence with every reviewed slice at 100 %: a copy.
+
+    A slice the user reviewed (looked at and accepted, or painted) holds labels the
+    user is sure of, whatever the model was; the confidence limit and the object check
+    should see them so, not as the model's doubt or as missing.
+
+    Parameters
+    ----------
+    confidence : (Z, Y, X) array
+        Per-voxel confidence in percent.
+    reviewed : mapping
+        Reviewed slice indices per axis name (``"z"``, ``"y"``, ``"x"``).
+    """
+    out = np.array(confidence, copy=True)
+    for name, planes in reviewed.items():
+        axis = "zyx".index(name)
+        index = [int(i) for i in planes if 0 <= int(i) < out.shape[axis]]
+        if index:
+            sl: list[Any] = [slice(None)] * 3
+            sl[axis] = index
+            out[tuple(sl)] = 100
+    return out
