@@ -20,7 +20,8 @@ calls a user's clicks make:
    and after), *Next slice to review*, wait for the autosave; then, after the shots,
    erase a pore with ``Shift-E`` over it (the key of *Erase object (click)*) and
    *Undo erase* (their effect is logged);
-3. Fossils: *Extract* (min size 200 voxels, split touching fossils), sort by volume,
+3. Fossils: *Extract* with the panel's defaults (the object check runs: the corrected
+   slices count as sure), sort by volume,
    select the largest fossil's row, *Show alone*, *View in 3D*; *Export* meshes (STL),
    cropped TIFFs, CSV and the gallery, whose picture of that fossil and size histogram
    are copied;
@@ -450,9 +451,7 @@ def run(napari: Any, args: argparse.Namespace, tmp: Path) -> int:
     show_dock(viewer, fos_dock, width=620)
     fossils.labels.set_layer(labels.name)
     fossils.class_name.setCurrentText("fossil")
-    fossils.min_unit.setCurrentText("voxels")
-    fossils.min_size.setValue(200)
-    fossils.split.setChecked(True)
+    fossils.image.set_layer(scan.name)  # the scan: the object check needs it
     if fossils.extract() is None:
         raise RuntimeError(f"Extract did not start: {fossils.status.text()}")
     wait_job(fossils, args.timeout, "Extract")
