@@ -19,6 +19,7 @@ def setup(two_balls_panel):
 def test_the_check_runs_with_scan_and_confidence_in_place_of_the_limit(setup, qtbot):
     _, widget = setup
     assert widget.options.object_check.isChecked()
+    assert not widget.options.min_confidence.isEnabled()  # the check replaces the limit
     opts = widget.extract_options(scan=True)
     assert opts["object_check"] is True and opts["min_confidence"] == 0
     assert widget.extract_options(scan=False)["object_check"] is False
@@ -33,6 +34,7 @@ def test_the_check_runs_with_scan_and_confidence_in_place_of_the_limit(setup, qt
     )
 
     widget.options.object_check.setChecked(False)
+    assert widget.options.min_confidence.isEnabled()
     opts = widget.extract_options(scan=True)
     assert opts["object_check"] is False and opts["min_confidence"] == DEFAULT_MIN_CONFIDENCE
     assert widget.extract() is not None

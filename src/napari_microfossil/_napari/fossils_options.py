@@ -57,7 +57,9 @@ class ExtractOptions:
         self.min_confidence.setToolTip(
             "With the Segment result's confidence layer: objects the model was on average "
             f"less sure of are dropped. Default {defaults.DEFAULT_MIN_CONFIDENCE:g} %; 0 "
-            "keeps every object. Slices you reviewed or corrected count as sure (100 %)"
+            "keeps every object. Slices you reviewed or corrected count as sure (100 %). "
+            "Greyed while Object check is ticked: the check replaces it (the limit still "
+            "applies when the check cannot run, without a Scan)"
         )
         self.object_check = QCheckBox("Object check (drop look-alikes)", parent)
         self.object_check.setChecked(True)
@@ -66,6 +68,9 @@ class ExtractOptions:
             "fossils are dropped. Needs the Scan and the Segment result's confidence "
             "layer; replaces the Min confidence limit when it runs"
         )
+        # The check replaces the limit when it runs: the limit is greyed while it is ticked.
+        self.object_check.toggled.connect(lambda on: self.min_confidence.setEnabled(not on))
+        self.min_confidence.setEnabled(not self.object_check.isChecked())
         self.min_size.setToolTip(
             f"Smaller objects are dropped. Default {defaults.DEFAULT_MIN_VOXELS} voxels, a "
             f"ball {defaults.DEFAULT_MIN_DIAMETER_VOXELS} voxels across; 0 keeps every speck"
