@@ -47,6 +47,7 @@ from .evidence import check_confidence, check_min_confidence, is_sure
 from .extract import check_options, component_pieces
 from .measure import measure_one
 from .pipeline import iter_write_instances, overlap_dependencies
+from .split import sub_box
 from .table import FossilTable
 
 logger = logging.getLogger(__name__)
@@ -376,10 +377,7 @@ def _iter_pieces(
                     changed = True
                 size = int(mask.sum())
                 sizes.append(size)
-                box = tuple(
-                    slice(s.start + t.start, s.start + t.stop)
-                    for s, t in zip(slc, sub, strict=True)
-                )
+                box = sub_box(slc, sub)
                 sure = size < max(min_count, 1) or is_sure(conf, box, mask, conf_limit)
                 unsure += not sure
                 if size >= max(min_count, 1) and sure:

@@ -22,7 +22,7 @@ from ._checks import check_image, check_labels, check_spacing
 from .evidence import check_confidence, check_min_confidence, is_sure
 from .measure import iter_measure_fossils
 from .objectcheck import ObjectCheck, iter_judge_objects, iter_split_judged
-from .split import split_body, tight_box
+from .split import split_body, sub_box, tight_box
 from .table import FossilTable
 
 logger = logging.getLogger(__name__)
@@ -178,10 +178,7 @@ def iter_extract_fossils(
         if gained is not None:
             comp[slc][gained] = i
         for sub, mask in parts:
-            sub_slc = tuple(
-                slice(s.start + t.start, s.start + t.stop) for s, t in zip(slc, sub, strict=True)
-            )
-            pieces.append((sub_slc, mask))
+            pieces.append((sub_box(slc, sub), mask))
         if i % every == 0 or i == n:
             yield Progress("label", i, n)
 

@@ -374,7 +374,7 @@ def iter_split_judged(
     split : int
         How many objects were split.
     """
-    from .split import split_body, tight_box
+    from .split import split_body, sub_box, tight_box
 
     if check.split_neck_ratio is None or not objects:
         return list(objects), 0
@@ -387,10 +387,7 @@ def iter_split_judged(
             if int(part.sum()) < max(min_count, 1):
                 continue
             sub = tight_box(part)
-            at = tuple(
-                slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, sub, strict=True)
-            )
-            pieces.append((at, part[sub]))
+            pieces.append((sub_box(box, sub), part[sub]))
         if len(pieces) >= 2:
             candidates.append((k, pieces))
     yield Progress("split objects", len(objects), len(objects))

@@ -15,6 +15,11 @@ def tight_box(mask: np.ndarray) -> tuple[slice, ...]:
     return found[0]
 
 
+def sub_box(box: tuple[slice, ...], sub: tuple[slice, ...]) -> tuple[slice, ...]:
+    """The box `sub`, given within `box`, in the coordinates `box` is given in."""
+    return tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, sub, strict=True))
+
+
 def split_body(
     body: np.ndarray,
     spacing: tuple[float, float, float],
