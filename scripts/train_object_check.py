@@ -70,27 +70,42 @@ def matched(instances: np.ndarray, truth: np.ndarray) -> set[int]:
     return set(a[iou >= 0.5].tolist())
 
 
-def segment(image: np.ndarray, spacing: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and confidence as ``microfossil segment SCAN --confidence CONF`` writes them."""
+def segmented(seed: int, cache: Path, *, keep: bool = False) -> dict[str, np.ndarray]:
+    """One phantom's scan, true fossils and its labels and confidence as ``microfossil
+    segment SCAN -o LABELS --confidence CONF`` writes them (axis z, CPU); with `keep`
+    (the validation phantoms, which :func:`choose_split` reads again) cached as
+    ``v<seed>.npz``."""
+    path = cache / f"v{seed}.npz"
+    if path.exists():
+        return dict(np.load(path))
+    ph = make_phantom(SHAPE, seed=seed)
     with tempfile.TemporaryDirectory(prefix="object_check_") as tmp:
         scan, labels, conf = (Path(tmp) / n for n in ("scan.tif", "labels.tif", "conf.tif"))
-        write_tiff(scan, image, spacing=spacing)
+        write_tiff(scan, ph.image, spacing=ph.spacing)
         options = SegmentOptions(device="cpu", axes="z")
         drain(
             iter_segment_scan(
                 SegmentRequest(scan, labels, model="default", confidence=conf, options=options)
             )
         )
-        return np.asarray(read_labels(labels).load()), np.asarray(read_labels(conf).load())
+        out = {
+            "image": ph.image,
+            "labels": np.asarray(read_labels(labels).load()),
+            "conf": np.asarray(read_labels(conf).load()),
+            "truth": ph.instances,
+        }
+    if keep:
+        np.savez_compressed(path, **out)
+    return out
 
 
-def examples(seed: int, cache: Path) -> dict[str, np.ndarray]:
-    """The examples of one phantom (cached)."""
+def examples(seed: int, cache: Path, *, keep: bool = False) -> dict[str, np.ndarray]:
+    """The examples of one phantom (cached; `keep`: keep its segmentation too)."""
     path = cache / f"c{seed}.npz"
     if path.exists():
         return dict(np.load(path))
-    ph = make_phantom(SHAPE, seed=seed)
-    lab, confidence = segment(ph.image, ph.spacing)
+    v = segmented(seed, cache, keep=keep)
+    lab, confidence = v["labels"], v["conf"]
     table = drain(
         iter_extract_fossils(
             lab,
@@ -104,27 +119,27 @@ def examples(seed: int, cache: Path) -> dict[str, np.ndarray]:
     ids = [k for k, box in enumerate(boxes, start=1) if box is not None]
     objects = [(boxes[k - 1], inst[boxes[k - 1]] == k) for k in ids]
     crops, scalars = object_inputs(
-        ph.image, lab, confidence, objects, class_id=1, intensity=intensity_range(ph.image)
+        v["image"], lab, confidence, objects, class_id=1, intensity=intensity_range(v["image"])
     )
-    good = matched(inst, ph.instances)
+    good = matched(inst, v["truth"])
     out = {
         "X": crops,
         "S": scalars,
         "Y": np.array([int(k in good) for k in ids]),
         "ids": np.array(ids),
-        "n_true": np.array(int(ph.instances.max())),
+        "n_true": np.array(int(v["truth"].max())),
     }
     np.savez_compressed(path, **out)
     return out
 
 
 def stack(
-    seeds: range, cache: Path
+    seeds: range, cache: Path, *, keep: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int]]]:
     xs, ss, ys, spans = [], [], [], []
     for seed in seeds:
         t = time.time()
-        e = examples(seed, cache)
+        e = examples(seed, cache, keep=keep)
         xs.append(e["X"])
         ss.append(e["S"])
         ys.append(e["Y"])
@@ -189,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             "epochs": args.epochs,
             "seconds": round(time.time() - t0),
         }
-    xv, sv, yv, spans_v = stack(val_seeds, args.cache)
+    xv, sv, yv, spans_v = stack(val_seeds, args.cache, keep=True)
     pv = fossil_probability(ObjectCheck(net, 0.5), xv, sv)
     grid = np.round(np.arange(0.1, 0.81, 0.05), 2)
     f1s = {float(t): object_f1(pv >= t, yv, spans_v) for t in grid}
@@ -220,18 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def volumes(seed: int, cache: Path) -> dict[str, np.ndarray]:
-    """One validation phantom's scan, labels, confidence and true fossils (cached)."""
-    path = cache / f"v{seed}.npz"
-    if path.exists():
-        return dict(np.load(path))
-    ph = make_phantom(SHAPE, seed=seed)
-    lab, conf = segment(ph.image, ph.spacing)
-    out = {"image": ph.image, "labels": lab, "conf": conf, "truth": ph.instances}
-    np.savez_compressed(path, **out)
-    return out
-
-
 def choose_split(
     check: ObjectCheck, seeds: range, cache: Path
 ) -> tuple[tuple[float, float] | None, dict[Any, float]]:
@@ -244,7 +247,7 @@ def choose_split(
     grid = [None] + [(r, t) for r in (0.7, 0.8) for t in (0.5, 0.7, 0.9)]
     counts = {g: np.zeros(3, dtype=np.int64) for g in grid}
     for seed in seeds:
-        v = volumes(seed, cache)
+        v = segmented(seed, cache, keep=True)
         table = drain(
             iter_extract_fossils(
                 v["labels"],
