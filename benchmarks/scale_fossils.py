@@ -17,6 +17,7 @@ temporary folder is deleted afterwards. Run from the repository root::
     python benchmarks/scale_fossils.py --size 1024 --objects 20000
     python benchmarks/scale_fossils.py --size 512 --mesh stl --as-limit 8000000000
     python benchmarks/scale_fossils.py --size 2048 --skip-baseline --progress-log p.log
+    python benchmarks/scale_fossils.py --size 512 --object-check   # its cost, both paths
 
 The labels are made slab by slab (never the whole volume in memory); ``--json`` writes
 the results, ``--progress-log`` keeps the runs' progress bars to follow a long run.
@@ -98,9 +99,13 @@ def make_labels(size: int, objects: int, seed: int) -> np.ndarray:
     return lab
 
 
-def write_labels(folder: Path, size: int, objects: int, seed: int, tiff: bool) -> None:
+def write_labels(
+    folder: Path, size: int, objects: int, seed: int, tiff: bool, scan: bool = False
+) -> None:
     """``labels.zarr`` (and ``labels.tif``) of :func:`make_labels`, slab by slab: never
-    the whole volume in memory, so 2048³ (8 GiB of uint8) can be made too."""
+    the whole volume in memory, so 2048³ (8 GiB of uint8) can be made too. With
+    `scan`, also ``scan.zarr`` (uint16: the fossils bright in noise) and
+    ``confidence.zarr`` (uint8: 90 % on fossils, 97 % elsewhere), for the object check."""
     from napari_microfossil.io.store import create_output
     from napari_microfossil.io.write import TiffSlabWriter
 
@@ -108,13 +113,25 @@ def write_labels(folder: Path, size: int, objects: int, seed: int, tiff: bool) -
     shape = (size, size, size)
     out = create_output(folder / "labels.zarr", shape, np.uint8)
     tif = TiffSlabWriter(folder / "labels.tif", shape, np.uint8) if tiff else None
+    extra = {}
+    if scan:
+        extra = {
+            "scan": create_output(folder / "scan.zarr", shape, np.uint16),
+            "conf": create_output(folder / "confidence.zarr", shape, np.uint8),
+        }
+    rng = np.random.default_rng(seed + 1)
     for z0, z1 in out.todo():
         lab = np.zeros((z1 - z0, size, size), np.uint8)
         paint_slab(lab, z0, size, plan)
         out.write(z0, lab)
         if tif is not None:
             tif.write(z0, lab)
-    out.finish()
+        if extra:
+            noise = rng.normal(0, 800, lab.shape)
+            extra["scan"].write(z0, (20000 + 5000.0 * (lab == 1) + noise).astype(np.uint16))
+            extra["conf"].write(z0, np.where(lab == 1, 90, 97).astype(np.uint8))
+    for store in (out, *extra.values()):
+        store.finish()
     if tif is not None:
         tif.finish()
 
@@ -153,6 +170,12 @@ def main() -> None:
     p.add_argument("--as-limit", type=int, default=8_000_000_000, help="prlimit --as, bytes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument(
+        "--object-check",
+        action="store_true",
+        help="also write a scan and a confidence map, and run both paths with the object "
+        "check (beside the blockwise path without it, the baseline of its cost)",
+    )
     p.add_argument("--tmp", default=None, help="folder for the temporary files")
     p.add_argument("--json", default=None, help="write the results here too")
     p.add_argument(
@@ -166,27 +189,34 @@ def main() -> None:
     ]
     cli = [sys.executable, "-m", "napari_microfossil.cli", "fossils"]
     print(
-        f"{'size':>6} {'objects':>8} {'path':>10} {'time s':>8} {'CPU s':>8} {'peak GiB':>9}  exit"
+        f"{'size':>6} {'objects':>8} {'path':>20} {'time s':>8} {'CPU s':>8} {'peak GiB':>9}  exit"
     )
     results = []
     for size, n in zip(args.size, objects, strict=True):
         with tempfile.TemporaryDirectory(prefix="scale-fossils-", dir=args.tmp) as tmp:
             t = Path(tmp)
             t0 = time.perf_counter()
-            write_labels(t, size, n, args.seed, tiff=not args.skip_baseline)
+            write_labels(t, size, n, args.seed, not args.skip_baseline, args.object_check)
             made = time.perf_counter() - t0
             print(f"# {size}³: labels written in {made:.0f} s", flush=True)
             opts = ["--mesh", args.mesh]
-            runs = [("blockwise", t / "labels.zarr", t / "blk")]
+            check = ["--image", str(t / "scan.zarr"), "--confidence", str(t / "confidence.zarr")]
+            check += ["--object-check"]
+            runs = [("blockwise", t / "labels.zarr", t / "blk", [])]
+            if args.object_check:
+                runs = [
+                    ("blockwise, no check", t / "labels.zarr", t / "plain", []),
+                    ("blockwise", t / "labels.zarr", t / "blk", check),
+                ]
             if not args.skip_baseline:
-                runs.append(("in-memory", t / "labels.tif", t / "mem"))
-            for name, src, dst in runs:
+                runs.append(("in-memory", t / "labels.tif", t / "mem", runs[-1][3]))
+            for name, src, dst, more in runs:
                 log = Path(args.progress_log) if args.progress_log else t / "stderr.log"
-                r = run([*cli, str(src), "-o", str(dst), *opts], args.as_limit, log)
+                r = run([*cli, str(src), "-o", str(dst), *opts, *more], args.as_limit, log)
                 rows = dst / "fossils.csv"
                 r["fossils"] = len(rows.read_text().splitlines()) - 1 if rows.exists() else None
                 print(
-                    f"{size:>6} {n:>8} {name:>10} {r['seconds']:>8.1f} {r['cpu_s']:>8.1f} "
+                    f"{size:>6} {n:>8} {name:>20} {r['seconds']:>8.1f} {r['cpu_s']:>8.1f} "
                     f"{r['rss_gib']:>9.2f}  {r['rc']}   ({r['fossils']} fossils)",
                     flush=True,
                 )

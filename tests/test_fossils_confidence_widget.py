@@ -66,3 +66,60 @@ def test_reviewed_slices_count_as_sure_and_unknown_corrections_are_not_judged(se
     state.reviewed |= set(range(1, 12))
     _extract(qtbot, widget)
     assert len(widget.table) == 2
+
+
+def test_a_store_backed_result_is_judged_block_by_block_with_its_corrections(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Labels and confidence in zarr stores (a big scan's Segment result): the panel
+    extracts block by block, reads the confidence lazily with the reviewed slices
+    sure, and runs the object check there too."""
+    from napari_microfossil._napari.fossils_widget import FossilsWidget
+    from napari_microfossil.io import read_volume
+    from napari_microfossil.io.store import create_output
+    from napari_microfossil.review import ReviewState
+    from napari_microfossil.review.labels_store import open_store_labels
+
+    shape = (12, 24, 48)
+    labels = np.zeros(shape, np.uint8)
+    conf = np.full(shape, 99, np.uint8)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    for cx, c in ((12, 97), (36, 60)):
+        ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 25
+        labels[ball] = 1
+        conf[ball] = c
+    for name, data, names in (("l.zarr", labels, ["background", "fossil"]), ("c.zarr", conf, None)):
+        out = create_output(tmp_path / name, shape, np.uint8, chunks=(4, 8, 16), class_names=names)
+        for z0, z1 in out.todo():
+            out.write(z0, data[z0:z1])
+        out.finish()
+    viewer = make_napari_viewer()
+    viewer.add_image((20000 + 6000.0 * labels).astype(np.uint16), name="scan")
+    viewer.add_image(read_volume(tmp_path / "c.zarr", lazy=True).data, name="scan confidence")
+    layer = viewer.add_labels(
+        open_store_labels(tmp_path / "l.zarr"),
+        name="scan fossils",
+        metadata={"class_names": ["background", "fossil"], "confidence_layer": "scan confidence"},
+    )
+    widget = FossilsWidget(viewer)
+    widget.min_size.setValue(0)
+    widget.image.set_layer("scan")
+    widget.options.object_check.setChecked(False)
+    state = ReviewState(n_slices=12, reviewed={6}, edited={6})
+    layer.metadata["microfossil_review"] = state
+    got = widget.extract_options()["confidence"]
+    assert not isinstance(got, np.ndarray)  # a lazy view, not a copy of the volume
+    assert np.all(got[6] == 100) and got[5, 12, 36] == 60
+    _extract(qtbot, widget)
+    assert len(widget.table) == 1 and widget.table.dropped_unsure == 1
+    assert (tmp_path / "l.instances.zarr").is_dir()  # block by block, beside the store
+    state.reviewed |= set(range(1, 12))
+    _extract(qtbot, widget)
+    assert len(widget.table) == 2
+
+    widget.options.object_check.setChecked(True)
+    assert widget.extract_options(scan=True)["object_check"] is True
+    _extract(qtbot, widget)
+    table = widget.table
+    assert len(table) + table.dropped_lookalikes == 2
+    assert f"object check: {table.dropped_lookalikes} object" in widget.status.text()

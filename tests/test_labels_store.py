@@ -264,6 +264,18 @@ def test_fossils_of_a_store_backed_layer_run_blockwise(tmp_path):
     memory = SimpleNamespace(data=blobs, metadata={})
     assert instances_store_for(memory) is None
 
+    # with the object check (the panel's default with a scan and a confidence): the
+    # same judgement block by block, the store's confidence read lazily
+    scan = (20000 + 5000.0 * blobs).astype(np.uint16)
+    conf = np.where(blobs == 1, 90, 97).astype(np.uint8)
+    checked = {"image": scan, "confidence": conf, "object_check": True, "min_voxels": 10}
+    request = ExtractRequest(lab, class_names=("bg", "fossil"), **checked)
+    table = drain(extract_job(request, layer))
+    want = drain(iter_extract(ExtractRequest(blobs, class_names=("bg", "fossil"), **checked)))
+    assert len(table) + table.dropped_lookalikes == 3
+    assert (len(table), table.dropped_lookalikes) == (len(want), want.dropped_lookalikes)
+    np.testing.assert_array_equal(np.asarray(table.instances), want.instances)
+
 
 def test_reading_a_store_mid_save_warns(tmp_path):
     store = tmp_path / "l.zarr"

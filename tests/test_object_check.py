@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from napari_microfossil import cli
 from napari_microfossil.errors import InputError
-from napari_microfossil.fossils import extract_fossils
+from napari_microfossil.fossils import extract_fossils, extract_fossils_blockwise
 from napari_microfossil.fossils.objectcheck import (
     CROP,
     ObjectCheck,
@@ -23,7 +25,7 @@ from napari_microfossil.fossils.objectcheck import (
     save_object_check,
 )
 from napari_microfossil.io import read_labels, write_tiff
-from napari_microfossil.workflows.fossils import ExtractRequest, FossilsRequest
+from napari_microfossil.workflows.fossils import ExtractRequest
 
 NAMES = ("background", "fossil", "pore")
 
@@ -188,25 +190,36 @@ def test_cli_asked_for_the_check_without_a_scan_says_what_is_missing(tmp_path, c
     assert "Traceback" not in err
 
 
-def test_a_store_is_refused_with_the_way_out(tmp_path):
+def _store(path, lab, **meta):
     from napari_microfossil.io.store import create_output
 
-    scan, lab, conf = _scene()
-    out = create_output(
-        tmp_path / "l.zarr", lab.shape, lab.dtype, chunks=(8, 8, 16), class_names=NAMES
-    )
+    out = create_output(path, lab.shape, lab.dtype, chunks=(8, 8, 16), **meta)
     for z0, z1 in out.todo():
         out.write(z0, lab[z0:z1])
+    out.finish()
+
+
+def test_a_store_is_judged_block_by_block_as_the_cli_judges_a_tiff(tmp_path, capsys):
+    """``fossils LABELS.zarr`` (block by block) turns the check on by itself from what
+    the labels name, and drops and keeps what the TIFF run drops and keeps."""
+    scan, lab, conf = _scene()
+    named = {"confidence": "c.zarr", "scan": "s.tif"}
+    _store(tmp_path / "l.zarr", lab, class_names=NAMES, metadata=named)
+    write_tiff(tmp_path / "l.tif", lab, class_names=NAMES, metadata=named)
+    _store(tmp_path / "c.zarr", conf)
     write_tiff(tmp_path / "s.tif", scan)
-    write_tiff(tmp_path / "c.tif", conf)
-    with pytest.raises(InputError, match=r"not yet for \.zarr labels.*--no-object-check"):
-        FossilsRequest(
-            tmp_path / "l.zarr",
-            tmp_path / "o",
-            image=tmp_path / "s.tif",
-            confidence=tmp_path / "c.tif",
-            object_check=True,
-        )
+    said = {}
+    for name in ("l.tif", "l.zarr"):
+        argv = [str(tmp_path / name), "-o", str(tmp_path / f"o_{name}"), "--min-voxels", "50"]
+        said[name] = _run([*argv, "--mesh", "none"], capsys)
+        assert "object check: " in said[name] and "confidence limit" not in said[name]
+    found = {k: int(v.split("Found ")[1].split()[0]) for k, v in said.items()}
+    dropped = {k: int(v.split("object check: ")[1].split()[0]) for k, v in said.items()}
+    assert found["l.zarr"] == found["l.tif"] and dropped["l.zarr"] == dropped["l.tif"]
+    assert found["l.zarr"] + dropped["l.zarr"] == 3
+    tif = np.asarray(read_labels(tmp_path / "o_l.tif" / "instances.tif").load())
+    zarr = np.asarray(read_labels(tmp_path / "o_l.zarr" / "instances.zarr").load())
+    np.testing.assert_array_equal(zarr, tif)
 
 
 class _BySize:
@@ -269,3 +282,64 @@ def test_reviewed_slices_are_sure_along_any_axis_and_the_rest_is_kept():
     assert np.all(out[1] == 100) and np.all(out[:, :, [0, 5]] == 100)
     assert np.all(out[[0, 2, 3]][:, :, 1:5] == 40) and np.all(conf == 40)
     assert out.dtype == conf.dtype
+
+
+def test_block_by_block_the_check_drops_and_splits_as_in_memory(tmp_path):
+    """Tiny blocks cut the objects; the block-wise loop judges each component's
+    objects as it reaches them and gives the in-memory fossils, ids, rows and counts,
+    with the second split (new atoms for its pieces) and a look-alike dropped."""
+    scan, lab, conf = _dumbbell()
+    lab = np.concatenate([lab, np.zeros_like(lab)], axis=2)
+    z, y, x = np.ogrid[: lab.shape[0], : lab.shape[1], : lab.shape[2]]
+    lab[(z - 10) ** 2 + (y - 12) ** 2 + (x - 70) ** 2 <= 36] = 1  # a ball like the pieces
+    lab[(z - 10) ** 2 + (y - 12) ** 2 + (x - 86) ** 2 <= 9] = 1  # too small: a look-alike
+    scan = (20000 + 5000.0 * lab).astype(np.uint16)
+    conf = np.full(lab.shape, 95, np.uint8)
+    finer = ObjectCheck(_BySize(400), 0.5, split_neck_ratio=0.9, split_threshold=0.5)
+    common = {"split": True, "split_neck_ratio": 0.6, "image": scan, "confidence": conf}
+    want = extract_fossils(lab, **common, min_voxels=20, object_check=finer)
+    assert len(want) == 3 and want.split_by_check == 1 and want.dropped_lookalikes == 1
+    got = extract_fossils_blockwise(
+        lab, tmp_path / "i.zarr", **common, min_voxels=20, object_check=finer, block=8
+    )
+    np.testing.assert_array_equal(np.asarray(got.instances), want.instances)
+    assert [dict(r) for r in got.rows] == [dict(r) for r in want.rows]
+    assert (got.dropped_lookalikes, got.split_by_check) == (1, 1)
+    with pytest.raises(InputError, match="object_check: needs the scan"):
+        extract_fossils_blockwise(lab, tmp_path / "j.zarr", confidence=conf, object_check=finer)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    key=st.tuples(
+        *(
+            st.one_of(
+                st.integers(0, n - 1),
+                st.builds(slice, st.none() | st.integers(0, n), st.none() | st.integers(0, n)),
+                st.builds(slice, st.integers(0, n), st.integers(0, n), st.integers(1, 3)),
+            )
+            for n in (4, 5, 6)
+        )
+    )
+)
+def test_a_store_confidence_reads_sure_where_reviewed_as_the_copy_does(key):
+    """For a confidence not in memory the reviewed slices are set as it is read: any
+    basic read equals the same read of the in-memory copy."""
+    from napari_microfossil.fossils.evidence import SureWhereReviewed, sure_where_reviewed
+
+    conf = np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6) % 90
+    reviewed = {"z": [1, 3], "x": [0, 5], "y": [2]}
+    lazy = sure_where_reviewed(_NotInMemory(conf), reviewed)
+    assert isinstance(lazy, SureWhereReviewed) and lazy.shape == conf.shape
+    np.testing.assert_array_equal(lazy[key], sure_where_reviewed(conf, reviewed)[key])
+    np.testing.assert_array_equal(np.asarray(lazy), sure_where_reviewed(conf, reviewed))
+
+
+class _NotInMemory:
+    """A stand-in for a store: shape, dtype and basic reads only."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype = data, data.shape, data.dtype
+
+    def __getitem__(self, key):
+        return self.data[key]

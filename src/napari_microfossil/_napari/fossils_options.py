@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QWidget
 
 from ..fossils import defaults
@@ -123,12 +122,8 @@ class ExtractOptions:
 
     def request_values(self, viewer: Any, layer: Any, *, scan: bool = False) -> dict[str, Any]:
         """:meth:`values` with the confidence of the Labels `layer` (see
-        :func:`confidence_for`); the object check only for labels in memory (not yet
-        block by block)."""
-        from .store_jobs import instances_store_for
-
-        in_memory = layer is not None and instances_store_for(layer) is None
-        return self.values(confidence_for(viewer, layer), scan=scan and in_memory)
+        :func:`confidence_for`), in memory or block by block alike."""
+        return self.values(confidence_for(viewer, layer), scan=scan and layer is not None)
 
     def summary(self, spacing: Sequence[float], request: Any) -> str:
         """What the size limit (when the default) and the confidence limit did, and how
@@ -166,10 +161,10 @@ def confidence_for(viewer: Any, layer: Any) -> Any:
     """The confidence volume of a Segment result's Labels `layer`, or None: none named,
     not in the viewer, or of another shape.
 
-    For labels with corrections, a copy with every reviewed slice at 100 %
-    (:func:`~napari_microfossil.fossils.evidence.sure_where_reviewed`): the user is sure
-    of what they checked or painted. None when which slices were reviewed is unknown,
-    or the confidence is not in memory (a store: the copy would be the whole volume).
+    For labels with corrections, the confidence with every reviewed slice at 100 %
+    (:func:`~napari_microfossil.fossils.evidence.sure_where_reviewed`: a copy, or a lazy
+    view of a store's): the user is sure of what they checked or painted. None when
+    which slices were reviewed is unknown.
     """
     if layer is None:
         return None
@@ -182,6 +177,6 @@ def confidence_for(viewer: Any, layer: Any) -> Any:
     if not layers.has_corrections(layer):
         return data
     reviewed = layers.reviewed_slices_of(layer)
-    if not reviewed or not isinstance(data, np.ndarray):
+    if not reviewed:
         return None
     return sure_where_reviewed(data, reviewed)

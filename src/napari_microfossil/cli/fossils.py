@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..errors import InputError
 from ..fossils.defaults import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_MIN_DIAMETER_VOXELS,
@@ -101,17 +100,12 @@ def run(args: argparse.Namespace) -> int:
     if args.min_voxels is None:
         args.min_voxels = DEFAULT_MIN_VOXELS if by_default else 0
     on_cluster = args.workers is not None or args.scheduler is not None
-    in_file = not str(args.labels).rstrip("/\\").endswith(".zarr") and not on_cluster
-    named, named_scan = _named_inputs(args, scan=in_file and args.object_check is not False)
+    named, named_scan = _named_inputs(args, scan=args.object_check is not False)
     check = args.object_check
     if check is None:  # on by default when it can run, for fossils (what it was trained on)
-        check = in_file and str(args.class_).strip() == "fossil"
+        check = str(args.class_).strip() == "fossil"
         check = check and (args.confidence or named) is not None
         check = check and (args.image or named_scan) is not None
-    if check and on_cluster:
-        raise InputError(
-            "--object-check: not yet on a cluster (--workers/--scheduler); use --no-object-check"
-        )
     if check and args.image is None:
         args.image = named_scan
     if args.min_confidence is None:
@@ -177,13 +171,13 @@ def _named_inputs(args: argparse.Namespace, *, scan: bool) -> tuple[Any, Any]:
     when not given and still there: what a first run uses without a flag."""
     from pathlib import Path
 
-    from ..io import read_volume
+    from ..io import read_labels
     from ..workflows.segment_outputs import CONFIDENCE_KEY, SCAN_KEY, recorded_input
 
     labels = Path(args.labels)
     want_scan = scan and args.image is None
     if not labels.exists() or (args.confidence is not None and not want_scan):
         return None, None  # a missing file is the request's error to give
-    meta = read_volume(labels, lazy=True).metadata
+    meta = read_labels(labels, lazy=True).metadata  # a store's empty chunks are background
     conf = recorded_input(labels, meta, CONFIDENCE_KEY) if args.confidence is None else None
     return conf, recorded_input(labels, meta, SCAN_KEY) if want_scan else None

@@ -41,13 +41,16 @@ from .._progress import Progress, drain
 from ..atomic import work_dir
 from ..errors import InputError
 from ..io import read_labels
+from ..normalise import intensity_range
+from .blockjudge import BlockJudge
 from .blocks import Components, iter_label_blocks
 from .crops import CachedCrops, is_lazy
 from .evidence import check_confidence, check_min_confidence, is_sure
 from .extract import check_options, component_pieces
 from .measure import measure_one
+from .objectcheck import ObjectCheck
 from .pipeline import iter_write_instances, overlap_dependencies
-from .split import sub_box
+from .split import box_in, sub_box
 from .table import FossilTable
 
 logger = logging.getLogger(__name__)
@@ -90,6 +93,7 @@ def iter_extract_fossils_blockwise(
     image: Any = None,
     confidence: Any = None,
     min_confidence: float = 0.0,
+    object_check: ObjectCheck | None = None,
     block: int | Sequence[int] = BLOCK,
     overwrite: bool = False,
     workdir: str | Path | None = None,
@@ -110,8 +114,13 @@ def iter_extract_fossils_blockwise(
     image : (Z, Y, X) array-like, optional
         The scan, for ``mean_intensity``; only each fossil's bounding box is read.
     confidence : (Z, Y, X) array-like, optional
-        The segmentation's confidence (percent), for the confidence limit; only each
-        object's bounding box is read.
+        The segmentation's confidence (percent), for the confidence limit and the
+        object check; only each object's bounding box is read.
+    object_check : ObjectCheck, optional
+        As :func:`~napari_microfossil.fossils.iter_extract_fossils`: each component's
+        objects are judged (and, when splitting, split again) as the loop reaches it,
+        with the in-memory rule (:func:`~.objectcheck.iter_check_outcomes`); it reads
+        a cube of the scan, labels and confidence around each object, in this process.
     block : int or (bz, by, bx)
         Block edges in voxels (default 256).
     overwrite : bool
@@ -173,14 +182,26 @@ def iter_extract_fossils_blockwise(
     )
     conf = check_confidence(confidence, shape)
     conf_limit = check_min_confidence(min_confidence)
+    if object_check is not None and (image is None or conf is None):
+        raise InputError(
+            "object_check: needs the scan (image) and the confidence, got "
+            f"{'no scan' if image is None else 'no confidence'}"
+        )
     bs = _check_block(block)
     out_path = Path(output)
     if out_path.exists() and not overwrite:
         raise InputError(f"output: {out_path} already exists (use --overwrite to replace it)")
+    intensity = None if object_check is None else intensity_range(image)
     if is_lazy(image):
         image = CachedCrops(image)  # components come in raster order: neighbours share chunks
     if is_lazy(conf):
         conf = CachedCrops(conf)
+    judge = None
+    if object_check is not None:
+        assert intensity is not None
+        judge = BlockJudge(
+            object_check, image, labels, conf, opts.class_id, intensity, split_min_distance_um
+        )
     n_workers = _check_workers(workers)
     tmp = work_dir(".fossils-", workdir or out_path.parent)
     pool = _pool(n_workers) if executor is None else executor
@@ -210,6 +231,7 @@ def iter_extract_fossils_blockwise(
             opts.min_count,
             image,
             (conf, conf_limit),
+            judge,
             fill_cavities=fill_cavities,
             split=split,
             split_min_distance_um=split_min_distance_um,
@@ -219,7 +241,7 @@ def iter_extract_fossils_blockwise(
             ahead=16 * n_workers,
             submitted=pending,
         )
-        rows, final, unsure = fossils
+        rows, final, dropped = fossils
         yield from iter_write_instances(
             comps, final, out_path, opts.spacing, overwrite, local_pool, ahead=n_workers
         )
@@ -236,7 +258,12 @@ def iter_extract_fossils_blockwise(
     # zarr leaves out chunks of background: read as labels, which expects that.
     instances = read_labels(out_path, lazy=True).data
     return FossilTable(
-        instances=instances, rows=tuple(rows), spacing=opts.spacing, dropped_unsure=unsure
+        instances=instances,
+        rows=tuple(rows),
+        spacing=opts.spacing,
+        dropped_unsure=dropped[0],
+        dropped_lookalikes=dropped[1],
+        split_by_check=dropped[2],
     )
 
 
@@ -285,6 +312,7 @@ def _iter_pieces(
     min_count: int,
     image: Any,
     evidence: tuple[Any, float],
+    judge: BlockJudge | None,
     *,
     fill_cavities: bool,
     split: bool,
@@ -294,12 +322,12 @@ def _iter_pieces(
     find_pool: Executor,
     ahead: int,
     submitted: weakref.WeakSet[Future[Any]],
-) -> Generator[Progress, None, tuple[list[dict[str, Any]], np.ndarray, int]]:
-    """Fill, split, filter and measure each component on its crop (see the module doc).
+) -> Generator[Progress, None, tuple[list[dict[str, Any]], np.ndarray, tuple[int, int, int]]]:
+    """Fill, split, filter, judge and measure each component on its crop (see the module doc).
 
     Returns the rows of the kept fossils (ids set, in id order), the fossil id of
     every atom (0: none) and how many objects `evidence` (the confidence and its
-    limit) dropped. A piece's voxels are final when it is made: later components only
+    limit) dropped, `judge` dropped and `judge` split. A piece's voxels are final when it is made: later components only
     take voxels no component holds, and a split only reassigns its own component's.
     Every job sent to `pool` is added to `submitted` (for the caller to cancel).
 
@@ -328,6 +356,7 @@ def _iter_pieces(
     found: dict[int, tuple[Future[Any], np.ndarray]] = {}
     single = np.full(n + 1, -1, dtype=np.int64)  # the one piece a component became
     sizes: list[int] = []
+    ties: list[tuple[int, int]] = []  # of each piece: (its place, its place in a split)
     rows: list[Future[dict[str, Any]] | None] = []
     # Measuring is independent of the loop's state: it runs in the pool too, at most
     # `ahead` fossils behind the loop, so that their masks don't pile up.
@@ -368,6 +397,7 @@ def _iter_pieces(
                 crop[gained] = atoms.new(i, -1)
                 changed = True
             whole = len(parts) == 1 and int(parts[0][1].sum()) == body_count
+            chosen: list[tuple[int, tuple[slice, ...], np.ndarray]] = []  # (piece, box, mask)
             for sub, mask in parts:
                 piece = len(sizes)
                 if whole:
@@ -377,26 +407,49 @@ def _iter_pieces(
                     changed = True
                 size = int(mask.sum())
                 sizes.append(size)
+                ties.append((piece, 0))
+                rows.append(None)
                 box = sub_box(slc, sub)
                 sure = size < max(min_count, 1) or is_sure(conf, box, mask, conf_limit)
                 unsure += not sure
                 if size >= max(min_count, 1) and sure:
-                    img = None if image is None else np.asarray(image[box])
-                    measured = pool.submit(measure_one, 0, mask, box, sp, shape, img)
-                    submitted.add(measured)
-                    rows.append(measured)
-                    pending.append(measured)
-                    while len(pending) > ahead:
-                        pending.popleft().result()
-                else:
-                    rows.append(None)
+                    chosen.append((piece, box, mask))
+            if judge is not None and chosen:
+                outcomes = judge.outcomes([(b, m) for _, b, m in chosen], sp, min_count, split)
+                judged = []
+                for (piece, box, mask), got in zip(chosen, outcomes, strict=True):
+                    judge.dropped += not got
+                    if len(got) < 2:
+                        judged += [(piece, box, mask)] * len(got)
+                        continue
+                    # Split again: each piece its own atoms, ranked for ties as the
+                    # in-memory extraction ranks them (in place of the object).
+                    judge.split += 1
+                    changed = True
+                    for j, (part_box, part) in enumerate(got, start=1):
+                        new = len(sizes)
+                        crop[box_in(part_box, slc)][part] = atoms.new(i, new)
+                        sizes.append(int(part.sum()))
+                        ties.append((piece, j))
+                        rows.append(None)
+                        judged.append((new, part_box, part))
+                chosen = judged
+            for piece, box, mask in chosen:
+                img = None if image is None else np.asarray(image[box])
+                measured = pool.submit(measure_one, 0, mask, box, sp, shape, img)
+                submitted.add(measured)
+                rows[piece] = measured
+                pending.append(measured)
+                while len(pending) > ahead:
+                    pending.popleft().result()
             if changed:
                 comps.atoms[slc] = crop
         if i % every == 0 or i == n:
             yield Progress("measure", i, n)
-    # Largest first; the stable sort keeps component (raster) order for ties.
+    # Largest first; ties in component (raster) order, pieces of a second split in
+    # place of their object.
     kept = [k for k, r in enumerate(rows) if r is not None]
-    order = sorted(kept, key=lambda k: -sizes[k])
+    order = sorted(kept, key=lambda k: (-sizes[k], ties[k]))
     final = np.zeros(len(sizes), dtype=np.int64)
     out_rows = []
     for new_id, k in enumerate(order, start=1):
@@ -406,7 +459,8 @@ def _iter_pieces(
         row = done.result()
         row["id"] = new_id
         out_rows.append(row)
-    return out_rows, _final_lut(atoms, single, final), unsure
+    counts = (unsure, 0, 0) if judge is None else (unsure, judge.dropped, judge.split)
+    return out_rows, _final_lut(atoms, single, final), counts
 
 
 def _pieces(

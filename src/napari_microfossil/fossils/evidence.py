@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..io.lazy import LazyArray
 
 
 def check_min_confidence(value: Any) -> float:
@@ -86,10 +87,10 @@ def is_sure(confidence: Any, box: tuple[slice, ...], mask: np.ndarray, limit: fl
     return mean_confidence(confidence, box, mask) >= limit
 
 
-def sure_where_reviewed(
-    confidence: np.ndarray, reviewed: Mapping[str, Sequence[int]]
-) -> np.ndarray:
-    """The confidence with every reviewed slice at 100 %: a copy.
+def sure_where_reviewed(confidence: Any, reviewed: Mapping[str, Sequence[int]]) -> Any:
+    """The confidence with every reviewed slice at 100 %: a copy, or for a confidence
+    not in memory (a store) a lazy view that sets them as it reads
+    (:class:`SureWhereReviewed`).
 
     A slice the user reviewed (looked at and accepted, or painted) holds labels the
     user is sure of, whatever the model was; the confidence limit and the object check
@@ -102,6 +103,8 @@ def sure_where_reviewed(
     reviewed : mapping
         Reviewed slice indices per axis name (``"z"``, ``"y"``, ``"x"``).
     """
+    if not isinstance(confidence, np.ndarray):
+        return SureWhereReviewed(confidence, reviewed)
     out = np.array(confidence, copy=True)
     for name, planes in reviewed.items():
         axis = "zyx".index(name)
@@ -111,3 +114,32 @@ def sure_where_reviewed(
             sl[axis] = index
             out[tuple(sl)] = 100
     return out
+
+
+class SureWhereReviewed(LazyArray):
+    """A lazy confidence volume read with every reviewed slice at 100 %
+    (:func:`sure_where_reviewed` for a volume that does not fit in memory)."""
+
+    def __init__(self, base: Any, reviewed: Mapping[str, Sequence[int]]) -> None:
+        self.base = base
+        self.shape = tuple(int(n) for n in base.shape)  # type: ignore[assignment]
+        self.dtype = np.dtype(base.dtype)
+        self.planes = {
+            "zyx".index(name): np.asarray(sorted({int(i) for i in planes}), dtype=np.int64)
+            for name, planes in reviewed.items()
+        }
+
+    def _read_key(self, key: tuple[int | slice, ...]) -> np.ndarray:
+        out = np.array(self.base[key], copy=True)
+        for axis, planes in self.planes.items():
+            k = key[axis]
+            if isinstance(k, int):
+                if np.isin(k, planes):
+                    out[...] = 100
+                continue
+            hit = np.nonzero(np.isin(np.arange(*k.indices(self.shape[axis])), planes))[0]
+            if len(hit):
+                at: list[Any] = [slice(None)] * out.ndim
+                at[sum(isinstance(j, slice) for j in key[:axis])] = hit
+                out[tuple(at)] = 100
+        return out

@@ -21,7 +21,7 @@ from ..errors import InputError
 from ._checks import check_image, check_labels, check_spacing
 from .evidence import check_confidence, check_min_confidence, is_sure
 from .measure import iter_measure_fossils
-from .objectcheck import ObjectCheck, iter_judge_objects, iter_split_judged
+from .objectcheck import ObjectCheck, iter_check_outcomes
 from .split import split_body, sub_box, tight_box
 from .table import FossilTable
 
@@ -190,24 +190,22 @@ def iter_extract_fossils(
     keep = sure
     lookalikes = resplit = 0
     if object_check is not None and keep:
-        p = yield from iter_judge_objects(
-            object_check, keep, scan=img, labels=lab, confidence=conf, class_id=cid
+        outcomes = yield from iter_check_outcomes(
+            object_check,
+            keep,
+            split=split,
+            spacing=sp,
+            min_count=min_count,
+            min_distance_um=split_min_distance_um,
+            scan=img,
+            labels=lab,
+            confidence=conf,
+            class_id=cid,
         )
-        lookalikes = int(np.count_nonzero(p < object_check.threshold))
-        keep = [piece for piece, pk in zip(keep, p, strict=True) if pk >= object_check.threshold]
+        lookalikes = sum(not got for got in outcomes)
+        resplit = sum(len(got) > 1 for got in outcomes)
         logger.info("%d objects the object check judged look-alikes dropped", lookalikes)
-        if split:
-            keep, resplit = yield from iter_split_judged(
-                object_check,
-                keep,
-                spacing=sp,
-                min_count=min_count,
-                min_distance_um=split_min_distance_um,
-                scan=img,
-                labels=lab,
-                confidence=conf,
-                class_id=cid,
-            )
+        keep = [piece for got in outcomes for piece in got]
     # Largest first; Python's sort is stable, so ties keep raster order of components.
     sizes = [int(m.sum()) for _, m in keep]
     order = sorted(range(len(keep)), key=lambda k: -sizes[k])

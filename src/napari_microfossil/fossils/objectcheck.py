@@ -234,6 +234,7 @@ def object_inputs(
         ``log(voxels)`` and the mean evidence over the object.
     """
     from ..normalise import apply_normalisation
+    from .split import box_in
 
     half = CROP // 2
     shape = tuple(int(n) for n in scan.shape)
@@ -253,18 +254,11 @@ def object_inputs(
             slice(min(s.start, b.start), max(s.stop, b.stop)) for s, b in zip(src, box, strict=True)
         )
         ev = fossil_evidence(np.asarray(labels[both]), np.asarray(confidence[both]), class_id)
-        crops[k, 2][dst] = ev[_within(src, both)]
+        crops[k, 2][dst] = ev[box_in(src, both)]
         crops[k, 1][dst] = _mask_in(mask, box, src)
         scalars[k, 0] = math.log(max(int(mask.sum()), 1))
-        scalars[k, 1] = float(ev[_within(box, both)][mask].mean(dtype=np.float64))
+        scalars[k, 1] = float(ev[box_in(box, both)][mask].mean(dtype=np.float64))
     return crops, scalars
-
-
-def _within(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, ...]:
-    """`inner` (volume coordinates) as slices of an array holding `outer`."""
-    return tuple(
-        slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True)
-    )
 
 
 def _mask_in(mask: np.ndarray, box: tuple[slice, ...], window: tuple[slice, ...]) -> np.ndarray:
@@ -311,8 +305,12 @@ def iter_judge_objects(
     labels: Any,
     confidence: Any,
     class_id: int,
+    intensity: tuple[float, float] | None = None,
 ) -> Generator[Progress, None, np.ndarray]:
     """The check's fossil probability for each object, in batches, as a generator.
+
+    `intensity`: the scan's :func:`~napari_microfossil.normalise.intensity_range`, if
+    known (a caller judging a few objects at a time computes it once).
 
     Yields
     ------
@@ -326,7 +324,7 @@ def iter_judge_objects(
     """
     from ..normalise import intensity_range
 
-    rng = intensity_range(scan)
+    rng = intensity_range(scan) if intensity is None else intensity
     out = np.zeros(len(objects), dtype=np.float32)
     yield Progress("check objects", 0, len(objects))
     for start in range(0, len(objects), 64):
@@ -337,6 +335,57 @@ def iter_judge_objects(
         out[start : start + len(batch)] = fossil_probability(check, crops, scalars)
         yield Progress("check objects", start + len(batch), len(objects))
     return out
+
+
+def iter_check_outcomes(
+    check: ObjectCheck,
+    objects: Sequence[tuple[tuple[slice, ...], np.ndarray]],
+    *,
+    split: bool,
+    spacing: tuple[float, float, float],
+    min_count: int,
+    min_distance_um: float | None,
+    scan: Any,
+    labels: Any,
+    confidence: Any,
+    class_id: int,
+    intensity: tuple[float, float] | None = None,
+) -> Generator[Progress, None, list[list[tuple[tuple[slice, ...], np.ndarray]]]]:
+    """What the check makes of each object: nothing (a look-alike), the object itself,
+    or, when `split`, the pieces of its second split (:func:`iter_split_judged`).
+
+    One rule for the in-memory extraction (all objects at once) and the block-wise
+    one (a component's objects at a time, `intensity` computed once).
+
+    Returns
+    -------
+    list of lists of (box, mask)
+        Per object, in order: ``[]``, ``[object]`` or its two or more pieces.
+    """
+    inputs = {
+        "scan": scan,
+        "labels": labels,
+        "confidence": confidence,
+        "class_id": class_id,
+        "intensity": intensity,
+    }
+    p = yield from iter_judge_objects(check, objects, **inputs)
+    kept = [k for k in range(len(objects)) if p[k] >= check.threshold]
+    outcomes: list[list[tuple[tuple[slice, ...], np.ndarray]]] = [[] for _ in objects]
+    for k in kept:
+        outcomes[k] = [objects[k]]
+    if split:
+        replace = yield from _iter_resplit(
+            check,
+            [objects[k] for k in kept],
+            spacing=spacing,
+            min_count=min_count,
+            min_distance_um=min_distance_um,
+            inputs=inputs,
+        )
+        for j, pieces in replace.items():
+            outcomes[kept[j]] = pieces
+    return outcomes
 
 
 def iter_split_judged(
@@ -374,10 +423,33 @@ def iter_split_judged(
     split : int
         How many objects were split.
     """
+    inputs = {"scan": scan, "labels": labels, "confidence": confidence, "class_id": class_id}
+    replace = yield from _iter_resplit(
+        check,
+        objects,
+        spacing=spacing,
+        min_count=min_count,
+        min_distance_um=min_distance_um,
+        inputs=inputs,
+    )
+    out = [piece for k, obj in enumerate(objects) for piece in replace.get(k, [obj])]
+    return out, len(replace)
+
+
+def _iter_resplit(
+    check: ObjectCheck,
+    objects: Sequence[tuple[tuple[slice, ...], np.ndarray]],
+    *,
+    spacing: tuple[float, float, float],
+    min_count: int,
+    min_distance_um: float | None,
+    inputs: dict[str, Any],
+) -> Generator[Progress, None, dict[int, list[tuple[tuple[slice, ...], np.ndarray]]]]:
+    """The second split (:func:`iter_split_judged`): the pieces of each object it splits."""
     from .split import split_body, sub_box, tight_box
 
     if check.split_neck_ratio is None or not objects:
-        return list(objects), 0
+        return {}
     candidates: list[tuple[int, list[tuple[tuple[slice, ...], np.ndarray]]]] = []
     for k, (box, mask) in enumerate(objects):
         yield Progress("split objects", k, len(objects))
@@ -393,15 +465,12 @@ def iter_split_judged(
     yield Progress("split objects", len(objects), len(objects))
     flat = [piece for _, pieces in candidates for piece in pieces]
     if not flat:
-        return list(objects), 0
-    p = yield from iter_judge_objects(
-        check, flat, scan=scan, labels=labels, confidence=confidence, class_id=class_id
-    )
+        return {}
+    p = yield from iter_judge_objects(check, flat, **inputs)
     replace: dict[int, list[tuple[tuple[slice, ...], np.ndarray]]] = {}
     start = 0
     for k, pieces in candidates:
         if bool(np.all(p[start : start + len(pieces)] >= check.split_threshold)):
             replace[k] = pieces
         start += len(pieces)
-    out = [piece for k, obj in enumerate(objects) for piece in replace.get(k, [obj])]
-    return out, len(replace)
+    return replace

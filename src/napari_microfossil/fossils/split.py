@@ -20,6 +20,14 @@ def sub_box(box: tuple[slice, ...], sub: tuple[slice, ...]) -> tuple[slice, ...]
     return tuple(slice(b.start + t.start, b.start + t.stop) for b, t in zip(box, sub, strict=True))
 
 
+def box_in(inner: tuple[slice, ...], outer: tuple[slice, ...]) -> tuple[slice, ...]:
+    """The box `inner` as slices of an array holding `outer` (both in the same
+    coordinates): the inverse of :func:`sub_box`."""
+    return tuple(
+        slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True)
+    )
+
+
 def split_body(
     body: np.ndarray,
     spacing: tuple[float, float, float],

@@ -376,11 +376,6 @@ class FossilsRequest:
                 "object check: needs the scan (--image) and the confidence map "
                 f"(--confidence), got no {missing}"
             )
-        if is_zarr(self.labels):
-            raise InputError(
-                f"object check: not yet for .zarr labels (block by block), got {self.labels}; "
-                "use --no-object-check (the confidence limit still applies)"
-            )
 
     @property
     def instances_name(self) -> str:

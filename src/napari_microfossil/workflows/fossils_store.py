@@ -21,6 +21,7 @@ from .._progress import ProgressGen
 from ..errors import InputError
 from ..fossils import ExportResult, FossilTable, iter_export_fossils
 from ..fossils.blockwise import default_workers, iter_extract_fossils_blockwise
+from ..fossils.objectcheck import bundled_object_check
 from ..io.lazy import LazyArray
 from .cluster import ClusterOptions
 
@@ -153,9 +154,10 @@ def iter_fossils_lazy(
 
 
 def extraction_options(request: Any, *, confidence: Any = None) -> dict[str, Any]:
-    """The size limit, splitting, cavity and confidence options of a ``FossilsRequest``
-    or an ``ExtractRequest``, as :func:`~napari_microfossil.fossils.blockwise.iter_extract_fossils_blockwise`
-    takes them: one list, so every blockwise caller passes all of them.
+    """The size limit, splitting, cavity, confidence and object-check options of a
+    ``FossilsRequest`` or an ``ExtractRequest``, as
+    :func:`~napari_microfossil.fossils.blockwise.iter_extract_fossils_blockwise` takes
+    them: one list, so every blockwise caller passes all of them.
 
     The confidence volume is the request's own (``ExtractRequest.confidence``, an
     array) unless `confidence` is given (the volume read from a ``FossilsRequest``'s
@@ -171,6 +173,7 @@ def extraction_options(request: Any, *, confidence: Any = None) -> dict[str, Any
         "split": r.split,
         "split_neck_ratio": r.split_neck_ratio,
         "fill_cavities": r.fill_cavities,
+        "object_check": bundled_object_check() if r.object_check else None,
     }
 
 
