@@ -50,7 +50,7 @@ from .extract import check_options, component_pieces
 from .measure import measure_one
 from .objectcheck import ObjectCheck
 from .pipeline import iter_write_instances, overlap_dependencies
-from .split import box_in, sub_box
+from .split import sub_box
 from .table import FossilTable
 
 logger = logging.getLogger(__name__)
@@ -200,7 +200,18 @@ def iter_extract_fossils_blockwise(
     if object_check is not None:
         assert intensity is not None
         judge = BlockJudge(
-            object_check, image, labels, conf, opts.class_id, intensity, split_min_distance_um
+            object_check,
+            image,
+            labels,
+            conf,
+            opts.class_id,
+            intensity,
+            {
+                "split": split,
+                "spacing": opts.spacing,
+                "min_count": opts.min_count,
+                "min_distance_um": split_min_distance_um,
+            },
         )
     n_workers = _check_workers(workers)
     tmp = work_dir(".fossils-", workdir or out_path.parent)
@@ -364,6 +375,22 @@ def _iter_pieces(
     every = max(1, n // 200)
     conf, conf_limit = evidence
     unsure = 0
+
+    def measure(piece: int, box: tuple[slice, ...], mask: np.ndarray) -> None:
+        img = None if image is None else np.asarray(image[box])
+        measured = pool.submit(measure_one, 0, mask, box, sp, shape, img)
+        submitted.add(measured)
+        rows[piece] = measured
+        pending.append(measured)
+        while len(pending) > ahead:
+            pending.popleft().result()
+
+    def new_piece(size: int, tie: tuple[int, int]) -> int:
+        sizes.append(size)
+        ties.append(tie)
+        rows.append(None)
+        return len(sizes) - 1
+
     nxt = 1
     yield Progress("measure", 0, n)
     waiting: list[int] = []  # components within `ahead` of the loop, not yet sent
@@ -399,53 +426,33 @@ def _iter_pieces(
             whole = len(parts) == 1 and int(parts[0][1].sum()) == body_count
             chosen: list[tuple[int, tuple[slice, ...], np.ndarray]] = []  # (piece, box, mask)
             for sub, mask in parts:
-                piece = len(sizes)
+                size = int(mask.sum())
+                piece = new_piece(size, (len(sizes), 0))
                 if whole:
                     single[i] = piece
                 else:
                     crop[sub][mask] = atoms.new(i, piece)
                     changed = True
-                size = int(mask.sum())
-                sizes.append(size)
-                ties.append((piece, 0))
-                rows.append(None)
                 box = sub_box(slc, sub)
                 sure = size < max(min_count, 1) or is_sure(conf, box, mask, conf_limit)
                 unsure += not sure
                 if size >= max(min_count, 1) and sure:
                     chosen.append((piece, box, mask))
-            if judge is not None and chosen:
-                outcomes = judge.outcomes([(b, m) for _, b, m in chosen], sp, min_count, split)
-                judged = []
-                for (piece, box, mask), got in zip(chosen, outcomes, strict=True):
-                    judge.dropped += not got
-                    if len(got) < 2:
-                        judged += [(piece, box, mask)] * len(got)
-                        continue
-                    # Split again: each piece its own atoms, ranked for ties as the
-                    # in-memory extraction ranks them (in place of the object).
-                    judge.split += 1
-                    changed = True
-                    for j, (part_box, part) in enumerate(got, start=1):
-                        new = len(sizes)
-                        crop[box_in(part_box, slc)][part] = atoms.new(i, new)
-                        sizes.append(int(part.sum()))
-                        ties.append((piece, j))
-                        rows.append(None)
-                        judged.append((new, part_box, part))
-                chosen = judged
-            for piece, box, mask in chosen:
-                img = None if image is None else np.asarray(image[box])
-                measured = pool.submit(measure_one, 0, mask, box, sp, shape, img)
-                submitted.add(measured)
-                rows[piece] = measured
-                pending.append(measured)
-                while len(pending) > ahead:
-                    pending.popleft().result()
             if changed:
                 comps.atoms[slc] = crop
+            if judge is None:
+                to_measure = chosen
+            else:
+                judge.hold(i, chosen)
+                to_measure = judge.decide(new_piece) if judge.full() else []
+            for piece, box, mask in to_measure:
+                measure(piece, box, mask)
         if i % every == 0 or i == n:
             yield Progress("measure", i, n)
+    if judge is not None:
+        for piece, box, mask in judge.decide(new_piece):
+            measure(piece, box, mask)
+        judge.write_atoms(comps.atoms, atoms.new)
     # Largest first; ties in component (raster) order, pieces of a second split in
     # place of their object.
     kept = [k for k, r in enumerate(rows) if r is not None]
