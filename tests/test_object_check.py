@@ -284,10 +284,15 @@ def test_reviewed_slices_are_sure_along_any_axis_and_the_rest_is_kept():
     assert out.dtype == conf.dtype
 
 
-def test_block_by_block_the_check_drops_and_splits_as_in_memory(tmp_path):
-    """Tiny blocks cut the objects; the block-wise loop judges each component's
-    objects as it reaches them and gives the in-memory fossils, ids, rows and counts,
-    with the second split (new atoms for its pieces) and a look-alike dropped."""
+@pytest.mark.parametrize("batch", [1, 16])
+def test_block_by_block_the_check_drops_and_splits_as_in_memory(tmp_path, monkeypatch, batch):
+    """Tiny blocks cut the objects; the block-wise loop judges the objects a batch at
+    a time (1: each as the loop makes it; 16: all at the end here) and gives the
+    in-memory fossils, ids, rows and counts, with the second split (new atoms for its
+    pieces) and a look-alike dropped."""
+    from napari_microfossil.fossils import blockjudge
+
+    monkeypatch.setattr(blockjudge, "BATCH", batch)
     scan, lab, conf = _dumbbell()
     lab = np.concatenate([lab, np.zeros_like(lab)], axis=2)
     z, y, x = np.ogrid[: lab.shape[0], : lab.shape[1], : lab.shape[2]]
