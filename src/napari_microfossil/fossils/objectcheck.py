@@ -43,6 +43,9 @@ CROP = 32
 METADATA_KEY = "napari_microfossil_object_check"
 #: Name of the bundled check under ``napari_microfossil/models``.
 DEFAULT_OBJECT_CHECK_NAME = "object_check"
+#: Objects per forward pass. On the CPU small batches stay in cache: 7 ms an object
+#: at 4-8, 14 at 16, 17.5 at 64 (2 cores, flips included).
+FORWARD_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -289,9 +292,9 @@ def fossil_probability(check: ObjectCheck, crops: np.ndarray, scalars: np.ndarra
     out = np.zeros(len(crops), dtype=np.float32)
     flips: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,), (2, 3, 4))
     with torch.no_grad():
-        for start in range(0, len(crops), 64):
-            x = torch.from_numpy(crops[start : start + 64].astype(np.float32))
-            s = torch.from_numpy(scalars[start : start + 64])
+        for start in range(0, len(crops), FORWARD_BATCH):
+            x = torch.from_numpy(crops[start : start + FORWARD_BATCH].astype(np.float32))
+            s = torch.from_numpy(scalars[start : start + FORWARD_BATCH])
             p = [torch.sigmoid(check.network(torch.flip(x, f) if f else x, s)) for f in flips]
             out[start : start + len(x)] = torch.stack(p).mean(0).numpy()
     return out
