@@ -123,3 +123,49 @@ def test_a_store_backed_result_is_judged_block_by_block_with_its_corrections(
     table = widget.table
     assert len(table) + table.dropped_lookalikes == 2
     assert f"object check: {table.dropped_lookalikes} object" in widget.status.text()
+
+
+def test_labels_opened_from_a_file_use_the_confidence_map_they_name(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """``segment -o labels.zarr --confidence conf.zarr`` from the command line, then the
+    labels opened in napari: the panel finds the map the labels name (no confidence
+    layer needed) and the object check runs."""
+    from napari_microfossil._napari.fossils_widget import FossilsWidget
+    from napari_microfossil.io.store import create_output
+
+    shape = (12, 24, 48)
+    labels = np.zeros(shape, np.uint8)
+    conf = np.full(shape, 99, np.uint8)
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    for cx, c in ((12, 97), (36, 60)):
+        ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 25
+        labels[ball] = 1
+        conf[ball] = c
+    named = {"confidence": "c.zarr"}
+    for name, data, names, meta in (
+        ("l.zarr", labels, ["background", "fossil"], named),
+        ("c.zarr", conf, None, None),
+    ):
+        out = create_output(
+            tmp_path / name, shape, np.uint8, chunks=(4, 8, 16), class_names=names, metadata=meta
+        )
+        for z0, z1 in out.todo():
+            out.write(z0, data[z0:z1])
+        out.finish()
+    viewer = make_napari_viewer()
+    viewer.add_image((20000 + 6000.0 * labels).astype(np.uint16), name="scan")
+    [layer] = viewer.open(str(tmp_path / "l.zarr"), plugin="napari-microfossil")
+    widget = FossilsWidget(viewer)
+    widget.min_size.setValue(0)
+    widget.image.set_layer("scan")
+    widget.labels.set_layer(layer.name)
+    got = widget.extract_options()["confidence"]
+    assert got is not None and got[6, 12, 36] == 60
+    _extract(qtbot, widget)
+    table = widget.table
+    assert len(table) + table.dropped_lookalikes == 2
+    assert f"object check: {table.dropped_lookalikes} object" in widget.status.text()
+    widget.options.object_check.setChecked(False)
+    _extract(qtbot, widget)
+    assert len(widget.table) == 1 and widget.table.dropped_unsure == 1  # the 85 % limit

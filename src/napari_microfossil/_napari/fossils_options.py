@@ -158,8 +158,10 @@ class ExtractOptions:
 
 
 def confidence_for(viewer: Any, layer: Any) -> Any:
-    """The confidence volume of a Segment result's Labels `layer`, or None: none named,
-    not in the viewer, or of another shape.
+    """The confidence volume of a Segment result's Labels `layer` (its confidence
+    layer), or of labels read from a file that names its confidence map (as
+    ``microfossil segment --confidence`` writes them; read lazily), or None: none
+    named, not found, or of another shape.
 
     For labels with corrections, the confidence with every reviewed slice at 100 %
     (:func:`~napari_microfossil.fossils.evidence.sure_where_reviewed`: a copy, or a lazy
@@ -169,10 +171,11 @@ def confidence_for(viewer: Any, layer: Any) -> Any:
     if layer is None:
         return None
     name = layers.meta(layer).get(layers.CONFIDENCE_LAYER)
-    if not name or name not in viewer.layers:
-        return None
-    data = layers.volume_of(viewer.layers[name])
-    if tuple(data.shape) != tuple(layer.data.shape):
+    if name and name in viewer.layers:
+        data = layers.volume_of(viewer.layers[name])
+    else:
+        data = recorded_confidence(layer)
+    if data is None or tuple(data.shape) != tuple(layer.data.shape):
         return None
     if not layers.has_corrections(layer):
         return data
@@ -180,3 +183,23 @@ def confidence_for(viewer: Any, layer: Any) -> Any:
     if not reviewed:
         return None
     return sure_where_reviewed(data, reviewed)
+
+
+def recorded_confidence(layer: Any) -> Any:
+    """The confidence map the file of a Labels `layer` names (``segment --confidence``
+    records it in the labels it writes), read lazily; None if there is none."""
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..io import read_labels, read_volume
+    from ..workflows.segment_outputs import CONFIDENCE_KEY, recorded_input
+
+    path = layers.store_of(layer) or layers.source_path(layer)
+    if not path or not Path(path).exists():
+        return None
+    try:
+        meta = read_labels(path, lazy=True).metadata
+        found = recorded_input(Path(path), meta, CONFIDENCE_KEY)
+        return None if found is None else read_volume(found, lazy=True).data
+    except InputError:  # not readable as labels, or the map is not: as if none were named
+        return None
