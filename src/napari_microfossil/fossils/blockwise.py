@@ -17,7 +17,8 @@ box, not the volume.
    new atoms, written back into the crop, so a later component sees the same
    neighbours the in-memory loop sees. Filling, splitting and measuring run in the
    worker processes, ahead of the loop where no earlier box overlaps; the loop applies
-   their results in rank order.
+   their results in rank order. With an object check, the objects that pass the limits
+   are judged a batch at a time (:mod:`.blockjudge`), as in memory.
 3. Ids by size (largest first, ties in component order), then the instance volume:
    each slab of the store mapped atom -> fossil id and written to the output store.
 """
@@ -191,21 +192,20 @@ def iter_extract_fossils_blockwise(
     out_path = Path(output)
     if out_path.exists() and not overwrite:
         raise InputError(f"output: {out_path} already exists (use --overwrite to replace it)")
-    intensity = None if object_check is None else intensity_range(image)
+    scan = image
     if is_lazy(image):
         image = CachedCrops(image)  # components come in raster order: neighbours share chunks
     if is_lazy(conf):
         conf = CachedCrops(conf)
     judge = None
     if object_check is not None:
-        assert intensity is not None
         judge = BlockJudge(
             object_check,
             image,
             labels,
             conf,
             opts.class_id,
-            intensity,
+            intensity_range(scan),  # from whole planes: not through the crop cache
             {
                 "split": split,
                 "spacing": opts.spacing,
@@ -338,8 +338,10 @@ def _iter_pieces(
 
     Returns the rows of the kept fossils (ids set, in id order), the fossil id of
     every atom (0: none) and how many objects `evidence` (the confidence and its
-    limit) dropped, `judge` dropped and `judge` split. A piece's voxels are final when it is made: later components only
-    take voxels no component holds, and a split only reassigns its own component's.
+    limit) dropped, `judge` dropped and `judge` split again. A piece's voxels are final
+    when it is made: later components only take voxels no component holds, and a split
+    only reassigns its own component's (a second split's pieces get their atoms after
+    the loop: :meth:`~.blockjudge.BlockJudge.write_atoms`).
     Every job sent to `pool` is added to `submitted` (for the caller to cancel).
 
     The filling and splitting of a component (most of the time) runs in `find_pool`, up to
