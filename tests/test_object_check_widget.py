@@ -40,3 +40,20 @@ def test_the_check_runs_with_scan_and_confidence_in_place_of_the_limit(setup, qt
     assert widget.extract() is not None
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=60_000)
     assert len(widget.table) == 1 and widget.table.dropped_unsure == 1
+
+
+def test_min_confidence_is_greyed_only_while_the_check_can_run(setup):
+    """Without a Scan the check cannot run and the limit applies: the box is not greyed."""
+    _, widget = setup
+    box = widget.options.min_confidence
+    assert widget.image.layer() is not None and not box.isEnabled()
+    widget.image.setCurrentIndex(widget.image.findText("(none)"))
+    assert widget.image.layer() is None and box.isEnabled()
+    opts = widget.extract_options(scan=False)
+    assert opts["object_check"] is False and opts["min_confidence"] == DEFAULT_MIN_CONFIDENCE
+    widget.options.object_check.setChecked(False)
+    assert box.isEnabled()
+    widget.image.set_layer("scan")
+    assert box.isEnabled()  # unticked: the limit applies with or without a scan
+    widget.options.object_check.setChecked(True)
+    assert not box.isEnabled()

@@ -57,8 +57,8 @@ class ExtractOptions:
             "With the Segment result's confidence layer: objects the model was on average "
             f"less sure of are dropped. Default {defaults.DEFAULT_MIN_CONFIDENCE:g} %; 0 "
             "keeps every object. Slices you reviewed or corrected count as sure (100 %). "
-            "Greyed while Object check is ticked: the check replaces it (the limit still "
-            "applies when the check cannot run, without a Scan)"
+            "Greyed while Object check is ticked and a Scan is chosen: the check replaces "
+            "it (without a Scan the check cannot run, and this limit applies)"
         )
         self.object_check = QCheckBox("Object check (drop look-alikes)", parent)
         self.object_check.setChecked(True)
@@ -67,9 +67,11 @@ class ExtractOptions:
             "fossils are dropped. Needs the Scan and the Segment result's confidence "
             "layer; replaces the Min confidence limit when it runs"
         )
-        # The check replaces the limit when it runs: the limit is greyed while it is ticked.
-        self.object_check.toggled.connect(lambda on: self.min_confidence.setEnabled(not on))
-        self.min_confidence.setEnabled(not self.object_check.isChecked())
+        # The check replaces the limit when it runs: the limit is greyed while it is
+        # ticked and can run (a scan chosen: :meth:`set_scan`).
+        self.has_scan = True
+        self.object_check.toggled.connect(lambda _: self.set_scan(self.has_scan))
+        self.set_scan(True)
         self.min_size.setToolTip(
             f"Smaller objects are dropped. Default {defaults.DEFAULT_MIN_VOXELS} voxels, a "
             f"ball {defaults.DEFAULT_MIN_DIAMETER_VOXELS} voxels across; 0 keeps every speck"
@@ -78,6 +80,12 @@ class ExtractOptions:
             "Separate bodies joined by a narrow neck (distance-transform watershed)"
         )
         self.fill.setToolTip("Fill each fossil's enclosed cavities (hollow chambers) into it")
+
+    def set_scan(self, chosen: bool) -> None:
+        """Whether a Scan is chosen: without one the check cannot run, and Min
+        confidence, which then applies, is not greyed."""
+        self.has_scan = bool(chosen)
+        self.min_confidence.setEnabled(not (self.object_check.isChecked() and self.has_scan))
 
     def size_row(self) -> QHBoxLayout:
         """The size limit and its unit, side by side."""

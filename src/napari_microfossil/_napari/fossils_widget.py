@@ -147,6 +147,9 @@ class FossilsWidget(QWidget):
         busy.append(self.remeasure_button)
         self.runner = JobRunner("Fossils", self.status, busy, self.cancel_button, after=after)
         self.labels.currentIndexChanged.connect(self._on_labels_changed)
+        scan = self.options.set_scan
+        self.image.currentIndexChanged.connect(lambda _: scan(self.image.layer() is not None))
+        scan(self.image.layer() is not None)
         self.extract_button.clicked.connect(lambda: self.extract())
         self.table_widget.itemSelectionChanged.connect(self._on_selection)
         self.show_alone.toggled.connect(self._on_show_alone)
