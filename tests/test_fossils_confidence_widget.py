@@ -125,13 +125,15 @@ def test_a_store_backed_result_is_judged_block_by_block_with_its_corrections(
     assert f"object check: {table.dropped_lookalikes} object" in widget.status.text()
 
 
+@pytest.mark.parametrize("kind", ["zarr", "tif"])
 def test_labels_opened_from_a_file_use_the_confidence_map_they_name(
-    make_napari_viewer, qtbot, tmp_path
+    make_napari_viewer, qtbot, tmp_path, kind
 ):
-    """``segment -o labels.zarr --confidence conf.zarr`` from the command line, then the
-    labels opened in napari: the panel finds the map the labels name (no confidence
-    layer needed) and the object check runs."""
+    """``segment -o labels.zarr --confidence conf.zarr`` (or TIFFs) from the command
+    line, then the labels opened in napari: the panel finds the map the labels name (no
+    confidence layer needed) and the object check runs, block by block or in memory."""
     from napari_microfossil._napari.fossils_widget import FossilsWidget
+    from napari_microfossil.io import write_tiff
     from napari_microfossil.io.store import create_output
 
     shape = (12, 24, 48)
@@ -142,11 +144,14 @@ def test_labels_opened_from_a_file_use_the_confidence_map_they_name(
         ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 25
         labels[ball] = 1
         conf[ball] = c
-    named = {"confidence": "c.zarr"}
+    named = {"confidence": f"c.{kind}"}
     for name, data, names, meta in (
-        ("l.zarr", labels, ["background", "fossil"], named),
-        ("c.zarr", conf, None, None),
+        (f"l.{kind}", labels, ["background", "fossil"], named),
+        (f"c.{kind}", conf, None, None),
     ):
+        if kind == "tif":
+            write_tiff(tmp_path / name, data, class_names=names, metadata=meta)
+            continue
         out = create_output(
             tmp_path / name, shape, np.uint8, chunks=(4, 8, 16), class_names=names, metadata=meta
         )
@@ -155,7 +160,7 @@ def test_labels_opened_from_a_file_use_the_confidence_map_they_name(
         out.finish()
     viewer = make_napari_viewer()
     viewer.add_image((20000 + 6000.0 * labels).astype(np.uint16), name="scan")
-    [layer] = viewer.open(str(tmp_path / "l.zarr"), plugin="napari-microfossil")
+    [layer] = viewer.open(str(tmp_path / f"l.{kind}"), plugin="napari-microfossil")
     widget = FossilsWidget(viewer)
     widget.min_size.setValue(0)
     widget.image.set_layer("scan")
@@ -166,6 +171,7 @@ def test_labels_opened_from_a_file_use_the_confidence_map_they_name(
     table = widget.table
     assert len(table) + table.dropped_lookalikes == 2
     assert f"object check: {table.dropped_lookalikes} object" in widget.status.text()
+    assert (tmp_path / "l.instances.zarr").is_dir() == (kind == "zarr")
     widget.options.object_check.setChecked(False)
     _extract(qtbot, widget)
     assert len(widget.table) == 1 and widget.table.dropped_unsure == 1  # the 85 % limit
