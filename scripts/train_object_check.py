@@ -267,7 +267,7 @@ def choose_split(
                 trial = ObjectCheck(
                     check.network, check.threshold, split_neck_ratio=g[0], split_threshold=g[1]
                 )
-                objects, _ = drain(
+                replace = drain(
                     iter_split_judged(
                         trial,
                         kept,
@@ -280,6 +280,7 @@ def choose_split(
                         class_id=1,
                     )
                 )
+                objects = [p for k, o in enumerate(kept) for p in replace.get(k, [o])]
             inst = np.zeros(table.instances.shape, dtype=np.uint16)
             for k, (box, mask) in enumerate(objects, start=1):
                 inst[box][mask] = k

@@ -378,13 +378,13 @@ def iter_check_outcomes(
     for k in kept:
         outcomes[k] = [objects[k]]
     if split:
-        replace = yield from _iter_resplit(
+        replace = yield from iter_split_judged(
             check,
             [objects[k] for k in kept],
             spacing=spacing,
             min_count=min_count,
             min_distance_um=min_distance_um,
-            inputs=inputs,
+            **inputs,
         )
         for j, pieces in replace.items():
             outcomes[kept[j]] = pieces
@@ -402,7 +402,8 @@ def iter_split_judged(
     labels: Any,
     confidence: Any,
     class_id: int,
-) -> Generator[Progress, None, tuple[list[tuple[tuple[slice, ...], np.ndarray]], int]]:
+    intensity: tuple[float, float] | None = None,
+) -> Generator[Progress, None, dict[int, list[tuple[tuple[slice, ...], np.ndarray]]]]:
     """Split again, more finely, the objects the check kept, where it judges every piece
     a fossil too.
 
@@ -421,34 +422,9 @@ def iter_split_judged(
 
     Returns
     -------
-    objects : list of (box, mask)
-        The objects, split ones replaced by their pieces (in their place).
-    split : int
-        How many objects were split.
+    dict
+        For each object split (its index in `objects`): its pieces, each (box, mask).
     """
-    inputs = {"scan": scan, "labels": labels, "confidence": confidence, "class_id": class_id}
-    replace = yield from _iter_resplit(
-        check,
-        objects,
-        spacing=spacing,
-        min_count=min_count,
-        min_distance_um=min_distance_um,
-        inputs=inputs,
-    )
-    out = [piece for k, obj in enumerate(objects) for piece in replace.get(k, [obj])]
-    return out, len(replace)
-
-
-def _iter_resplit(
-    check: ObjectCheck,
-    objects: Sequence[tuple[tuple[slice, ...], np.ndarray]],
-    *,
-    spacing: tuple[float, float, float],
-    min_count: int,
-    min_distance_um: float | None,
-    inputs: dict[str, Any],
-) -> Generator[Progress, None, dict[int, list[tuple[tuple[slice, ...], np.ndarray]]]]:
-    """The second split (:func:`iter_split_judged`): the pieces of each object it splits."""
     from .split import split_body, sub_box, tight_box
 
     if check.split_neck_ratio is None or not objects:
@@ -469,7 +445,15 @@ def _iter_resplit(
     flat = [piece for _, pieces in candidates for piece in pieces]
     if not flat:
         return {}
-    p = yield from iter_judge_objects(check, flat, **inputs)
+    p = yield from iter_judge_objects(
+        check,
+        flat,
+        scan=scan,
+        labels=labels,
+        confidence=confidence,
+        class_id=class_id,
+        intensity=intensity,
+    )
     replace: dict[int, list[tuple[tuple[slice, ...], np.ndarray]]] = {}
     start = 0
     for k, pieces in candidates:
