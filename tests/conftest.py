@@ -112,16 +112,12 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(store, "CHUNK_BYTES", 2 * 40 * 48)
 
 
-@pytest.fixture
-def two_balls_panel(make_napari_viewer):
-    """A Fossils panel on a scan with two fossil balls: one the model was sure of (97 %),
-    one it was not (60 %), as a Segment result with its confidence layer."""
+def two_balls():
+    """Labels (12, 24, 48) with two fossil balls and their confidence: one the model was
+    sure of (97 %), one it was not (60 %); 99 % elsewhere."""
     import numpy as np
 
-    from napari_microfossil._napari.fossils_widget import FossilsWidget
-
     shape = (12, 24, 48)
-    viewer = make_napari_viewer()
     labels = np.zeros(shape, np.uint8)
     conf = np.full(shape, 99, np.uint8)
     z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
@@ -129,6 +125,19 @@ def two_balls_panel(make_napari_viewer):
         ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 25
         labels[ball] = 1
         conf[ball] = c
+    return labels, conf
+
+
+@pytest.fixture
+def two_balls_panel(make_napari_viewer):
+    """A Fossils panel on a scan with :func:`two_balls`, as a Segment result with its
+    confidence layer."""
+    import numpy as np
+
+    from napari_microfossil._napari.fossils_widget import FossilsWidget
+
+    viewer = make_napari_viewer()
+    labels, conf = two_balls()
     viewer.add_image((20000 + 6000.0 * labels).astype(np.uint16), name="scan")
     viewer.add_image(conf, name="scan confidence", metadata={"labels_layer": "scan fossils"})
     viewer.add_labels(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import two_balls
 from napari_microfossil.fossils import DEFAULT_MIN_CONFIDENCE
 
 pytest.importorskip("napari")
@@ -17,6 +18,16 @@ def setup(two_balls_panel):
     viewer, widget = two_balls_panel
     widget.options.object_check.setChecked(False)  # the limit alone (test_object_check_widget)
     return viewer, widget
+
+
+def _store(path, data, **meta):
+    """`data` as an OME-Zarr store of tiny chunks (many blocks), as segment writes it."""
+    from napari_microfossil.io.store import create_output
+
+    out = create_output(path, data.shape, data.dtype, chunks=(4, 8, 16), **meta)
+    for z0, z1 in out.todo():
+        out.write(z0, data[z0:z1])
+    out.finish()
 
 
 def _extract(qtbot, widget):
@@ -76,23 +87,12 @@ def test_a_store_backed_result_is_judged_block_by_block_with_its_corrections(
     sure, and runs the object check there too."""
     from napari_microfossil._napari.fossils_widget import FossilsWidget
     from napari_microfossil.io import read_volume
-    from napari_microfossil.io.store import create_output
     from napari_microfossil.review import ReviewState
     from napari_microfossil.review.labels_store import open_store_labels
 
-    shape = (12, 24, 48)
-    labels = np.zeros(shape, np.uint8)
-    conf = np.full(shape, 99, np.uint8)
-    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    for cx, c in ((12, 97), (36, 60)):
-        ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 25
-        labels[ball] = 1
-        conf[ball] = c
-    for name, data, names in (("l.zarr", labels, ["background", "fossil"]), ("c.zarr", conf, None)):
-        out = create_output(tmp_path / name, shape, np.uint8, chunks=(4, 8, 16), class_names=names)
-        for z0, z1 in out.todo():
-            out.write(z0, data[z0:z1])
-        out.finish()
+    labels, conf = two_balls()
+    _store(tmp_path / "l.zarr", labels, class_names=["background", "fossil"])
+    _store(tmp_path / "c.zarr", conf)
     viewer = make_napari_viewer()
     viewer.add_image((20000 + 6000.0 * labels).astype(np.uint16), name="scan")
     viewer.add_image(read_volume(tmp_path / "c.zarr", lazy=True).data, name="scan confidence")
@@ -134,30 +134,12 @@ def test_labels_opened_from_a_file_use_the_confidence_map_they_name(
     confidence layer needed) and the object check runs, block by block or in memory."""
     from napari_microfossil._napari.fossils_widget import FossilsWidget
     from napari_microfossil.io import write_tiff
-    from napari_microfossil.io.store import create_output
 
-    shape = (12, 24, 48)
-    labels = np.zeros(shape, np.uint8)
-    conf = np.full(shape, 99, np.uint8)
-    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
-    for cx, c in ((12, 97), (36, 60)):
-        ball = (z - 6) ** 2 + (y - 12) ** 2 + (x - cx) ** 2 <= 25
-        labels[ball] = 1
-        conf[ball] = c
+    labels, conf = two_balls()
     named = {"confidence": f"c.{kind}"}
-    for name, data, names, meta in (
-        (f"l.{kind}", labels, ["background", "fossil"], named),
-        (f"c.{kind}", conf, None, None),
-    ):
-        if kind == "tif":
-            write_tiff(tmp_path / name, data, class_names=names, metadata=meta)
-            continue
-        out = create_output(
-            tmp_path / name, shape, np.uint8, chunks=(4, 8, 16), class_names=names, metadata=meta
-        )
-        for z0, z1 in out.todo():
-            out.write(z0, data[z0:z1])
-        out.finish()
+    write = _store if kind == "zarr" else write_tiff
+    write(tmp_path / f"l.{kind}", labels, class_names=["background", "fossil"], metadata=named)
+    write(tmp_path / f"c.{kind}", conf)
     viewer = make_napari_viewer()
     viewer.add_image((20000 + 6000.0 * labels).astype(np.uint16), name="scan")
     [layer] = viewer.open(str(tmp_path / f"l.{kind}"), plugin="napari-microfossil")
