@@ -199,15 +199,14 @@ def recorded_confidence(layer: Any) -> Any:
     from pathlib import Path
 
     from ..errors import InputError
-    from ..io import read_labels, read_volume
-    from ..workflows.segment_outputs import CONFIDENCE_KEY, recorded_input
+    from ..io import read_volume
+    from ..workflows.segment_outputs import CONFIDENCE_KEY, inputs_named_by
 
     path = layers.store_of(layer) or layers.source_path(layer)
     if not path or not Path(path).exists():
         return None
     try:
-        meta = read_labels(path, lazy=True).metadata
-        found = recorded_input(Path(path), meta, CONFIDENCE_KEY)
+        found = inputs_named_by(Path(path)).get(CONFIDENCE_KEY)
         return None if found is None else read_volume(found, lazy=True).data
     except InputError:  # not readable as labels, or the map is not: as if none were named
         return None

@@ -171,13 +171,12 @@ def _named_inputs(args: argparse.Namespace, *, scan: bool) -> tuple[Any, Any]:
     when not given and still there: what a first run uses without a flag."""
     from pathlib import Path
 
-    from ..io import read_labels
-    from ..workflows.segment_outputs import CONFIDENCE_KEY, SCAN_KEY, recorded_input
+    from ..workflows.segment_outputs import CONFIDENCE_KEY, SCAN_KEY, inputs_named_by
 
     labels = Path(args.labels)
     want_scan = scan and args.image is None
     if not labels.exists() or (args.confidence is not None and not want_scan):
         return None, None  # a missing file is the request's error to give
-    meta = read_labels(labels, lazy=True).metadata  # a store's empty chunks are background
-    conf = recorded_input(labels, meta, CONFIDENCE_KEY) if args.confidence is None else None
-    return conf, recorded_input(labels, meta, SCAN_KEY) if want_scan else None
+    named = inputs_named_by(labels)
+    conf = named.get(CONFIDENCE_KEY) if args.confidence is None else None
+    return conf, named.get(SCAN_KEY) if want_scan else None

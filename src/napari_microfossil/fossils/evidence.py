@@ -103,17 +103,8 @@ def sure_where_reviewed(confidence: Any, reviewed: Mapping[str, Sequence[int]]) 
     reviewed : mapping
         Reviewed slice indices per axis name (``"z"``, ``"y"``, ``"x"``).
     """
-    if not isinstance(confidence, np.ndarray):
-        return SureWhereReviewed(confidence, reviewed)
-    out = np.array(confidence, copy=True)
-    for name, planes in reviewed.items():
-        axis = "zyx".index(name)
-        index = [int(i) for i in planes if 0 <= int(i) < out.shape[axis]]
-        if index:
-            sl: list[Any] = [slice(None)] * 3
-            sl[axis] = index
-            out[tuple(sl)] = 100
-    return out
+    view = SureWhereReviewed(confidence, reviewed)
+    return view[...] if isinstance(confidence, np.ndarray) else view
 
 
 class SureWhereReviewed(LazyArray):

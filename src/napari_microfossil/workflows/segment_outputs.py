@@ -238,6 +238,17 @@ def recorded_input(labels: Path, metadata: Mapping[str, Any], key: str) -> Path 
     return path if path.exists() else None
 
 
+def inputs_named_by(labels: Path) -> dict[str, Path]:
+    """The files the labels at `labels` name (:data:`CONFIDENCE_KEY`, :data:`SCAN_KEY`)
+    and that still exist, from one read of their header; what ``fossils`` and the
+    Fossils panel use without being told."""
+    from ..io import read_labels
+
+    meta = read_labels(labels, lazy=True).metadata  # a store's empty chunks are background
+    found = {key: recorded_input(labels, meta, key) for key in (CONFIDENCE_KEY, SCAN_KEY)}
+    return {key: path for key, path in found.items() if path is not None}
+
+
 def abort_outputs(outputs: list[SlabOutput]) -> None:
     """Stop the TIFF writers (nothing is left of them); stores keep their slabs."""
     for o in outputs:
