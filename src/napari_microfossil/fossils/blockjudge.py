@@ -84,9 +84,11 @@ class BlockJudge:
         )
         out: list[Piece] = []
         for (component, (piece, box, mask)), got in zip(held, outcomes, strict=True):
-            self.dropped += not got
-            if len(got) < 2:
-                out += [(piece, box, mask)] * len(got)
+            if not got:
+                self.dropped += 1
+                continue
+            if len(got) == 1:  # kept whole
+                out.append((piece, box, mask))
                 continue
             # Split again: the pieces rank for ties in place of their object, as the
             # in-memory extraction ranks them.
