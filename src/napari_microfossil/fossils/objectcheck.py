@@ -358,19 +358,22 @@ def iter_check_outcomes(
     or, when `split`, the pieces of its second split (:func:`iter_split_judged`).
 
     One rule for the in-memory extraction (all objects at once) and the block-wise
-    one (a component's objects at a time, `intensity` computed once).
+    one (a batch at a time, `intensity` computed once by the caller). The scan's
+    intensity range is read once for both judgements.
 
     Returns
     -------
     list of lists of (box, mask)
         Per object, in order: ``[]``, ``[object]`` or its two or more pieces.
     """
+    from ..normalise import intensity_range
+
     inputs = {
         "scan": scan,
         "labels": labels,
         "confidence": confidence,
         "class_id": class_id,
-        "intensity": intensity,
+        "intensity": intensity_range(scan) if intensity is None else intensity,
     }
     p = yield from iter_judge_objects(check, objects, **inputs)
     kept = [k for k in range(len(objects)) if p[k] >= check.threshold]
