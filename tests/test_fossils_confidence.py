@@ -137,6 +137,22 @@ def test_cli_uses_the_confidence_the_labels_name_by_default(tmp_path, capsys):
     assert "Found 3 fossil objects" in said and "no confidence map" in said
 
 
+def test_a_map_in_a_sibling_folder_is_named_without_dots(tmp_path, capsys):
+    """Labels in one folder naming a map in another (recorded as ``../maps/c.tif``): the
+    summary prints the map's own path, not ``labels/../maps/c.tif``."""
+    lab, conf = _volumes()
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "labels").mkdir()
+    named = {"confidence": "../maps/c.tif"}
+    write_tiff(tmp_path / "labels" / "l.tif", lab, spacing=2.0, class_names=NAMES, metadata=named)
+    write_tiff(tmp_path / "maps" / "c.tif", conf, spacing=2.0)
+    said = _run([str(tmp_path / "labels" / "l.tif"), "-o", str(tmp_path / "a")], capsys)
+    where = (tmp_path / "maps" / "c.tif").resolve()
+    assert f"confidence map {where}, named by the labels" in said
+    assert ".." not in said.split("confidence map ")[1].split(",")[0]
+    assert "1 object the model was less sure of dropped" in said
+
+
 def test_cli_refuses_a_confidence_of_another_shape(tmp_path, capsys):
     lab, conf = _volumes()
     write_tiff(tmp_path / "l.tif", lab, class_names=NAMES)

@@ -234,7 +234,9 @@ def recorded_input(labels: Path, metadata: Mapping[str, Any], key: str) -> Path 
     ref = metadata.get(key)
     if not isinstance(ref, str) or not ref:
         return None
-    path = labels.parent / ref
+    # Recorded relative to the labels' resolved folder (:func:`input_reference`): resolved
+    # again, the path the summary prints has no ``..`` in it.
+    path = (labels.resolve().parent / ref).resolve()
     return path if path.exists() else None
 
 
